@@ -1,0 +1,2 @@
+"""Baselines the paper compares SLIM with: ERM, JTT, GroupDRO and DFR (importing registers them)."""
+from baselines import dfr, erm, groupdro, jtt  # noqa: F401

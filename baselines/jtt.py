@@ -1,0 +1,104 @@
+"""JTT, Just Train Twice (Liu et al., ICML 2021): upweight what a briefly trained ERM model gets wrong.
+
+Stage 1 trains an identification model by ERM for T epochs (hp ``jtt_epochs``) and keeps the last
+epoch's weights; the error set E is the train instances it misclassifies (eval mode, no augmentation,
+as the authors' per-epoch train predictions). Stage 2 retrains from the same starting weights on the
+train set with every instance of E repeated lambda more times (hp ``jtt_lambda``), i.e. an effective
+weight of lambda + 1: the authors' code concatenates the train set with ``up_weight`` extra copies of the
+error points, and their lambda_up is that ``up_weight``. Stage 2 is selected by val worst-group accuracy,
+the only place JTT reads group labels.
+
+Both stages use the run's lr, weight decay, batch size and optimiser, as in the authors' commands. One
+difference from their code: the shared training loop anneals the learning rate (cosine) over each
+stage's own epochs, where the authors keep it constant and take the epoch-T checkpoint of a longer run.
+Stage 1 is cached per (data, arch, seed, model choices, stage-1 settings), so a sweep over lambda or
+over stage-2 settings trains it once.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from harness.cache import load_tensors, save_tensors
+from harness.errors import HarnessError
+from harness.evaluation import predict_logits
+from harness.methods import MODEL_KEYS, TRAIN_KEYS, Method, MethodResult, RunContext, register
+
+
+def upweighted_indices(num_train: int, error_set: np.ndarray, lam: int) -> np.ndarray:
+    """Training rows of one stage-2 epoch: every row once, plus ``lam`` more copies of each error row."""
+    return np.concatenate([np.arange(num_train), np.repeat(np.asarray(error_set, dtype=np.int64), lam)])
+
+
+def upweight_factor(value: Any) -> int:
+    """lambda as a non-negative integer (copies must be whole)."""
+    whole = isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer()
+    if not whole or value < 0:
+        raise HarnessError(f"jtt_lambda must be a non-negative whole number, got {value!r}")
+    return int(value)
+
+
+def stage1_hparams(hp: dict[str, Any]) -> dict[str, Any]:
+    """The identification model's settings: the run's training settings, T epochs, shuffled, last epoch."""
+    epochs = hp.get("jtt_epochs")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise HarnessError(f"jtt_epochs must be a positive whole number of epochs, got {epochs!r}")
+    stage1 = {k: hp[k] for k in TRAIN_KEYS if k in hp}
+    stage1.update(epochs=epochs, sampler="shuffle", selection="last")
+    stage1.update({k: hp[k] for k in MODEL_KEYS if k in hp})
+    return stage1
+
+
+def stage1_predictions(ctx: RunContext, hp: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+    """Train-set predictions of the stage-1 ERM model (trained once per key, then read from the cache)."""
+    stage1 = stage1_hparams(hp)
+
+    def train(path: Path) -> None:
+        model = ctx.new_model()
+        result = ctx.train(model, stage1, desc=f"JTT stage 1 ({stage1['epochs']} epochs) seed {ctx.seed}")
+        preds = predict_logits(model, ctx.benchmark.splits["train"], ctx.device).argmax(1)
+        save_tensors(path, {"predictions": preds}, meta={"history": result.history})
+
+    key = dict(ctx.reference_key(), hparams=stage1, stage="jtt-stage1")
+    path = ctx.cache.get_or_create("jtt_stage1", key, "safetensors", train)
+    tensors, meta = load_tensors(path)
+    return tensors["predictions"].numpy(), meta
+
+
+@register
+class JTT(Method):
+    name = "jtt"
+    needs_val_group_labels = True  # model selection by val worst-group accuracy
+
+    def fit(self, ctx: RunContext) -> MethodResult:
+        lam = upweight_factor(self.hparams.get("jtt_lambda"))
+        train = ctx.benchmark.splits["train"]
+        preds, stage1_meta = stage1_predictions(ctx, self.hparams)
+        error_set = np.flatnonzero(preds != train.labels.numpy())
+        indices = upweighted_indices(len(train), error_set, lam)
+
+        model = ctx.new_model()
+        result = ctx.train(model, self.hparams, indices=indices,
+                           desc=f"JTT stage 2 (lambda {lam}, |E| {len(error_set)}) seed {ctx.seed}")
+        n = len(train)
+        # Reported only (JTT never trains on it): how the error set splits over the train groups.
+        composition = np.bincount(train.groups[torch.as_tensor(error_set)].numpy(),
+                                  minlength=ctx.benchmark.num_groups)
+        details = {
+            "jtt_epochs": self.hparams["jtt_epochs"],
+            "jtt_lambda": lam,
+            "error_set_size": int(len(error_set)),
+            "error_set_fraction": len(error_set) / n,
+            "error_set_groups": dict(zip(ctx.benchmark.group_names, composition.tolist(), strict=True)),
+            "stage1_history": stage1_meta.get("history", []),
+            "history": result.history,
+            # The paper's "add. training cost" (Table 2, JTT 5x-6x): the upsampled train set's size in
+            # train-set sizes, (N + lambda |E|) / N. Epoch-weighted passes are kept here for compute.
+            "training_passes": {"stage1": float(self.hparams["jtt_epochs"]),
+                                "stage2": result.samples_seen / n},
+        }
+        return MethodResult(model=model, selection=result.selection,
+                            extra_training_fraction=len(indices) / n, details=details)

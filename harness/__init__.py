@@ -1,0 +1,1 @@
+"""slim-harness: data, models, training, evaluation, sweeps, tables and the command line."""

@@ -1,0 +1,74 @@
+"""Content-keyed artifact cache shared by runs, sweeps and workers.
+
+An artifact (a reference model, a CAM pass, a JTT stage-1 model, ...) is stored under
+``root/<kind>/<hash of its key>.<suffix>`` with its key written beside it as JSON. Creation happens under
+an exclusive file lock, so two workers that need the same artifact compute it once, and every file is
+written atomically, so an interrupted run never leaves a half-written artifact that looks finished.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from harness.records import atomic_write_json, config_hash
+
+
+def default_cache_root() -> Path:
+    """Machine-wide cache (pretrained stand-in weights): $SLIM_HARNESS_CACHE or ~/.cache/slim-harness."""
+    return Path(os.environ.get("SLIM_HARNESS_CACHE", Path.home() / ".cache" / "slim-harness"))
+
+
+class ArtifactCache:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def path(self, kind: str, key: dict[str, Any], suffix: str) -> Path:
+        return self.root / kind / f"{config_hash(key)}.{suffix}"
+
+    def get_or_create(self, kind: str, key: dict[str, Any], suffix: str, create: Callable[[Path], None]) -> Path:
+        """Path of the artifact for ``key``, calling ``create(path)`` (which must write it) if it is absent."""
+        path = self.path(kind, key, suffix)
+        if path.exists():
+            return path
+        with file_lock(path.with_suffix(".lock")):
+            if not path.exists():
+                create(path)
+                atomic_write_json(path.with_suffix(".key.json"), key)
+        return path
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any] | None = None) -> None:
+    """Atomically save tensors (and JSON metadata) as safetensors: loading never unpickles anything."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    contiguous = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    save_file(contiguous, str(tmp), metadata={"meta": json.dumps(meta or {})})
+    os.replace(tmp, path)
+
+
+def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads((f.metadata() or {}).get("meta", "{}"))
+    return load_file(str(path)), meta

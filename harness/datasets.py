@@ -1,0 +1,70 @@
+"""The dataset registry: synthetic presets (generated, the default) and real datasets (read from disk)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.data import Benchmark
+from harness.errors import HarnessError
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    name: str
+    description: str
+    needs: str  # what the user must provide
+    synthetic: bool
+
+
+def list_datasets() -> list[DatasetEntry]:
+    from harness.real_datasets import REAL_DATASETS
+    from harness.synthetic import PRESETS
+
+    entries = [DatasetEntry(name, desc, "nothing: generated (--scale tiny|quick|paper)", True)
+               for name, desc in PRESETS.items()]
+    for info in REAL_DATASETS.values():
+        needs = "--data-root with " + ", ".join(info.expected)
+        if info.options:
+            needs += "; options (--data-option k=v): " + ", ".join(info.options)
+        entries.append(DatasetEntry(info.name, f"{info.description} (masks: {info.has_masks})", needs, False))
+    return entries
+
+
+def is_synthetic(name: str) -> bool:
+    return name.endswith("-synth")
+
+
+def load_benchmark(
+    name: str,
+    *,
+    scale: str,
+    data_seed: int = 0,
+    data_root: str | Path | None = None,
+    image_size: int | None = None,
+    options: dict[str, str] | None = None,
+    cache_dir: Path | None = None,
+    show_progress: bool = True,
+) -> Benchmark:
+    """Generate a synthetic preset or read a real dataset from ``data_root``."""
+    known = {e.name for e in list_datasets()}
+    if name not in known:
+        raise HarnessError(f"unknown dataset {name!r}; `python -m harness datasets` lists them")
+    if is_synthetic(name):
+        from harness.synthetic import make_benchmark
+
+        if data_root is not None:
+            raise HarnessError(f"{name} is generated; --data-root is for the real datasets")
+        return make_benchmark(name, scale, data_seed)
+    from harness.cache import default_cache_root
+    from harness.real_datasets import load_real
+
+    if data_root is None:
+        raise HarnessError(f"dataset {name!r} is read from disk: give --data-root PATH")
+    return load_real(name, Path(data_root), image_size=image_size or 224,
+                     cache_dir=Path(cache_dir or default_cache_root() / "images"),
+                     options=options, progress=show_progress)
+
+
+def dataset_fingerprint(benchmark: Benchmark) -> dict:
+    """What identifies a benchmark's content for cache keys (name and generation/source facts)."""
+    return {"name": benchmark.name, **{k: v for k, v in benchmark.info.items() if isinstance(v, (str, int, float, bool))}}

@@ -1,0 +1,80 @@
+"""Predictions and group metrics shared by every method (paper eq. 2: worst-group accuracy)."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from harness.data import Benchmark, Split
+from harness.hparams_registry import paper_dataset
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, split: Split, device: torch.device, batch_size: int = 256) -> torch.Tensor:
+    """Logits (N, C) of ``model`` on every image of ``split``, in order, on the CPU."""
+    model.eval()
+    out = []
+    for start in range(0, len(split), batch_size):
+        images = split.images[start:start + batch_size].to(device, non_blocking=True)
+        with autocast(device):
+            out.append(model(to_float(images)).float().cpu())
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 3, H, W) -> float in [0, 1], channels-last on the GPU."""
+    x = images.float().div_(255)
+    return x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on the GPU, nothing on the CPU (CPU results stay exact and deterministic)."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=torch.device(device).type == "cuda")
+
+
+def group_metrics(
+    preds: np.ndarray,
+    labels: np.ndarray,
+    groups: np.ndarray,
+    group_names: list[str],
+    train_proportions: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Per-group, worst-group and average accuracy (fractions).
+
+    Worst-group accuracy is the minimum over the groups present in the split (eq. 2). With
+    ``train_proportions``, ``weighted_avg_acc`` weights each group's accuracy by its share of the
+    training set (the Waterbirds reporting convention), renormalised over the groups present.
+    """
+    correct = preds == labels
+    counts = np.bincount(groups, minlength=len(group_names))
+    hits = np.bincount(groups, weights=correct.astype(float), minlength=len(group_names))
+    present = counts > 0
+    acc = np.divide(hits, counts, out=np.zeros_like(hits), where=present)
+    metrics: dict[str, Any] = {
+        "worst_group_acc": float(acc[present].min()) if present.any() else float("nan"),
+        "avg_acc": float(correct.mean()) if len(correct) else float("nan"),
+        "group_acc": {name: float(acc[g]) for g, name in enumerate(group_names) if present[g]},
+        "group_count": {name: int(counts[g]) for g, name in enumerate(group_names) if present[g]},
+    }
+    if train_proportions is not None:
+        w = np.where(present, train_proportions, 0.0)
+        metrics["weighted_avg_acc"] = float((w * acc).sum() / w.sum()) if w.sum() > 0 else float("nan")
+    return metrics
+
+
+def split_metrics(logits: torch.Tensor, split: Split, benchmark: Benchmark) -> dict[str, Any]:
+    weighted = paper_dataset(benchmark.name) == "waterbirds"
+    return group_metrics(
+        logits.argmax(1).numpy(), split.labels.numpy(), split.groups.numpy(), benchmark.group_names,
+        benchmark.train_group_proportions() if weighted else None,
+    )
+
+
+def evaluate(model: nn.Module, benchmark: Benchmark, device: torch.device) -> dict[str, dict[str, Any]]:
+    """Metrics of ``model`` on val, test and any extra test variants of ``benchmark``."""
+    return {
+        name: split_metrics(predict_logits(model, benchmark.splits[name], device), benchmark.splits[name], benchmark)
+        for name in benchmark.eval_splits
+    }

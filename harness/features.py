@@ -1,0 +1,35 @@
+"""Penultimate features of a model on a split, cached per (model, split): what DFR and SLIM_Val retrain on."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from harness.cache import load_tensors, save_tensors
+from harness.data import Split
+from harness.evaluation import autocast, to_float
+from harness.methods import RunContext
+
+
+@torch.no_grad()
+def penultimate_features(model: nn.Module, split: Split, device: torch.device, batch_size: int = 256) -> torch.Tensor:
+    """(N, D) float32 inputs of the linear head, in split order, on the CPU."""
+    model.eval().to(device)
+    out = []
+    for start in range(0, len(split), batch_size):
+        images = split.images[start:start + batch_size].to(device, non_blocking=True)
+        with autocast(device):
+            out.append(model.features(to_float(images)).float().cpu())
+    return torch.cat(out)
+
+
+def reference_features(ctx: RunContext, split: str) -> torch.Tensor:
+    """Penultimate features of the cached reference ERM model on ``split`` (computed once, cached)."""
+    model, _ = ctx.reference_model()
+
+    def compute(path: Path) -> None:
+        save_tensors(path, {"features": penultimate_features(model, ctx.benchmark.splits[split], ctx.device)})
+
+    path = ctx.cache.get_or_create("features", dict(ctx.reference_key(), split=split), "safetensors", compute)
+    return load_tensors(path)[0]["features"]

@@ -1,0 +1,284 @@
+"""Decode-once cache of resized images and masks, memory-mapped from .npy files.
+
+Images are decoded with PIL, converted to RGB and resized to ``image_size x image_size``
+(bilinear); masks are rasterised at the source image's resolution and resized with
+nearest-neighbour sampling. The results are stored as uint8 (N, 3, S, S) / bool (N, S, S)
+arrays in ``cache_dir``; the file name carries a hash of every source file (path, size,
+mtime) in row order, the mask definitions and S, so any change to the sources rebuilds the
+cache. Files are written under a temporary name and moved into place with ``os.replace``.
+Cached arrays are opened copy-on-write memory-mapped and wrapped with ``torch.from_numpy``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from harness.errors import HarnessError
+from simulated_oracle.aiou import box_mask
+
+# only_fg pixels whose brightest channel exceeds this are foreground (the margin absorbs JPEG noise)
+ONLY_FG_BLACK_LEVEL = 16
+DECODE_CHUNK = 256  # images decoded per batch of threads
+MAX_DECODE_THREADS = 8
+MASK_KINDS = ("png", "npy", "nonblack", "boxes", "empty")
+
+
+@dataclass(frozen=True)
+class MaskSource:
+    """Where one image's core-object mask comes from.
+
+    kind: "png" (grey/colour image; pixels above ``threshold`` are object), "npy" (array,
+    nonzero is object), "nonblack" (an image whose non-black pixels are the object, e.g.
+    ImageNet-9 only_fg), "boxes" (union of pixel boxes (xmin, ymin, xmax, ymax), x = column,
+    y = row, half-open) or "empty" (no object pixels).
+    """
+
+    kind: str
+    path: Path | None = None
+    boxes: tuple[tuple[int, int, int, int], ...] = ()
+    threshold: int = 0
+    clip_boxes: bool = False  # clip boxes to the image (else a box reaching outside is an error)
+
+    def __post_init__(self) -> None:
+        if self.kind not in MASK_KINDS:
+            raise HarnessError(f"unknown mask kind {self.kind!r}; expected one of {', '.join(MASK_KINDS)}")
+        if (self.path is None) != (self.kind in ("boxes", "empty")):
+            raise HarnessError(
+                f"mask kind {self.kind!r} {'needs' if self.path is None else 'takes no'} a file path"
+            )
+
+    def fingerprint(self) -> str:
+        """Identity of the mask for the cache key: file stamp or box coordinates."""
+        file_part = file_stamp(self.path) if self.path is not None else ""
+        return f"{self.kind}|{self.threshold}|{file_part}|{self.boxes}|{self.clip_boxes}"
+
+    def render(self, image_path: Path, width: int, height: int) -> np.ndarray:
+        """Bool (height, width) mask at the resolution of the image it belongs to."""
+        if self.kind == "empty":
+            return np.zeros((height, width), dtype=bool)
+        if self.kind == "boxes":
+            mask = np.zeros((height, width), dtype=bool)
+            for xmin, ymin, xmax, ymax in self.boxes:
+                if self.clip_boxes:
+                    xmin, ymin, xmax, ymax = max(xmin, 0), max(ymin, 0), min(xmax, width), min(ymax, height)
+                if not (0 <= xmin < xmax <= width and 0 <= ymin < ymax <= height):
+                    raise HarnessError(
+                        f"{image_path}: box (xmin={xmin}, ymin={ymin}, xmax={xmax}, ymax={ymax}) is empty or "
+                        f"outside the {width}x{height} (w x h) image"
+                    )
+                mask |= box_mask((height, width), xmin, ymin, xmax, ymax)
+            return mask
+        assert self.path is not None
+        if self.kind == "npy":
+            values = self._load_npy()
+        else:
+            values = self._load_image()
+        threshold = ONLY_FG_BLACK_LEVEL if self.kind == "nonblack" else self.threshold
+        if values.shape != (height, width):
+            raise HarnessError(
+                f"{self.path}: mask is {values.shape[1]}x{values.shape[0]} (w x h) "
+                f"but its image {image_path} is {width}x{height}"
+            )
+        return values > threshold
+
+    def _load_image(self) -> np.ndarray:
+        """Grey values of a mask image (a colour image counts by its brightest channel)."""
+        assert self.path is not None
+        with _open_image(self.path) as img:
+            try:
+                if self.kind == "nonblack" or img.mode not in ("1", "L", "I", "I;16", "F"):
+                    return np.asarray(img.convert("RGB")).max(axis=2)
+                return np.asarray(img)
+            except (OSError, ValueError, SyntaxError) as exc:
+                raise HarnessError(f"{self.path}: cannot decode mask image ({exc})") from exc
+
+    def _load_npy(self) -> np.ndarray:
+        assert self.path is not None
+        try:
+            values = np.load(self.path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise HarnessError(f"{self.path}: cannot read mask array ({exc})") from exc
+        if values.ndim == 3 and values.shape[2] in (1, 3, 4):
+            values = values.any(axis=2)
+        if values.ndim != 2:
+            raise HarnessError(f"{self.path}: mask array must be (h, w), got shape {values.shape}")
+        return values.astype(bool).astype(np.uint8)
+
+
+def file_stamp(path: Path) -> str:
+    """'path|size|mtime_ns' of a file; a missing file is reported as a HarnessError."""
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError as exc:
+        raise HarnessError(f"{path}: file not found") from exc
+    return f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+def cached_images(
+    paths: Sequence[Path], *, image_size: int, cache_dir: Path, label: str, progress: bool = True
+) -> torch.Tensor:
+    """uint8 (N, 3, S, S) tensor of the images at ``paths``, decoded once and memory-mapped after."""
+    stamps = [file_stamp(p) for p in paths]
+
+    def decode(index: int) -> np.ndarray:
+        path = paths[index]
+        with _open_image(path) as img:
+            rgb = _decode_rgb(img, path)
+        return np.asarray(rgb.resize((image_size, image_size), Image.Resampling.BILINEAR)).transpose(2, 0, 1)
+
+    return _cached_array(
+        cache_dir,
+        f"{label}-{image_size}px",
+        "images",
+        [image_size, stamps],
+        len(paths),
+        (3, image_size, image_size),
+        np.uint8,
+        decode,
+        progress,
+    )
+
+
+def cached_masks(
+    image_paths: Sequence[Path],
+    sources: Sequence[MaskSource],
+    *,
+    image_size: int,
+    cache_dir: Path,
+    label: str,
+    progress: bool = True,
+) -> torch.Tensor:
+    """bool (N, S, S) tensor of the masks of ``image_paths`` (one source each), cached like images."""
+    if len(image_paths) != len(sources):
+        raise HarnessError(f"{len(image_paths)} images but {len(sources)} mask sources")
+    key = [
+        image_size,
+        [f"{file_stamp(p)}#{s.fingerprint()}" for p, s in zip(image_paths, sources, strict=True)],
+    ]
+
+    def rasterise(index: int) -> np.ndarray:
+        path = image_paths[index]
+        with _open_image(path) as img:
+            width, height = img.size
+        full = sources[index].render(path, width, height)
+        small = Image.fromarray(full.astype(np.uint8) * 255).resize(
+            (image_size, image_size), Image.Resampling.NEAREST
+        )
+        return np.asarray(small) > 0
+
+    return _cached_array(
+        cache_dir,
+        f"{label}-{image_size}px",
+        "masks",
+        key,
+        len(image_paths),
+        (image_size, image_size),
+        np.bool_,
+        rasterise,
+        progress,
+    )
+
+
+def _open_image(path: Path) -> Image.Image:
+    try:
+        return Image.open(path)
+    except FileNotFoundError as exc:
+        raise HarnessError(f"{path}: file not found") from exc
+    except OSError as exc:  # PIL.UnidentifiedImageError is an OSError
+        raise HarnessError(f"{path}: cannot decode image ({exc})") from exc
+
+
+def _decode_rgb(img: Image.Image, path: Path) -> Image.Image:
+    try:
+        return img.convert("RGB")  # forces the full decode, so truncated files fail here
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise HarnessError(f"{path}: cannot decode image ({exc})") from exc
+
+
+def _cached_array(
+    cache_dir: Path,
+    prefix: str,
+    kind: str,
+    key: list,
+    count: int,
+    row_shape: tuple[int, ...],
+    dtype: type,
+    make_row: Callable[[int], np.ndarray],
+    progress: bool,
+) -> torch.Tensor:
+    """Load ``<prefix>-<hash>.<kind>.npy`` from ``cache_dir`` or build it row by row, atomically."""
+    shape = (count, *row_shape)
+    if count == 0:
+        return torch.from_numpy(np.zeros(shape, dtype=dtype))
+    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:20]
+    cache_dir = Path(cache_dir)
+    target = cache_dir / f"{prefix}-{digest}.{kind}.npy"
+    array = _open_cached(target, shape, dtype)
+    if array is None:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        _build(target, shape, dtype, make_row, progress, f"{prefix} {kind}")
+        for stale in cache_dir.glob(f"{prefix}-*.{kind}.npy"):
+            if stale != target:
+                stale.unlink(missing_ok=True)
+        array = _open_cached(target, shape, dtype)
+        if array is None:
+            raise HarnessError(f"{target}: cache file unreadable right after writing it")
+    return torch.from_numpy(array)
+
+
+def _open_cached(path: Path, shape: tuple[int, ...], dtype: type) -> np.ndarray | None:
+    """The cached array, copy-on-write mapped (writable for torch, file untouched), or None."""
+    if not path.is_file():
+        return None
+    try:
+        array = np.load(path, mmap_mode="c")
+    except (OSError, ValueError):
+        return None
+    if array.shape != shape or array.dtype != np.dtype(dtype):
+        return None
+    return array
+
+
+def _build(
+    target: Path,
+    shape: tuple[int, ...],
+    dtype: type,
+    make_row: Callable[[int], np.ndarray],
+    progress: bool,
+    description: str,
+) -> None:
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+        threads = max(1, min(MAX_DECODE_THREADS, os.cpu_count() or 1))
+        with (
+            ThreadPoolExecutor(max_workers=threads) as pool,
+            tqdm(total=shape[0], desc=f"decoding {description}", unit="img", disable=not progress) as bar,
+        ):
+            for start in range(0, shape[0], DECODE_CHUNK):
+                chunk = range(start, min(start + DECODE_CHUNK, shape[0]))
+                for index, row in zip(chunk, pool.map(make_row, chunk), strict=True):
+                    out[index] = row
+                bar.update(len(chunk))
+        out.flush()
+        del out
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def round_box_outward(xmin: float, ymin: float, xmax: float, ymax: float) -> tuple[int, int, int, int]:
+    """Integer half-open pixel box covering a box given in (possibly fractional) pixel coordinates."""
+    return math.floor(xmin), math.floor(ymin), math.ceil(xmax), math.ceil(ymax)

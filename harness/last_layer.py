@@ -1,0 +1,61 @@
+"""Last-layer retraining (DFR, Kirichenko et al. 2022), shared by DFR and SLIM_Val.
+
+Features are standardised, an L1-regularised logistic regression (liblinear, one-vs-rest for more than two
+classes) is fit, and the result is folded back into a copy of the model's linear head, so the retrained
+model maps images to logits like any other.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+
+
+@dataclass
+class LinearHead:
+    """Logits = ((x - mean) / scale) @ coef.T + intercept, with coef (K, D) even for K = 2."""
+
+    coef: np.ndarray
+    intercept: np.ndarray
+    mean: np.ndarray
+    scale: np.ndarray
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        return ((features - self.mean) / self.scale) @ self.coef.T + self.intercept
+
+
+def fit_logistic(features: np.ndarray, labels: np.ndarray, *, C: float, num_classes: int,
+                 scaler: StandardScaler, random_state: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """L1 logistic regression on standardised features; returns (coef (K, D), intercept (K,))."""
+    clf = LogisticRegression(penalty="l1", C=C, solver="liblinear", random_state=random_state)
+    clf.fit(scaler.transform(features), labels)
+    coef, intercept = clf.coef_, clf.intercept_
+    if num_classes == 2:  # sklearn stores one row for binary problems: logits (0, z) give the same softmax
+        coef = np.vstack([np.zeros_like(coef), coef])
+        intercept = np.concatenate([[0.0], intercept])
+    elif len(clf.classes_) < num_classes:  # a class absent from the data gets a very negative logit
+        full_c, full_i = np.zeros((num_classes, coef.shape[1])), np.full(num_classes, -1e4)
+        full_c[clf.classes_], full_i[clf.classes_] = coef, intercept
+        coef, intercept = full_c, full_i
+    return coef, intercept
+
+
+def head_from(coef: np.ndarray, intercept: np.ndarray, scaler: StandardScaler) -> LinearHead:
+    return LinearHead(coef=coef, intercept=intercept, mean=scaler.mean_, scale=scaler.scale_)
+
+
+def with_head(model: nn.Module, head: LinearHead) -> nn.Module:
+    """A copy of ``model`` whose linear head computes ``head`` (standardisation folded into the weights)."""
+    new = copy.deepcopy(model)
+    weight = head.coef / head.scale[None, :]
+    bias = head.intercept - weight @ head.mean
+    linear: nn.Linear = new.head
+    with torch.no_grad():
+        linear.weight.copy_(torch.as_tensor(weight, dtype=linear.weight.dtype))
+        linear.bias.copy_(torch.as_tensor(bias, dtype=linear.bias.dtype))
+    return new

@@ -1,0 +1,155 @@
+"""What a method is, the run context it gets, and the method registry.
+
+A method (DomainBed's "algorithm") takes a :class:`RunContext` and returns a :class:`MethodResult`: a
+model mapping float images in [0, 1] to logits, plus what it used and what it cost. The context gives
+shared, cached stages: the pretrained starting point and the reference ERM model of
+(dataset, arch, seed), which ERM, DFR, JTT's selection and both SLIM variants reuse.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from harness.cache import ArtifactCache, load_tensors, save_tensors
+from harness.data import Benchmark
+from harness.datasets import dataset_fingerprint
+from harness.errors import HarnessError
+from harness.hparams_registry import default_hparams
+from harness.models import Network, create_model
+from harness.training import SELECTIONS, FitResult, Objective, TrainHparams, fit
+
+MODEL_KEYS = ("width", "depth", "pretrained")
+TRAIN_KEYS = tuple(TrainHparams.__dataclass_fields__)
+
+
+@dataclass
+class MethodResult:
+    model: nn.Module  # float images in [0, 1] -> logits
+    selection: dict[str, Any]  # criterion, uses_val_group_labels, epoch
+    extra_training_fraction: float = 0.0  # data passes beyond the initial ERM, in train-set sizes
+    attention_queries: int = 0
+    annotation_seconds: float = 0.0
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunContext:
+    benchmark: Benchmark
+    arch: str
+    seed: int
+    scale: str
+    device: torch.device
+    hparams: dict[str, Any]
+    cache: ArtifactCache
+    run_dir: Path  # files a method saves beside its record (figures, query logs)
+    show_progress: bool = True
+
+    # ---- models ---------------------------------------------------------------------------------
+    def pretrained_file(self) -> Path | None:
+        """The starting weights: the synthetic stand-in, none, or a user's local file (``--weights``)."""
+        choice = self.hparams.get("pretrained", "standin")
+        if choice == "none":
+            return None
+        if choice == "standin":
+            from harness.pretrain import standin_weights
+
+            return standin_weights(self.arch, self.benchmark.image_size, width=self.hparams.get("width", 1.0),
+                                   depth=self.hparams.get("depth"), device=self.device,
+                                   show_progress=self.show_progress)
+        return Path(choice)
+
+    def new_model(self) -> Network:
+        """A fresh model from the starting weights; the new head is initialised from the run's seed."""
+        path = self.pretrained_file()
+        torch.manual_seed(self.seed)
+        return create_model(self.arch, self.benchmark.num_classes, self.benchmark.image_size,
+                            width=self.hparams.get("width", 1.0), depth=self.hparams.get("depth"),
+                            pretrained_file=path)
+
+    def train(self, model: nn.Module, hp: dict[str, Any], *, split: str = "train", indices=None,
+              objective: Objective | None = None, desc: str = "train", seed: int | None = None) -> FitResult:
+        """Train ``model`` on ``split`` with the training settings in ``hp`` (validated on val)."""
+        b = self.benchmark
+        return fit(model, b.splits[split], TrainHparams.from_dict(hp), device=self.device,
+                   seed=self.seed if seed is None else seed, num_groups=b.num_groups, indices=indices,
+                   objective=objective, val=b.splits["val"], desc=desc, show_progress=self.show_progress)
+
+    def reference_hparams(self) -> dict[str, Any]:
+        """ERM's settings for this dataset and scale, with this run's model choices: the reference model."""
+        hp = default_hparams("erm", self.benchmark.name, self.scale)
+        hp.update({k: self.hparams[k] for k in MODEL_KEYS if k in self.hparams})
+        return hp
+
+    def reference_key(self) -> dict[str, Any]:
+        return dict(data=dataset_fingerprint(self.benchmark), arch=self.arch, seed=self.seed,
+                    hparams=self.reference_hparams())
+
+    def reference_model(self) -> tuple[Network, dict[str, Any]]:
+        """The ERM reference model f_r of (dataset, arch, seed), trained once and cached.
+
+        It is selected by val average accuracy, so methods built on it (SLIM) read no group labels.
+        Returns the model and its selection record.
+        """
+        hp = self.reference_hparams()
+        if SELECTIONS[hp["selection"]]:
+            raise HarnessError("the reference model must be selected without group labels")
+
+        def train(path: Path) -> None:
+            model = self.new_model()
+            result = self.train(model, hp, desc=f"ERM reference {self.arch} seed {self.seed}")
+            save_tensors(path, model.state_dict(), meta={"selection": result.selection, "history": result.history})
+
+        path = self.cache.get_or_create("reference", self.reference_key(), "safetensors", train)
+        return self.load_model(path)
+
+    def load_model(self, path: Path) -> tuple[Network, dict[str, Any]]:
+        state, meta = load_tensors(path)
+        model = create_model(self.arch, self.benchmark.num_classes, self.benchmark.image_size,
+                             width=self.hparams.get("width", 1.0), depth=self.hparams.get("depth"))
+        model.load_state_dict(state)
+        return model.to(self.device).eval(), meta.get("selection", {})
+
+
+class Method:
+    """Base class: subclasses set ``name``, the labels they need, and implement ``fit``."""
+
+    name: ClassVar[str]
+    needs_train_group_labels: ClassVar[bool] = False
+    needs_val_group_labels: ClassVar[bool] = False
+    attention_split: ClassVar[str | None] = None  # split whose instances get attention queries
+
+    def __init__(self, hparams: dict[str, Any]) -> None:
+        self.hparams = hparams
+
+    def fit(self, ctx: RunContext) -> MethodResult:
+        raise NotImplementedError
+
+    def labels_used(self, result: MethodResult) -> dict[str, Any]:
+        """Which labels the run read: the method's own needs plus what its settings add."""
+        return {
+            "train_group_labels": self.needs_train_group_labels or self.hparams.get("sampler") == "group_balanced",
+            "val_group_labels": self.needs_val_group_labels or bool(result.selection.get("uses_val_group_labels")),
+            "attention_queries": result.attention_queries,
+            "attention_split": self.attention_split if result.attention_queries else None,
+        }
+
+
+_REGISTRY: dict[str, type[Method]] = {}
+
+
+def register(cls: type[Method]) -> type[Method]:
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def get_method(name: str) -> type[Method]:
+    import baselines  # noqa: F401  (registers ERM, JTT, GroupDRO, DFR)
+    import slim  # noqa: F401  (registers SLIM_Tr, SLIM_Val)
+
+    if name not in _REGISTRY:
+        raise HarnessError(f"unknown method {name!r}; choose from {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]

@@ -1,0 +1,118 @@
+"""Run records: one JSON file per run, named by the hash of its configuration.
+
+A record (schema 1) holds::
+
+    run_id, created, status ("ok" | "failed"), error (message or null)
+    dataset, method, arch, seed, scale
+    config            every setting of the run (hparams included); run_id hashes it
+    metrics           {split: {worst_group_acc, avg_acc, group_acc {name: acc},
+                               group_count {name: n}, [weighted_avg_acc], [aiou_worst, aiou_avg]}}
+                      accuracies are fractions; splits are val, test and extra test variants
+    labels_used       {train_group_labels: bool, val_group_labels: bool,
+                       attention_queries: int, attention_split: "train" | "val" | null}
+    cost              {annotation_fraction, annotation_seconds, extra_training_fraction, seconds}
+    model_selection   {criterion, uses_val_group_labels, epoch}
+    details           method-specific facts (SLIM's quotas and cluster counts, JTT's error set, ...)
+    environment       versions, device, platform, git commit
+
+Records are written atomically (temp file + rename) so a half-written file is never read.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """Stable short hash of a JSON-serialisable configuration (key order does not matter)."""
+    blob = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see either nothing or the whole file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n").encode())
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "item"):  # numpy / torch scalars
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def environment(device: str) -> dict[str, Any]:
+    """Versions and machine facts written into every record."""
+    import numpy
+    import sklearn
+    import timm
+    import torch
+
+    env = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "numpy": numpy.__version__,
+        "sklearn": sklearn.__version__,
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "device": device,
+        "git_commit": git_commit(),
+    }
+    if device.startswith("cuda") and torch.cuda.is_available():
+        env["gpu"] = torch.cuda.get_device_name(0)
+    return env
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def record_path(out_dir: Path, run_id: str) -> Path:
+    return Path(out_dir) / "runs" / f"{run_id}.json"
+
+
+def load_records(out_dir: Path) -> list[dict[str, Any]]:
+    """Every finished record under ``out_dir/runs`` (temp files are ignored)."""
+    runs = Path(out_dir) / "runs"
+    if not runs.is_dir():
+        return []
+    return [json.loads(p.read_text()) for p in sorted(runs.glob("*.json"))]

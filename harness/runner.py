@@ -1,0 +1,103 @@
+"""Run one configuration: load data, fit the method, evaluate, write the record."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from harness.cache import ArtifactCache
+from harness.datasets import load_benchmark
+from harness.errors import HarnessError
+from harness.evaluation import evaluate
+from harness.hparams_registry import run_hparams
+from harness.methods import RunContext, get_method
+from harness.records import SCHEMA_VERSION, atomic_write_json, config_hash, environment, now_iso, record_path
+
+# Config keys that do not change a run's result and so are left out of its hash.
+UNHASHED = ("device",)
+
+
+def make_config(
+    *, dataset: str, method: str, arch: str = "resnet18", seed: int = 0, scale: str = "tiny",
+    data_seed: int = 0, data_root: str | None = None, data_options: dict[str, str] | None = None,
+    overrides: dict[str, Any] | None = None, device: str = "auto",
+) -> dict[str, Any]:
+    """The full configuration of a run: every setting, hparams included."""
+    get_method(method)  # unknown names fail here, before any work
+    return {
+        "dataset": dataset, "method": method, "arch": arch, "seed": seed, "scale": scale,
+        "data_seed": data_seed, "data_root": data_root, "data_options": data_options or {},
+        "hparams": run_hparams(method, dataset, scale, arch, overrides), "device": device,
+    }
+
+
+def run_id(config: dict[str, Any]) -> str:
+    return config_hash({k: v for k, v in config.items() if k not in UNHASHED})
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise HarnessError("--device cuda asked for, but no GPU is visible to torch")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise HarnessError(f"unknown device {name!r}; choose auto, cpu or cuda")
+    return torch.device(name)
+
+
+def check_writable(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HarnessError(f"cannot create output folder {out_dir}: {exc.strerror}") from exc
+    if not os.access(out_dir, os.W_OK):
+        raise HarnessError(f"output folder {out_dir} is not writable")
+
+
+def execute(config: dict[str, Any], out_dir: Path, *, cache_dir: Path | None = None,
+            show_progress: bool = True) -> Path:
+    """Run ``config`` and write its record to ``out_dir/runs/<run_id>.json``; return that path."""
+    out_dir = Path(out_dir)
+    check_writable(out_dir)
+    rid = run_id(config)
+    started = time.monotonic()
+    device = resolve_device(config["device"])
+    torch.manual_seed(config["seed"])
+    np.random.seed(config["seed"] % 2**32)
+    benchmark = load_benchmark(config["dataset"], scale=config["scale"], data_seed=config["data_seed"],
+                               data_root=config["data_root"], options=config["data_options"],
+                               show_progress=show_progress)
+    method = get_method(config["method"])(config["hparams"])
+    run_dir = out_dir / "runs" / rid
+    ctx = RunContext(benchmark=benchmark, arch=config["arch"], seed=config["seed"], scale=config["scale"],
+                     device=device, hparams=config["hparams"], cache=ArtifactCache(cache_dir or out_dir / "cache"),
+                     run_dir=run_dir, show_progress=show_progress)
+    result = method.fit(ctx)
+    metrics = evaluate(result.model, benchmark, device)
+    labels = method.labels_used(result)
+    split = labels["attention_split"]
+    record = {
+        "schema": SCHEMA_VERSION, "run_id": rid, "created": now_iso(), "status": "ok", "error": None,
+        **{k: config[k] for k in ("dataset", "method", "arch", "seed", "scale")},
+        "config": config,
+        "metrics": metrics,
+        "labels_used": labels,
+        "cost": {
+            "annotation_fraction": result.attention_queries / len(benchmark.splits[split]) if split else 0.0,
+            "annotation_seconds": result.annotation_seconds,
+            "extra_training_fraction": result.extra_training_fraction,
+            "seconds": round(time.monotonic() - started, 2),
+        },
+        "model_selection": result.selection,
+        "details": result.details,
+        "environment": environment(str(device)),
+    }
+    if "method_label" in result.details:
+        record["method_label"] = result.details.pop("method_label")
+    path = record_path(out_dir, rid)
+    atomic_write_json(path, record)
+    return path

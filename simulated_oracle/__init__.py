@@ -1,0 +1,18 @@
+"""Attention accuracy (AIoU) and a simulated attention-correctness oracle standing in for SLIM's human."""
+from __future__ import annotations
+
+from simulated_oracle.aiou import aiou, aiou_batch, attention_accuracy, box_mask
+from simulated_oracle.oracle import Answer, Oracle, QueryLogEntry, SimulatedOracle, load_log, summarize_log
+
+__all__ = [
+    "Answer",
+    "Oracle",
+    "QueryLogEntry",
+    "SimulatedOracle",
+    "aiou",
+    "aiou_batch",
+    "attention_accuracy",
+    "box_mask",
+    "load_log",
+    "summarize_log",
+]

@@ -1,0 +1,283 @@
+"""The attention-correctness oracle SLIM asks (paper Sec. 4.2), and a simulated stand-in for the human.
+
+SLIM shows an annotator a model's attention map and asks "is the model looking at the object?".
+``Oracle`` is the interface SLIM calls, so a real annotator can replace the simulation later.
+``SimulatedOracle`` answers from ground-truth masks: YES when the instance's AIoU reaches a
+threshold, with human-like noise and time per answer taken from paper Table 6 (attention
+answers on Waterbirds: 4.5 +- 1.4 s each, about 95% agreement between annotators).
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from harness.errors import HarnessError
+from harness.records import atomic_write_bytes
+from simulated_oracle.aiou import (
+    DEFAULT_DELTA,
+    aiou_stack_unchecked,
+    check_attention,
+    check_delta,
+    check_mask,
+    is_integer_scalar,
+)
+
+MIN_SECONDS = 0.5  # floor of a simulated answer time: nobody judges an attention map faster
+AttentionProvider = Callable[[np.ndarray], np.ndarray]  # int64 ids (k,) -> attention maps (k, H, W)
+
+
+class Answer(StrEnum):
+    YES = "yes"
+    NO = "no"
+    NOT_SURE = "not_sure"
+
+
+@dataclass(frozen=True)
+class QueryLogEntry:
+    """One answer: which instance, its AIoU, the noise-free answer, the answer given and its time."""
+
+    instance_id: int
+    aiou: float
+    true_answer: Answer
+    answer: Answer
+    flipped: bool
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "true_answer": self.true_answer.value, "answer": self.answer.value}
+
+    @classmethod
+    def from_json(cls, row: dict[str, Any]) -> QueryLogEntry:
+        return cls(
+            instance_id=int(row["instance_id"]),
+            aiou=float(row["aiou"]),
+            true_answer=Answer(row["true_answer"]),
+            answer=Answer(row["answer"]),
+            flipped=bool(row["flipped"]),
+            seconds=float(row["seconds"]),
+        )
+
+
+@runtime_checkable
+class Oracle(Protocol):
+    """What SLIM needs from whoever judges attention maps (a simulation or a person)."""
+
+    def query(self, instance_ids: Sequence[int]) -> list[Answer]:
+        """One answer per id, in order; every answer counts against the budget."""
+        ...
+
+    @property
+    def budget(self) -> int | None: ...
+
+    @property
+    def used(self) -> int: ...
+
+    @property
+    def remaining(self) -> int | None: ...
+
+    @property
+    def log(self) -> list[QueryLogEntry]: ...
+
+    @property
+    def total_seconds(self) -> float: ...
+
+
+def summarize_log(entries: Sequence[QueryLogEntry]) -> dict[str, int | float]:
+    """Counts and time of a query log, for a run record's labels_used and cost."""
+    answers = [entry.answer for entry in entries]
+    return {
+        "queries": len(entries),
+        "seconds": float(sum(entry.seconds for entry in entries)),
+        "yes": answers.count(Answer.YES),
+        "no": answers.count(Answer.NO),
+        "not_sure": answers.count(Answer.NOT_SURE),
+        "flipped": sum(entry.flipped for entry in entries),
+    }
+
+
+def load_log(path: str | Path) -> list[QueryLogEntry]:
+    """Read a query log written by ``SimulatedOracle.save_log`` (JSON lines)."""
+    path = Path(path)
+    if not path.is_file():
+        raise HarnessError(f"query log {path} does not exist")
+    entries = []
+    for line_number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entries.append(QueryLogEntry.from_json(json.loads(line)))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise HarnessError(f"query log {path} line {line_number} is not a valid entry: {exc}") from exc
+    return entries
+
+
+class SimulatedOracle:
+    """Answers attention-correctness queries from ground-truth masks, like a noisy, slow human.
+
+    ``attention`` is an (N, H, W) array in [0, 1] or a callable mapping an int64 array of ids to
+    their (k, H, W) maps (so maps can be computed lazily); ``masks`` is bool (N, H, W); ids are 0..N-1.
+    The noise-free answer is YES when AIoU >= ``threshold`` and NO otherwise, except NOT_SURE for AIoU in
+    [threshold - not_sure_band, threshold + not_sure_band) when the band is positive. A YES/NO answer
+    is then flipped with probability ``flip_prob``; each answer takes a normal(``seconds_per_answer``,
+    ``seconds_std``) time floored at MIN_SECONDS. All randomness comes from one generator seeded by
+    ``random_state``.
+
+    Every answer is charged against ``budget``, repeats of an instance included (a person asked twice
+    spends the time twice, and may answer differently). A query that would exceed the budget raises
+    HarnessError and answers, charges and logs nothing.
+    """
+
+    def __init__(
+        self,
+        attention: np.ndarray | AttentionProvider,
+        masks: np.ndarray,
+        *,
+        threshold: float = 0.5,
+        delta: float = DEFAULT_DELTA,
+        not_sure_band: float = 0.0,
+        flip_prob: float = 0.05,
+        seconds_per_answer: float = 4.5,
+        seconds_std: float = 1.4,
+        budget: int | None = None,
+        random_state: int | None = None,
+    ) -> None:
+        masks = np.asarray(masks)
+        if masks.dtype != bool or masks.ndim != 3:
+            raise HarnessError(
+                f"oracle masks must be a boolean (N, H, W) array, got {masks.dtype} {masks.shape}"
+            )
+        if callable(attention):
+            self._provider: AttentionProvider | None = attention
+            self._attention = None
+        else:
+            self._provider = None
+            self._attention = check_attention(attention, ndim=3, what="oracle attention maps")
+            check_mask(masks, self._attention.shape, what="oracle masks")
+        check_delta(delta)
+        _check_fraction("threshold", threshold)
+        _check_fraction("flip_prob", flip_prob)
+        _check_non_negative("not_sure_band", not_sure_band)
+        _check_non_negative("seconds_std", seconds_std)
+        _check_non_negative("seconds_per_answer", seconds_per_answer, positive=True)
+        if budget is not None and (not is_integer_scalar(budget) or budget < 0):
+            raise HarnessError(f"oracle budget must be a non-negative integer or None, got {budget!r}")
+        self._masks = masks
+        self._threshold = float(threshold)
+        self._delta = float(delta)
+        self._not_sure_band = float(not_sure_band)
+        self._flip_prob = float(flip_prob)
+        self._seconds_mean = float(seconds_per_answer)
+        self._seconds_std = float(seconds_std)
+        self._budget = None if budget is None else int(budget)
+        self._rng = np.random.default_rng(random_state)
+        self._log: list[QueryLogEntry] = []
+        self._total_seconds = 0.0
+
+    @property
+    def num_instances(self) -> int:
+        return len(self._masks)
+
+    @property
+    def budget(self) -> int | None:
+        return self._budget
+
+    @property
+    def used(self) -> int:
+        return len(self._log)
+
+    @property
+    def remaining(self) -> int | None:
+        return None if self._budget is None else self._budget - self.used
+
+    @property
+    def log(self) -> list[QueryLogEntry]:
+        return list(self._log)
+
+    @property
+    def total_seconds(self) -> float:
+        return self._total_seconds
+
+    def attention_scores(self, instance_ids: Sequence[int]) -> np.ndarray:
+        """AIoU of the given instances (free: nothing is charged or logged)."""
+        ids = self._check_ids(instance_ids)
+        if self._provider is None:
+            attention = self._attention[ids]
+        else:
+            provided = self._provider(ids.copy())
+            attention = check_attention(provided, ndim=3, what="attention provider output")
+        masks = check_mask(self._masks[ids], attention.shape, what="masks of the queried ids")
+        return aiou_stack_unchecked(attention, masks, self._delta)
+
+    def query(self, instance_ids: Sequence[int]) -> list[Answer]:
+        """Answer each id in order, charging and logging every answer (see the class docstring)."""
+        ids = self._check_ids(instance_ids)
+        if self._budget is not None and self.used + len(ids) > self._budget:
+            raise HarnessError(
+                f"attention query budget exceeded: budget {self._budget}, used {self.used}, asked {len(ids)}"
+            )
+        scores = self.attention_scores(ids)
+        flip_draws = self._rng.random(len(ids)) < self._flip_prob
+        seconds = np.maximum(self._rng.normal(self._seconds_mean, self._seconds_std, len(ids)), MIN_SECONDS)
+        answers = []
+        for instance_id, score, flip, time in zip(ids, scores, flip_draws, seconds, strict=True):
+            truth = self._true_answer(float(score))
+            flipped = bool(flip) and truth is not Answer.NOT_SURE
+            given = (Answer.NO if truth is Answer.YES else Answer.YES) if flipped else truth
+            entry = QueryLogEntry(int(instance_id), float(score), truth, given, flipped, float(time))
+            self._log.append(entry)
+            self._total_seconds += float(time)
+            answers.append(given)
+        return answers
+
+    def summary(self) -> dict[str, int | float]:
+        return summarize_log(self._log)
+
+    def save_log(self, path: str | Path) -> None:
+        """Write the query log as JSON lines, one answer per line (read it back with ``load_log``)."""
+        lines = "".join(json.dumps(entry.to_json()) + "\n" for entry in self._log)
+        atomic_write_bytes(Path(path), lines.encode())
+
+    def _true_answer(self, score: float) -> Answer:
+        band = self._not_sure_band
+        if band > 0 and self._threshold - band <= score < self._threshold + band:
+            return Answer.NOT_SURE
+        return Answer.YES if score >= self._threshold else Answer.NO
+
+    def _check_ids(self, instance_ids: Sequence[int]) -> np.ndarray:
+        ids = np.asarray(instance_ids)
+        if ids.ndim != 1:
+            raise HarnessError(f"instance ids must be a flat sequence, got shape {ids.shape}")
+        if ids.size == 0:
+            return ids.astype(np.int64)
+        if ids.dtype == bool or not np.issubdtype(ids.dtype, np.integer):
+            raise HarnessError(f"instance ids must be integers, got {ids.dtype} values such as {ids[0]!r}")
+        unknown = ids[(ids < 0) | (ids >= self.num_instances)]
+        if unknown.size:
+            raise HarnessError(
+                f"instance ids {unknown[:5].tolist()} do not exist "
+                f"(the oracle has ids 0..{self.num_instances - 1})"
+            )
+        return ids.astype(np.int64)
+
+
+def _is_real(value: object) -> bool:
+    is_number = isinstance(value, (int, float, np.integer, np.floating))
+    return is_number and not isinstance(value, (bool, np.bool_))
+
+
+def _check_fraction(name: str, value: float) -> None:
+    if not (_is_real(value) and 0.0 <= float(value) <= 1.0):
+        raise HarnessError(f"oracle {name} must be in [0, 1], got {value!r}")
+
+
+def _check_non_negative(name: str, value: float, *, positive: bool = False) -> None:
+    """Finite and >= 0 (> 0 when ``positive``)."""
+    if not (_is_real(value) and np.isfinite(value) and (value > 0 if positive else value >= 0)):
+        bound = "> 0" if positive else ">= 0"
+        raise HarnessError(f"oracle {name} must be a finite number {bound}, got {value!r}")

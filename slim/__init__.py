@@ -1,0 +1,1 @@
+"""SLIM (Xuan et al., ECCV 2024): spuriousness mitigation with minimal human annotations."""

@@ -1,0 +1,73 @@
+"""Shared fixtures: a toy benchmark small enough for every unit test (DomainBed's debug dataset idea)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from harness.data import Benchmark, Split
+
+torch.set_num_threads(2)
+
+
+def make_toy_split(n: int, aligned: float, rng: np.random.Generator, size: int = 32) -> Split:
+    """Class = object shape (filled square vs plus), spurious = background colour, aligned with the class
+    with probability ``aligned``. Masks are exactly the object's pixels."""
+    labels = rng.integers(0, 2, n)
+    spurious = np.where(rng.random(n) < aligned, labels, 1 - labels)
+    images = np.empty((n, 3, size, size), np.uint8)
+    masks = np.zeros((n, size, size), bool)
+    backgrounds = np.array([[40, 140, 40], [40, 60, 160]], np.uint8)
+    for i in range(n):
+        noise = rng.integers(0, 30, (3, size, size))
+        images[i] = np.clip(backgrounds[spurious[i]][:, None, None] + noise, 0, 255)
+        s = size // 3
+        y, x = rng.integers(2, size - s - 2, 2)
+        if labels[i] == 0:
+            masks[i, y:y + s, x:x + s] = True
+        else:
+            masks[i, y + s // 3:y + 2 * s // 3, x:x + s] = True
+            masks[i, y:y + s, x + s // 3:x + 2 * s // 3] = True
+        images[i][:, masks[i]] = 230
+    return Split(images=torch.from_numpy(images), labels=torch.from_numpy(labels),
+                 spurious=torch.from_numpy(spurious), groups=torch.from_numpy(labels * 2 + spurious),
+                 masks=torch.from_numpy(masks))
+
+
+def make_toy_benchmark(seed: int = 0, n_train: int = 160) -> Benchmark:
+    rng = np.random.default_rng(seed)
+    return Benchmark(
+        name="toy",
+        class_names=["square", "plus"],
+        spurious_names=["green", "blue"],
+        group_names=["square/green", "square/blue", "plus/green", "plus/blue"],
+        splits={"train": make_toy_split(n_train, 0.9, rng), "val": make_toy_split(64, 0.5, rng),
+                "test": make_toy_split(64, 0.5, rng)},
+        info={"seed": seed, "synthetic": True, "generator_version": "toy-1"},
+    )
+
+
+@pytest.fixture
+def toy_benchmark() -> Benchmark:
+    return make_toy_benchmark()
+
+
+FAST_MODEL = {"pretrained": "none", "width": 0.25, "depth": 2}
+
+
+@pytest.fixture
+def make_context(tmp_path):
+    """Factory of RunContexts on the toy benchmark: untrained narrow models, few epochs, CPU."""
+    from harness.cache import ArtifactCache
+    from harness.hparams_registry import run_hparams
+    from harness.methods import RunContext
+
+    def make(method: str = "erm", *, benchmark: Benchmark | None = None, arch: str = "resnet18", seed: int = 0,
+             **overrides):
+        benchmark = benchmark or make_toy_benchmark()
+        hp = run_hparams(method, benchmark.name, "tiny", arch, {"epochs": 3, **FAST_MODEL, **overrides})
+        return RunContext(benchmark=benchmark, arch=arch, seed=seed, scale="tiny", device=torch.device("cpu"),
+                          hparams=hp, cache=ArtifactCache(tmp_path / "cache"), run_dir=tmp_path / "run",
+                          show_progress=False)
+
+    return make

@@ -1,0 +1,584 @@
+"""Real-data loaders read tiny fixtures in the published layouts; expectations are worked out by hand."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+
+from harness.errors import HarnessError
+from harness.real_datasets import REAL_DATASETS, load_real, nico_split
+from tests.fixtures_real import (
+    GROUP_COLOURS,
+    IN9_FG_MASK,
+    ISIC_LESION_MASK,
+    ISIC_PATCH_MASK,
+    MASK_IMAGE_SIZE,
+    WATERBIRDS_MASK,
+    make_celeba_fixture,
+    make_imagenet9_fixture,
+    make_isic_fixture,
+    make_nico_fixture,
+    make_waterbirds_fixture,
+    save_grey,
+)
+
+SIZE = MASK_IMAGE_SIZE
+
+
+def load(name, root, cache, **options):
+    return load_real(name, root, image_size=SIZE, cache_dir=cache, options=options, progress=False)
+
+
+def mean_colours(images: torch.Tensor) -> np.ndarray:
+    return images.float().mean(dim=(2, 3)).numpy()
+
+
+def assert_colours(images: torch.Tensor, groups: list[int]) -> None:
+    """Each row's flat colour is its group's colour (JPEG keeps flat colours within a few levels)."""
+    np.testing.assert_allclose(mean_colours(images), np.array([GROUP_COLOURS[g] for g in groups]), atol=10)
+
+
+def rewrite_csv(path: Path, edit) -> None:
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    edit(rows)
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+
+
+@pytest.fixture(scope="module")
+def waterbirds(tmp_path_factory):
+    root = tmp_path_factory.mktemp("wb") / "waterbird_complete95_forest2water2"
+    return root, make_waterbirds_fixture(root)
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+def test_registry_lists_every_dataset_with_layout_and_options():
+    assert set(REAL_DATASETS) == {"waterbirds", "celeba", "isic", "nico", "imagenet9"}
+    for name, info in REAL_DATASETS.items():
+        assert info.name == name and info.description and info.expected and info.has_masks
+        assert "masks" in info.options
+    assert {"target", "spurious"} <= set(REAL_DATASETS["celeba"].options)
+    assert "cub_root" in REAL_DATASETS["waterbirds"].options
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        REAL_DATASETS["celeba"].name = "x"
+
+
+# ----------------------------------------------------------------------------- Waterbirds
+
+
+def test_waterbirds_splits_labels_groups_and_segmentation_masks(waterbirds, tmp_path):
+    root, facts = waterbirds
+    bench = load("waterbirds", root, tmp_path, cub_root=str(facts["cub_root"]))
+    assert bench.group_names == ["landbird/land", "landbird/water", "waterbird/land", "waterbird/water"]
+    assert bench.class_names == ["landbird", "waterbird"] and bench.spurious_names == ["land", "water"]
+    for name, expected in facts["splits"].items():
+        split = bench.splits[name]
+        assert split.labels.tolist() == [r["label"] for r in expected]
+        assert split.spurious.tolist() == [r["place"] for r in expected]
+        assert split.groups.tolist() == [r["group"] for r in expected]
+        assert split.images.shape == (len(expected), 3, SIZE, SIZE) and split.images.dtype == torch.uint8
+        assert_colours(split.images, [r["group"] for r in expected])
+        # The faint (value 100) minority region is below the agreement threshold: only the bird box remains.
+        assert split.masks is not None
+        assert all(np.array_equal(m, WATERBIRDS_MASK) for m in split.masks.numpy())
+    assert bench.splits["train"].group_counts(4).tolist() == [3, 1, 1, 2]
+    assert bench.has_masks and bench.info["mask_coverage"] == {"train": "7/7", "val": "4/4", "test": "4/4"}
+
+
+def test_waterbirds_box_masks_keep_x_as_columns(tmp_path):
+    root = tmp_path / "wb"
+    facts = make_waterbirds_fixture(root, cub="boxes")
+    bench = load("waterbirds", root, tmp_path / "cache", cub_root=str(facts["cub_root"]))
+    # The box is 24 wide and 8 high in a 64 x 32 image: 6 columns x 4 rows at 16 px, never 4 x 6.
+    for split in bench.splits.values():
+        assert all(np.array_equal(m, WATERBIRDS_MASK) for m in split.masks.numpy())
+    assert WATERBIRDS_MASK.sum(axis=1).max() == 6 and WATERBIRDS_MASK.sum(axis=0).max() == 4
+
+
+def test_waterbirds_without_cub_has_no_masks(waterbirds, tmp_path):
+    root, _ = waterbirds
+    bench = load("waterbirds", root, tmp_path)
+    assert not bench.has_masks and bench.splits["test"].masks is None
+    assert bench.info["mask_coverage"]["train"] == "0/7"
+
+
+def test_waterbirds_cub_root_without_annotations_is_an_error(waterbirds, tmp_path):
+    root, _ = waterbirds
+    (tmp_path / "empty_cub").mkdir()
+    with pytest.raises(HarnessError, match="neither segmentations/ nor images.txt"):
+        load("waterbirds", root, tmp_path, cub_root=str(tmp_path / "empty_cub"))
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda rows: [r.pop(4) for r in rows], r"missing column\(s\) place"),
+        (lambda rows: rows[3].append("extra"), r"line 4: expected 6 fields, got 7"),
+        (lambda rows: rows[2].__setitem__(2, "2"), r"line 3: y is '2', expected one of 0, 1"),
+        (lambda rows: rows[5].__setitem__(3, "3"), r"line 6: split is '3', expected one of 0, 1, 2"),
+    ],
+    ids=["missing-column", "field-count", "label-outside-set", "bad-split"],
+)
+def test_waterbirds_malformed_metadata(tmp_path, edit, message):
+    root = tmp_path / "wb"
+    make_waterbirds_fixture(root, cub=None)
+    rewrite_csv(root / "metadata.csv", edit)
+    with pytest.raises(HarnessError, match=message) as info:
+        load("waterbirds", root, tmp_path / "cache")
+    assert "metadata.csv" in str(info.value) and "\n" not in str(info.value)
+
+
+# ----------------------------------------------------------------------------- CelebA
+
+
+@pytest.fixture(scope="module")
+def celeba(tmp_path_factory):
+    root = tmp_path_factory.mktemp("celeba")
+    return root, make_celeba_fixture(root)
+
+
+def celeba_column(name: str) -> int:
+    from tests.fixtures_real import CELEBA_ATTRIBUTES
+
+    return CELEBA_ATTRIBUTES.index(name)
+
+
+@pytest.mark.parametrize(("target", "spurious"), [(None, None), ("Smiling", "Eyeglasses")])
+def test_celeba_labels_follow_chosen_attributes(celeba, tmp_path, target, spurious):
+    root, facts = celeba
+    options = {} if target is None else {"target": target, "spurious": spurious}
+    bench = load("celeba", root, tmp_path, **options)
+    target, spurious = target or "Blond_Hair", spurious or "Male"
+    assert bench.class_names == [f"not_{target}", target]
+    assert bench.group_names[3] == f"{target}/{spurious}"
+    for name, expected in facts["splits"].items():
+        split = bench.splits[name]
+        labels = [int(r["values"][celeba_column(target)] == 1) for r in expected]
+        attrs = [int(r["values"][celeba_column(spurious)] == 1) for r in expected]
+        assert split.labels.tolist() == labels and split.spurious.tolist() == attrs
+        assert split.groups.tolist() == [2 * y + s for y, s in zip(labels, attrs, strict=True)]
+    blond_male = [
+        2 * int(r["values"][celeba_column("Blond_Hair")] == 1) + int(r["values"][celeba_column("Male")] == 1)
+        for r in facts["splits"]["train"]
+    ]
+    assert_colours(bench.splits["train"].images, blond_male)
+    assert bench.splits["train"].masks is None
+
+
+def test_celeba_unknown_attribute_lists_valid_names(celeba, tmp_path):
+    root, _ = celeba
+    with pytest.raises(HarnessError, match=r"unknown target attribute 'Blonde'.*Blond_Hair.*Young"):
+        load("celeba", root, tmp_path, target="Blonde")
+    with pytest.raises(HarnessError, match="unknown spurious attribute 'male'"):
+        load("celeba", root, tmp_path, spurious="male")
+    with pytest.raises(HarnessError, match="target and spurious attribute are both 'Male'"):
+        load("celeba", root, tmp_path, target="Male")
+
+
+def copy_celeba(src: Path, dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "message"),
+    [
+        (
+            "list_attr_celeba.txt",
+            "000002.jpg -1",
+            "000002.jpg  0",
+            r"line 4: attribute value '0' is not -1 or 1",
+        ),
+        ("list_attr_celeba.txt", "000003.jpg -1", "000003.jpg", r"line 5: expected 41 fields, got 40"),
+        ("list_attr_celeba.txt", "17\n", "18\n", r"line 1 declares 18 images but the file lists 17"),
+        ("list_eval_partition.txt", "000001.jpg 0", "000001.jpg 3", r"split is '3', expected one of 0, 1, 2"),
+        ("list_eval_partition.txt", "000001.jpg 0", "000001.jpg 0 x", r"line 1: expected 2 fields, got 3"),
+        (
+            "list_eval_partition.txt",
+            "000001.jpg 0",
+            "999999.jpg 0",
+            r"image 999999.jpg is not in .*list_attr",
+        ),
+    ],
+    ids=["value", "field-count", "count-line", "split", "partition-fields", "unknown-image"],
+)
+def test_celeba_malformed_files(celeba, tmp_path, file, old, new, message):
+    root = copy_celeba(celeba[0], tmp_path / "celeba")
+    path = root / file
+    text = path.read_text()
+    # The fixture's rows are "name v1 v2 ..." with values padded to width 2, e.g. "000002.jpg -1  1".
+    if old not in text:
+        old, new = old.replace("-1", " 1"), new.replace("-1", " 1")
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    with pytest.raises(HarnessError, match=message) as info:
+        load("celeba", root, tmp_path / "cache")
+    assert file in str(info.value)
+
+
+def test_user_png_masks_coverage_and_size_check(celeba, tmp_path):
+    root, facts = celeba
+    masks = tmp_path / "hair"
+    hair = np.zeros((32, 32), dtype=np.uint8)
+    hair[0:8, 4:28] = 7  # any nonzero value is object
+    for records in facts["splits"].values():
+        for r in records:
+            save_grey(masks / Path(r["rel"]).with_suffix(".png"), hair)
+    bench = load("celeba", root, tmp_path / "cache", masks=str(masks))
+    expected = np.zeros((SIZE, SIZE), dtype=bool)
+    expected[0:4, 2:14] = True  # 32 -> 16: halve every bound
+    assert bench.has_masks
+    assert all(np.array_equal(m, expected) for m in bench.splits["val"].masks.numpy())
+
+    missing = facts["splits"]["test"][0]["rel"]
+    (masks / Path(missing).with_suffix(".png")).unlink()
+    bench = load("celeba", root, tmp_path / "cache", masks=str(masks))
+    assert bench.splits["test"].masks is None and bench.splits["train"].masks is not None
+    assert bench.info["mask_coverage"]["test"] == "3/4"
+
+    wrong = masks / Path(facts["splits"]["train"][0]["rel"]).with_suffix(".png")
+    save_grey(wrong, np.ones((20, 32), dtype=np.uint8))
+    with pytest.raises(HarnessError, match=r"mask is 32x20 \(w x h\) but its image .* is 32x32") as info:
+        load("celeba", root, tmp_path / "cache", masks=str(masks))
+    assert str(wrong) in str(info.value)
+
+
+def test_user_box_csv_masks(celeba, tmp_path):
+    root, facts = celeba
+    boxes = tmp_path / "boxes.csv"
+    rels = [r["rel"] for records in facts["splits"].values() for r in records]
+    with open(boxes, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["image", "xmin", "ymin", "xmax", "ymax"])
+        for rel in rels:
+            writer.writerow([rel, 4, 8, 28, 16])  # 24 wide, 8 high
+            writer.writerow([rel, 0, 30, 2, 32])  # a second box for the same image: united
+    bench = load("celeba", root, tmp_path / "cache", masks=str(boxes))
+    expected = np.zeros((SIZE, SIZE), dtype=bool)
+    expected[4:8, 2:14] = True
+    expected[15, 0] = True
+    assert all(np.array_equal(m, expected) for m in bench.splits["train"].masks.numpy())
+
+    with open(boxes, "a", newline="") as f:
+        csv.writer(f).writerow([rels[0], 20, 0, 40, 8])  # reaches past the 32-pixel width
+    with pytest.raises(HarnessError, match=r"box \(xmin=20, ymin=0, xmax=40, ymax=8\) is empty or outside"):
+        load("celeba", root, tmp_path / "cache", masks=str(boxes))
+
+    with open(boxes, "a", newline="") as f:
+        csv.writer(f).writerow([rels[0], 9, 0, 3, 8])
+    with pytest.raises(HarnessError, match=r"boxes.csv: line \d+: empty box"):
+        load("celeba", root, tmp_path / "cache", masks=str(boxes))
+
+
+def test_user_masks_matching_nothing_is_an_error(celeba, tmp_path):
+    root, _ = celeba
+    save_grey(tmp_path / "masks" / "000001.png", np.ones((32, 32), dtype=np.uint8))  # lacks img_align_celeba/
+    with pytest.raises(
+        HarnessError, match=r"no mask matches any image of celeba \(expected e.g. img_align_celeba/"
+    ):
+        load("celeba", root, tmp_path / "cache", masks=str(tmp_path / "masks"))
+    with pytest.raises(HarnessError, match="mask folder or boxes CSV not found"):
+        load("celeba", root, tmp_path / "cache", masks=str(tmp_path / "nowhere"))
+
+
+# ----------------------------------------------------------------------------- ISIC
+
+
+def test_isic_groups_lesion_and_patch_masks(tmp_path):
+    root, masks = tmp_path / "isic", tmp_path / "isic_masks"
+    facts = make_isic_fixture(root, masks)
+    bench = load(
+        "isic", root, tmp_path / "cache", masks=str(masks / "lesion"), patch_masks=str(masks / "patch")
+    )
+    assert bench.group_names == ["benign/no_patch", "benign/patch", "malignant/no_patch"]
+    assert bench.class_names == ["benign", "malignant"] and bench.spurious_names == ["no_patch", "patch"]
+    assert bench.info["excluded_rows"] == 1
+    for name, expected in facts["splits"].items():
+        split = bench.splits[name]
+        assert split.labels.tolist() == [r["label"] for r in expected]
+        assert split.spurious.tolist() == [r["patch"] for r in expected]
+        assert split.groups.tolist() == [2 * r["label"] + r["patch"] for r in expected]
+        assert all(np.array_equal(m, ISIC_LESION_MASK) for m in split.masks.numpy())
+        for r, patch_mask in zip(expected, bench.info["patch_masks"][name].numpy(), strict=True):
+            assert np.array_equal(patch_mask, ISIC_PATCH_MASK if r["patch"] else np.zeros((SIZE, SIZE), bool))
+    assert bench.splits["train"].group_counts(3).tolist() == [3, 3, 2]
+
+
+def test_isic_without_masks_and_with_malignant_patches(tmp_path):
+    root = tmp_path / "isic"
+    make_isic_fixture(root, malignant_patch=True)
+    bench = load("isic", root, tmp_path / "cache")
+    assert bench.group_names[-1] == "malignant/patch" and bench.num_groups == 4
+    assert bench.splits["test"].group_counts(4).tolist() == [1, 1, 1, 1]
+    assert not bench.has_masks and "patch_masks" not in bench.info
+
+
+def test_isic_label_outside_expected_set(tmp_path):
+    root = tmp_path / "isic"
+    make_isic_fixture(root)
+    rewrite_csv(root / "labels.csv", lambda rows: rows[2].__setitem__(1, "melanoma"))
+    with pytest.raises(HarnessError, match=r"labels.csv: line 3: benign_malignant is 'melanoma'"):
+        load("isic", root, tmp_path / "cache")
+
+
+# ----------------------------------------------------------------------------- NICO++
+
+
+@pytest.fixture(scope="module")
+def nico(tmp_path_factory):
+    root = tmp_path_factory.mktemp("nico")
+    return root, make_nico_fixture(root)
+
+
+NICO_OPTIONS = {"classes": "cat,dog", "contexts": "autumn,grass,water"}
+
+
+def test_nico_long_tailed_train_and_balanced_eval(nico, tmp_path):
+    root, _ = nico
+    bench = load("nico", root, tmp_path, **NICO_OPTIONS)
+    assert bench.group_names == [
+        "cat/autumn",
+        "cat/grass",
+        "cat/water",
+        "dog/autumn",
+        "dog/grass",
+        "dog/water",
+    ]
+    # 10 images per cell: val and test take floor(0.2 * 10) = 2 each, 6 remain. cat's dominant context is
+    # autumn (class 0 -> context 0), dog's grass; minor cells keep max(1, round(6 * 0.1 / (0.9 * 2))) = 1.
+    assert bench.splits["train"].group_counts(6).tolist() == [6, 1, 1, 1, 6, 1]
+    assert bench.splits["val"].group_counts(6).tolist() == [2] * 6
+    assert bench.splits["test"].group_counts(6).tolist() == [2] * 6
+    assert bench.info["dominant_context"] == {"cat": "autumn", "dog": "grass"}
+    train = bench.splits["train"]
+    assert train.groups.tolist() == (train.labels * 3 + train.spurious).tolist()
+
+
+def test_nico_split_is_disjoint_seeded_and_follows_dominant_share(nico):
+    root, facts = nico
+    cells = {
+        (cls, ctx): sorted((root / ctx / cls).glob("*.jpg"))
+        for cls in facts["classes"]
+        for ctx in facts["contexts"]
+    }
+    args = (cells, facts["classes"], facts["contexts"])
+    first, _ = nico_split(*args, seed=0, dominant_share=0.9)
+    again, _ = nico_split(*args, seed=0, dominant_share=0.9)
+    other, _ = nico_split(*args, seed=1, dominant_share=0.9)
+    assert first == again and first != other
+    names = {k: {p for _, _, p in v} for k, v in first.items()}
+    assert not (
+        names["train"] & names["val"] or names["train"] & names["test"] or names["val"] & names["test"]
+    )
+    # dominant_share 0.6: minor cells keep round(6 * 0.4 / (0.6 * 2)) = 2 each.
+    _, info = nico_split(*args, seed=0, dominant_share=0.6)
+    assert info["train_counts"] == {
+        "cat/autumn": 6,
+        "cat/grass": 2,
+        "cat/water": 2,
+        "dog/autumn": 2,
+        "dog/grass": 6,
+        "dog/water": 2,
+    }
+
+
+def test_nico_option_errors(nico, tmp_path):
+    root, _ = nico
+    with pytest.raises(HarnessError, match=r"water/cow: class folder not found; present: cat, dog"):
+        load("nico", root, tmp_path, classes="cat,cow", contexts="water,autumn")
+    with pytest.raises(HarnessError, match=r"dim: context folder not found; present: autumn, grass, water"):
+        load("nico", root, tmp_path, classes="cat,dog")  # default contexts include dim
+    with pytest.raises(HarnessError, match="seed must be an integer"):
+        load("nico", root, tmp_path, seed="x", **NICO_OPTIONS)
+    small = tmp_path / "small"
+    make_nico_fixture(small, per_cell=4)
+    with pytest.raises(HarnessError, match="has only 4 images"):
+        load("nico", small, tmp_path, **NICO_OPTIONS)
+
+
+# ----------------------------------------------------------------------------- ImageNet-9
+
+
+@pytest.fixture(scope="module")
+def imagenet9(tmp_path_factory):
+    root = tmp_path_factory.mktemp("in9")
+    return root, make_imagenet9_fixture(root)
+
+
+def test_imagenet9_splits_groups_and_backgrounds(imagenet9, tmp_path):
+    root, facts = imagenet9
+    bench = load("imagenet9", root, tmp_path)
+    assert bench.class_names == ["dog", "bird", "wheeled vehicle"]
+    assert bench.spurious_names == ["dog", "bird", "wheeled vehicle", "unknown"]
+    assert bench.group_names[:4] == ["dog/match", "dog/mismatch", "bird/match", "bird/mismatch"]
+    assert set(bench.splits) == {
+        "train",
+        "val",
+        "test",
+        "test_mixed_same",
+        "test_mixed_rand",
+        "test_only_fg",
+        "test_no_fg",
+    }
+    assert bench.splits["train"].labels.tolist() == [0, 0, 1, 1, 2, 2]
+    for name in ("train", "val", "test", "test_only_fg", "test_no_fg", "test_mixed_same"):
+        split = bench.splits[name]
+        assert split.spurious.tolist() == split.labels.tolist()  # background of the object's own class
+        assert split.groups.tolist() == (2 * split.labels).tolist()  # all "match"
+    rand = bench.splits["test_mixed_rand"]
+    expected = [(c, bg) for variant, c, _, _, bg in facts["mixed"] if variant == "mixed_rand"]
+    assert rand.labels.tolist() == [c for c, _ in expected]
+    assert rand.spurious.tolist() == [3 if bg is None else bg for _, bg in expected]  # 3 = unknown
+    assert rand.groups.tolist() == [0 * 2 + 1, 1 * 2 + 0, 2 * 2 + 1]  # other class, same class, unknown
+    assert_colours(bench.splits["val"].images, [0, 1, 2])
+
+
+def test_imagenet9_foreground_masks_from_fg_mask_and_only_fg(imagenet9, tmp_path):
+    root, _ = imagenet9
+    bench = load("imagenet9", root, tmp_path)
+    # Class 0 takes its masks from fg_mask/*.npy, classes 1 and 2 from only_fg's non-black pixels.
+    for name in ("test", "test_mixed_same", "test_mixed_rand", "test_only_fg", "test_no_fg"):
+        masks = bench.splits[name].masks
+        assert masks is not None and all(np.array_equal(m, IN9_FG_MASK) for m in masks.numpy())
+    assert bench.splits["train"].masks is None and not bench.has_masks
+
+
+def test_imagenet9_class_folder_outside_in9l_is_an_error(tmp_path):
+    make_imagenet9_fixture(tmp_path / "in9")
+    stray = tmp_path / "in9" / "bg_challenge" / "mixed_same" / "val" / "09_fungus"
+    stray.mkdir()
+    with pytest.raises(HarnessError, match=r"09_fungus: class folder not in .*in9l/train \(00_dog, 01_bird"):
+        load("imagenet9", tmp_path / "in9", tmp_path / "cache")
+
+
+def test_imagenet9_variants_option(imagenet9, tmp_path):
+    root, _ = imagenet9
+    bench = load("imagenet9", root, tmp_path, variants="mixed_rand")
+    assert set(bench.splits) == {"train", "val", "test", "test_mixed_rand"}
+    with pytest.raises(HarnessError, match=r"bg_challenge/mixed_next/val: variant folder not found"):
+        load("imagenet9", root, tmp_path, variants="mixed_next")
+    with pytest.raises(HarnessError, match="unknown ImageNet-9 variant 'mixed'"):
+        load("imagenet9", root, tmp_path, variants="mixed")
+
+
+# ----------------------------------------------------------------------------- cache
+
+
+def cache_files(cache: Path, kind: str = "images") -> list[str]:
+    return sorted(p.name for p in cache.iterdir() if p.name.endswith(f".{kind}.npy"))
+
+
+def test_second_load_reads_cache_without_decoding(waterbirds, tmp_path, monkeypatch):
+    root, facts = waterbirds
+    first = load("waterbirds", root, tmp_path, cub_root=str(facts["cub_root"]))
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("PIL.Image.open called on a cached load")
+
+    monkeypatch.setattr(PIL.Image, "open", no_decoding)
+    second = load("waterbirds", root, tmp_path, cub_root=str(facts["cub_root"]))
+    for name in ("train", "val", "test"):
+        assert torch.equal(first.splits[name].images, second.splits[name].images)
+        assert torch.equal(first.splits[name].masks, second.splits[name].masks)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_touching_a_source_rebuilds_and_replaces_the_cache(tmp_path, monkeypatch):
+    root = tmp_path / "wb"
+    facts = make_waterbirds_fixture(root, cub=None)
+    cache = tmp_path / "cache"
+    load("waterbirds", root, cache)
+    before = cache_files(cache)
+    assert len(before) == 3  # one per split
+
+    opened = []
+    real_open = PIL.Image.open
+    monkeypatch.setattr(PIL.Image, "open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k))
+    touched = root / facts["splits"]["val"][0]["rel"]
+    stat = touched.stat()
+    os.utime(touched, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    load("waterbirds", root, cache)
+    assert len(opened) == 4  # the val split (4 images) is decoded again, train and test are not
+    after = cache_files(cache)
+    assert len(after) == 3 and [n for n in after if n not in before][0].startswith("waterbirds-val-")
+
+
+def test_content_hash_changes_with_sources_and_options(nico, tmp_path):
+    root, _ = nico
+    first = load("nico", root, tmp_path, **NICO_OPTIONS).info["content_hash"]
+    assert load("nico", root, tmp_path, **NICO_OPTIONS).info["content_hash"] == first
+    assert load("nico", root, tmp_path, seed="1", **NICO_OPTIONS).info["content_hash"] != first
+    assert load("nico", root, tmp_path, dominant_share="0.6", **NICO_OPTIONS).info["content_hash"] != first
+
+
+def test_cached_tensor_edits_do_not_reach_the_cache_file(waterbirds, tmp_path):
+    root, _ = waterbirds
+    images = load("waterbirds", root, tmp_path).splits["test"].images
+    original = images.clone()
+    images.zero_()  # copy-on-write mapping: private to this process
+    assert torch.equal(load("waterbirds", root, tmp_path).splits["test"].images, original)
+
+
+def test_progress_bar_only_when_asked(waterbirds, tmp_path, capsys):
+    root, _ = waterbirds
+    load_real("waterbirds", root, image_size=SIZE, cache_dir=tmp_path / "a", progress=False)
+    assert "decoding" not in capsys.readouterr().err
+    load_real("waterbirds", root, image_size=SIZE, cache_dir=tmp_path / "b", progress=True)
+    assert "decoding waterbirds-train" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_undecodable_image_is_reported_and_nothing_is_cached(tmp_path, damage):
+    root = tmp_path / "wb"
+    facts = make_waterbirds_fixture(root, cub=None)
+    broken = root / facts["splits"]["train"][2]["rel"]
+    data = broken.read_bytes()
+    broken.write_bytes(b"not a jpeg at all" if damage == "garbage" else data[: len(data) // 2])
+    cache = tmp_path / "cache"
+    with pytest.raises(HarnessError, match="cannot decode image") as info:
+        load("waterbirds", root, cache)
+    assert str(info.value).startswith(str(broken)) and "\n" not in str(info.value)
+    assert not cache.exists() or not list(cache.iterdir())
+
+
+def test_missing_image_file_is_reported(tmp_path):
+    root = tmp_path / "wb"
+    facts = make_waterbirds_fixture(root, cub=None)
+    missing = root / facts["splits"]["test"][1]["rel"]
+    missing.unlink()
+    with pytest.raises(HarnessError, match="file not found") as info:
+        load("waterbirds", root, tmp_path / "cache")
+    assert str(missing) in str(info.value)
+
+
+def test_general_argument_errors(waterbirds, tmp_path):
+    root, _ = waterbirds
+    with pytest.raises(
+        HarnessError, match=r"nowhere: data root of waterbirds not found \(expected metadata.csv"
+    ):
+        load("waterbirds", tmp_path / "nowhere", tmp_path)
+    with pytest.raises(
+        HarnessError, match=r"unknown option\(s\) target for waterbirds; valid: cub_root, masks"
+    ):
+        load("waterbirds", root, tmp_path, target="Blond_Hair")
+    with pytest.raises(HarnessError, match="unknown real dataset 'cub'; choose one of waterbirds, celeba"):
+        load("cub", root, tmp_path)
+    with pytest.raises(HarnessError, match="image_size must be a positive integer"):
+        load_real("waterbirds", root, image_size=0, cache_dir=tmp_path)
+    with pytest.raises(HarnessError, match=r"metadata.csv: file not found"):
+        load("waterbirds", tmp_path, tmp_path)

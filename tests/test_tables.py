@@ -1,0 +1,360 @@
+"""Paper-style tables from hand-made run records; expected numbers are worked out by hand in comments."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness import tables
+from harness.errors import HarnessError
+from harness.hparams_registry import default_hparams
+
+ARCH, SCALE = "resnet18", "tiny"
+# Registry defaults at tiny scale for the synthetic presets (read, not assumed, so a change shows up here).
+TR_DEFAULT = default_hparams("slim-tr", "waterbirds-synth", SCALE)
+TR_BUDGET, TR_FRAC = TR_DEFAULT["budget"], TR_DEFAULT["subset_frac"]
+
+LABELS = {  # (train_group_labels, val_group_labels) each method uses
+    "erm": (False, False),
+    "jtt": (False, True),
+    "dfr": (False, True),
+    "gdro": (True, False),
+    "slim-tr": (False, False),
+    "slim-val": (False, False),
+}
+
+
+def make_record(
+    method: str = "erm",
+    dataset: str = "waterbirds-synth",
+    seed: int = 0,
+    worst: float | None = 0.8,
+    avg: float | None = 0.9,
+    *,
+    weighted: float | None = None,
+    split: str = "test",
+    budget: int | None = None,
+    frac: float | None = None,
+    aiou: tuple[float, float] | None = None,
+    extra_training: float = 0.0,
+    status: str = "ok",
+    label: str | None = None,
+    arch: str = ARCH,
+    scale: str = SCALE,
+    created: str = "2024-01-01T00:00:00+00:00",
+) -> dict:
+    """A record of the schema in harness/records.py with just the fields the tables read."""
+    slim = method.startswith("slim")
+    if slim:
+        defaults = default_hparams(method, dataset, scale)
+        budget = defaults["budget"] if budget is None else budget
+        frac = defaults["subset_frac"] if frac is None else frac
+    metrics: dict = {"val": {"worst_group_acc": 0.5, "avg_acc": 0.5}, split: {}}
+    for key, value in (("worst_group_acc", worst), ("avg_acc", avg), ("weighted_avg_acc", weighted)):
+        if value is not None:
+            metrics[split][key] = value
+    if aiou is not None:
+        metrics[split].update(aiou_worst=aiou[0], aiou_avg=aiou[1])
+    train_labels, val_labels = LABELS[method]
+    rec = {
+        "run_id": f"{method}-{dataset}-{seed}-{budget}-{frac}-{created}",
+        "created": created,
+        "status": status,
+        "error": "CUDA out of memory\ntraceback..." if status == "failed" else None,
+        "dataset": dataset,
+        "method": method,
+        "arch": arch,
+        "seed": seed,
+        "scale": scale,
+        "config": {"budget": budget, "subset_frac": frac} if slim else {"lr": 0.01},
+        "metrics": metrics,  # a failed run may have written some before failing
+        "labels_used": {
+            "train_group_labels": train_labels,
+            "val_group_labels": val_labels,
+            "attention_queries": budget if slim else 0,
+            "attention_split": ("train" if method == "slim-tr" else "val") if slim else None,
+        },
+        "cost": {"annotation_fraction": 0.0, "extra_training_fraction": extra_training, "seconds": 1.0},
+        "details": {
+            "subset_size": 30,
+            "subset_fraction": frac,
+            "queries": budget,
+            "query_fraction": budget / 1000,
+        }
+        if slim
+        else {},
+    }
+    if label is not None:
+        rec["method_label"] = label
+    return rec
+
+
+def row(text: str, name: str) -> list[str]:
+    """Cells of the markdown table row whose first cell is ``name``."""
+    for cells in body(text):
+        if cells[0] == name:
+            return cells
+    raise AssertionError(f"no row {name!r} in\n{text}")
+
+
+def split_row(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def header(text: str) -> list[str]:
+    return split_row(next(line for line in text.splitlines() if line.startswith("|")))
+
+
+def body(text: str) -> list[list[str]]:
+    """Cells of every markdown table row below the header and its rule."""
+    return [split_row(line) for line in text.splitlines() if line.startswith("|")][2:]
+
+
+def column(text: str, name: str, col: str) -> str:
+    return row(text, name)[header(text).index(col)]
+
+
+WB = "Waterbirds (synth)"
+
+
+def test_mean_std_over_seeds_and_single_seed():
+    # worst 0.80, 0.84, 0.86: mean 83.33; deviations -3.33, 0.67, 2.67 -> var (11.11 + 0.44 + 7.11) / 3 = 6.22
+    # -> population std 2.49 (the sample std would be 3.06, shown as 3.1).
+    recs = [make_record("erm", seed=s, worst=w, avg=0.9) for s, w in enumerate((0.80, 0.84, 0.86))]
+    recs.append(make_record("jtt", seed=0, worst=0.7, avg=0.75))
+    text = tables.table2(recs, ARCH, SCALE)
+    assert column(text, "ERM", f"{WB} Worst").strip("*<u>/") == "83.3 ± 2.5"
+    assert column(text, "ERM", f"{WB} Avg") == "**90.0 ± 0.0**"
+    assert column(text, "JTT", f"{WB} Worst") == "<u>70.0</u>"  # one seed: no ± part
+    assert "population std, ddof=0" in text.splitlines()[0]
+    assert tables.format_number(0.5349, "aiou") == ".53"
+    assert tables.format_stat(tables.Stat(0.53, 0.02, 2), "aiou", tables.get_style("markdown")) == ".53 ± .02"
+
+
+def test_best_bold_second_underlined_ties_and_lone_values():
+    recs = [
+        make_record("erm", worst=0.60, avg=0.95),
+        make_record("jtt", worst=0.70, avg=0.90),
+        make_record("gdro", worst=0.70, avg=0.85),  # tied best with JTT
+        make_record("dfr", worst=0.65, avg=0.80),
+        make_record("gdro", dataset="celeba-synth", worst=0.5, avg=0.6),  # the only CelebA value
+        make_record("erm", dataset="isic-synth", worst=0.8944, avg=0.7),  # shows as 89.4 ...
+        make_record("jtt", dataset="isic-synth", worst=0.8941, avg=0.6),  # ... as does this: a tie
+    ]
+    text = tables.table2(recs, ARCH, SCALE)
+    worst = {name: column(text, name, f"{WB} Worst") for name in ("ERM", "JTT", "GDRO", "DFR")}
+    assert worst == {"ERM": "60.0", "JTT": "**70.0**", "GDRO": "**70.0**", "DFR": "<u>65.0</u>"}
+    avg = {name: column(text, name, f"{WB} Avg") for name in ("ERM", "JTT", "GDRO", "DFR")}
+    assert avg == {"ERM": "**95.0**", "JTT": "<u>90.0</u>", "GDRO": "85.0", "DFR": "80.0"}
+    assert column(text, "GDRO", "CelebA (synth) Worst") == "**50.0**"
+    assert "<u>" not in "".join(row(text, n)[header(text).index("CelebA (synth) Worst")] for n in worst)
+    assert column(text, "ERM", "ISIC (synth) Worst") == "**89.4**"
+    assert column(text, "JTT", "ISIC (synth) Worst") == "**89.4**"
+
+
+def test_missing_cells_show_a_dash_not_zero():
+    recs = [
+        make_record("erm", worst=0.6),
+        make_record("erm", dataset="celeba-synth", worst=0.4),
+        make_record("gdro", worst=0.9),
+    ]
+    text = tables.table2(recs, ARCH, SCALE)
+    assert row(text, "GDRO")[-2:] == ["–", "–"]
+    assert "0.0" not in row(text, "GDRO")[-1]
+    latex = tables.table2(recs, ARCH, SCALE, "latex")
+    assert "GDRO" in latex and " -- " in latex
+
+
+def test_waterbirds_avg_is_the_weighted_average():
+    recs = [
+        make_record("erm", worst=0.6, avg=0.80, weighted=0.95),
+        make_record("erm", dataset="celeba-synth", worst=0.5, avg=0.85, weighted=0.99),
+    ]
+    text = tables.table2(recs, ARCH, SCALE)
+    assert column(text, "ERM", f"{WB} Avg").strip("*") == "95.0"
+    assert (
+        column(text, "ERM", "CelebA (synth) Avg").strip("*") == "85.0"
+    )  # the convention is Waterbirds' only
+    assert "weighted by train group proportions" in text.splitlines()[0]
+    plain = tables.table2([make_record("erm", worst=0.6, avg=0.80)], ARCH, SCALE)
+    assert column(plain, "ERM", f"{WB} Avg").strip("*") == "80.0"
+    assert "weighted" not in plain.splitlines()[0]
+
+
+def test_failed_records_are_excluded_and_listed():
+    recs = [
+        make_record("erm", worst=0.6),
+        make_record("jtt", seed=3, worst=0.99, status="failed"),
+    ]
+    text = tables.table2(recs, ARCH, SCALE)
+    assert "99.0" not in text
+    assert "| JTT" not in text
+    footer = [line for line in text.splitlines() if line.startswith("Failed runs")]
+    assert footer == ["Failed runs (excluded): waterbirds-synth/JTT/seed 3 (CUDA out of memory)"]
+    assert tables.table2([recs[1]], ARCH, SCALE) is None  # only failed runs: nothing to show
+
+
+def test_latex_escaping_and_marks():
+    recs = [
+        make_record("erm", worst=0.6, label="A&B_c 50%", arch="vit_small"),
+        make_record("gdro", worst=0.7, arch="vit_small"),
+        make_record("slim-tr", worst=0.8, extra_training=0.1, arch="vit_small"),
+    ]
+    latex = tables.table2(recs, "vit_small", SCALE, "latex")
+    assert r"A\&B\_c 50\%" in latex
+    assert r"SLIM\_Tr" in latex
+    assert r"\textbf{80.0}" in latex and r"\underline{70.0}" in latex
+    assert r"none $\diamond$" in latex and r"0.1$\times$" in latex
+    assert latex.startswith(r"% Table 2 analogue (arch vit\_small, scale tiny)")
+    assert r"\caption{" in latex and latex.rstrip().endswith(r"\end{table}")
+    markdown = tables.table2(recs, "vit_small", SCALE)
+    assert "| A&B_c 50%" in markdown
+
+
+def test_label_requirement_and_training_cost_columns():
+    recs = [
+        make_record("erm"),
+        make_record("dfr", extra_training=0.05),
+        make_record("gdro"),
+        make_record("slim-tr", extra_training=0.1),
+        make_record("slim-tr", dataset="celeba-synth", extra_training=0.2),
+    ]
+    text = tables.table2(recs, ARCH, SCALE)
+    assert row(text, "ERM")[1:3] == ["none", "0×"]
+    assert row(text, "DFR")[1:3] == ["validation", "0.05×"]
+    assert row(text, "GDRO")[1:3] == ["training", "0×"]
+    assert row(text, "SLIM_Tr")[1:3] == ["none ◇", "0.1×-0.2×"]  # a range over datasets
+    assert [r[0] for r in body(text)] == ["ERM", "SLIM_Tr", "DFR", "GDRO"]  # the paper's row order
+
+
+def test_slim_rows_use_the_default_budget_and_subset_fraction():
+    recs = [
+        make_record("slim-tr", worst=0.90),  # defaults
+        make_record("slim-tr", worst=0.50, budget=TR_BUDGET * 2),
+        make_record("slim-tr", worst=0.40, frac=TR_FRAC * 2),
+        make_record("slim-tr", seed=1, worst=0.30, budget=TR_BUDGET * 2, frac=TR_FRAC * 2),  # in no table
+    ]
+    text = tables.table2(recs, ARCH, SCALE)
+    assert column(text, "SLIM_Tr", f"{WB} Worst") == "**90.0**"
+
+    budget = tables.table7(recs, ARCH, SCALE)
+    amounts = header(budget).index(f"{WB} Amount")
+    assert [(r[amounts], r[amounts + 1]) for r in body(budget)] == [
+        (f"{TR_BUDGET}†", "**90.0**"),
+        (str(TR_BUDGET * 2), "<u>50.0</u>"),
+    ]
+    assert "30.0" not in budget and "40.0" not in budget
+
+    fraction = tables.table8(recs, ARCH, SCALE)
+    props = header(fraction).index(f"{WB} Prop%")
+    assert [(r[props], r[props + 1]) for r in body(fraction)] == [
+        (f"{tables.trim_number(100 * TR_FRAC)}†", "**90.0**"),
+        (tables.trim_number(200 * TR_FRAC), "<u>40.0</u>"),
+    ]
+
+
+def test_sweep_marks_are_ranked_within_each_method():
+    recs = [
+        make_record("slim-tr", worst=0.9),
+        make_record("slim-tr", worst=0.8, budget=TR_BUDGET + 8),
+        make_record("slim-val", worst=0.6),
+        make_record("slim-val", worst=0.5, budget=4),
+    ]
+    text = tables.table7(recs, ARCH, SCALE)
+    worst = header(text).index(f"{WB} Worst")
+    assert [(r[0], r[worst]) for r in body(text)] == [
+        ("SLIM_Tr", "**90.0**"),
+        ("", "<u>80.0</u>"),
+        ("SLIM_Val", "<u>50.0</u>"),  # budget 4 sorts before the default
+        ("", "**60.0**"),
+    ]
+
+
+def test_imagenet9_uses_mixed_rand_split():
+    recs = [make_record("erm", dataset="imagenet9-synth", worst=0.3, avg=0.6, split="test")]
+    recs[0]["metrics"]["test_mixed_rand"] = {"worst_group_acc": 0.25, "avg_acc": 0.55}
+    recs.append(make_record("erm", dataset="nico-synth", worst=0.2, avg=0.7))
+    text = tables.table3(recs, ARCH, SCALE)
+    assert column(text, "ERM", "ImageNet9 (synth) Worst").strip("*") == "25.0"
+    assert column(text, "ERM", "NICO (synth) Worst").strip("*") == "20.0"
+    assert "ImageNet9 (synth) uses the test_mixed_rand split" in text.splitlines()[0]
+    assert tables.table2(recs, ARCH, SCALE) is None  # no binary dataset
+
+
+def test_table4_counts_and_shares():
+    recs = [make_record("slim-tr", seed=s) for s in range(2)] + [make_record("slim-val")]
+    text = tables.table4(recs, ARCH, SCALE)
+    share = tables.trim_number(TR_BUDGET / 10)  # query_fraction = budget / 1000, in percent
+    assert column(text, "SLIM_Tr", f"{WB} Att.") == f"{TR_BUDGET} ({share}% of train)"
+    assert column(text, "SLIM_Tr", f"{WB} Training") == f"{tables.trim_number(TR_FRAC)}×"
+    assert column(text, "SLIM_Val", f"{WB} Att.").endswith("of val)")
+    assert tables.table4([make_record("erm")], ARCH, SCALE) is None
+
+
+def test_table5_aiou():
+    recs = [
+        make_record("erm", seed=0, aiou=(0.20, 0.45)),
+        make_record("erm", seed=1, aiou=(0.30, 0.49)),
+        make_record("slim-tr", aiou=(0.51, 0.60)),
+        make_record("gdro"),  # no AIoU: no row
+    ]
+    text = tables.table5(recs, ARCH, SCALE)
+    assert row(text, "ERM")[1:] == ["<u>.25 ± .05</u>", "<u>.47 ± .02</u>"]  # (.20+.30)/2, |.05| each
+    assert row(text, "SLIM_Tr")[1:] == ["**.51**", "**.60**"]
+    assert "| GDRO" not in text
+    assert tables.table5([make_record("erm")], ARCH, SCALE) is None
+
+
+def test_newest_rerun_of_a_seed_counts():
+    recs = [
+        make_record("erm", seed=0, worst=0.5, created="2024-01-01T00:00:00+00:00"),
+        make_record("erm", seed=0, worst=0.7, created="2024-02-01T00:00:00+00:00"),
+    ]
+    assert column(tables.table2(recs, ARCH, SCALE), "ERM", f"{WB} Worst") == "**70.0**"
+
+
+def test_write_tables_markdown_and_latex(tmp_path):
+    recs = [
+        make_record("erm", worst=0.6),
+        make_record("slim-tr", worst=0.8),
+        make_record("slim-tr", worst=0.7, budget=TR_BUDGET * 2),
+        make_record("erm", worst=0.5, scale="quick"),
+        make_record("jtt", status="failed"),
+    ]
+    written = tables.write_tables(recs, tmp_path / "md", "markdown")
+    names = sorted(p.name for p in written)
+    assert names == sorted(
+        [
+            "README.md",
+            "table2_binary_resnet18_quick.md",
+            "table2_binary_resnet18_tiny.md",
+            "table4_slim_cost_resnet18_tiny.md",
+            "table7_budget_resnet18_tiny.md",
+            "table8_subset_frac_resnet18_tiny.md",
+        ]
+    )
+    readme = (tmp_path / "md" / "README.md").read_text()
+    assert "(table2_binary_resnet18_tiny.md)" in readme
+    assert "Table 5 (attention accuracy), arch resnet18, scale tiny: skipped" in readme
+    assert "Failed runs (excluded): waterbirds-synth/JTT/seed 0" in readme
+    quick = (tmp_path / "md" / "table2_binary_resnet18_quick.md").read_text()
+    assert "scale quick" in quick.splitlines()[0] and "60.0" not in quick
+
+    latex = tables.write_tables(recs, tmp_path / "tex", "latex")
+    assert sorted(p.name for p in latex) == sorted(
+        n.replace(".md", ".tex") for n in names if n != "README.md"
+    )
+    assert all(p.read_text().startswith("% Table") for p in latex)
+
+
+def test_bad_input_raises_one_line_errors(tmp_path):
+    with pytest.raises(HarnessError, match="unknown table format 'html'"):
+        tables.write_tables([make_record()], tmp_path, "html")
+    broken = make_record()
+    del broken["arch"]
+    with pytest.raises(HarnessError, match="lacks arch"):
+        tables.table2([broken], ARCH, SCALE)
+    no_budget = make_record("slim-tr")
+    no_budget["config"] = {}
+    with pytest.raises(HarnessError, match="lacks config budget"):
+        tables.table2([no_budget], ARCH, SCALE)
+    assert tables.write_tables([], tmp_path / "empty") == [tmp_path / "empty" / "README.md"]
