@@ -1,12 +1,13 @@
 """GroupDRO (Sagawa et al., ICLR 2020): minimise the worst group's loss with the online algorithm.
 
-The objective (paper eq. 7, Algorithm 1) keeps a distribution q over groups. Each batch it computes the
-mean loss of every group present, adds the generalisation adjustment C / sqrt(n_g) (paper eq. 5, n_g the
-group's train count; hp ``gdro_adjustment`` = C, 0 by default), multiplies q_g by exp(eta * loss_g) for
-the groups present (absent groups' weights are not multiplied), renormalises q, and returns
-sum_g q_g loss_g over the present groups with the updated q, as the authors' code does. Batches are
-drawn group-balanced (the authors' ``--reweight_groups``); the model is selected by val worst-group
-accuracy. It replaces ERM, so it adds no training beyond the initial one.
+The online optimiser of the group DRO objective (the paper's Algorithm 1) keeps a distribution q over
+groups. Each batch it computes the mean loss of every group present, adds the group adjustment
+C / sqrt(n_g) (n_g the group's train count; hp ``gdro_adjustment`` = C, 0 by default), multiplies q_g
+by exp(eta * loss_g) for the groups present (absent groups' weights are not multiplied), renormalises
+q, and returns sum_g q_g loss_g over the present groups with the updated q, as the authors' code does.
+Batches are drawn group-balanced (the authors' ``--reweight_groups``); the model is selected by val
+worst-group accuracy. The paper's strong-L2 variant is ``--set gdro_strong_l2=true`` (see the
+hyperparameter registry). It replaces ERM, so it adds no training beyond the initial one.
 """
 from __future__ import annotations
 

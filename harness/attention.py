@@ -35,8 +35,10 @@ from torch import nn
 
 from harness.cache import load_tensors, save_tensors
 from harness.data import Benchmark, Split
+from harness.datasets import dataset_fingerprint
 from harness.errors import HarnessError
 from harness.evaluation import autocast, to_float
+from harness.methods import RunContext
 from harness.progress import progress
 
 TARGETS = ("label", "prediction")
@@ -152,7 +154,7 @@ class CamExtractor:
             with target_activation(model, self.needs_gradients) as captured, autocast(images.device):
                 logits = model(images)
             if len(captured) != 1:
-                raise HarnessError(f"the target layer ran {len(captured)} times in one forward pass, expected once")
+                raise HarnessError(f"the target layer ran {len(captured)} times in one forward pass")
             activation = captured[0]
             classes = labels.to(logits.device) if target == "label" else logits.argmax(1)
             check_classes(classes, logits.shape[1])
@@ -255,10 +257,9 @@ def check_target(target: str) -> None:
 
 
 def check_classes(classes: torch.Tensor, num_classes: int) -> None:
-    if len(classes) and (int(classes.min()) < 0 or int(classes.max()) >= num_classes):
-        raise HarnessError(
-            f"attention target classes must lie in [0, {num_classes}), got [{int(classes.min())}, {int(classes.max())}]"
-        )
+    low, high = int(classes.min()), int(classes.max())
+    if low < 0 or high >= num_classes:
+        raise HarnessError(f"attention target classes must lie in [0, {num_classes}), got [{low}, {high}]")
 
 
 # ---- normalisation and upsampling --------------------------------------------------------------------
@@ -285,8 +286,10 @@ def upsample(cams: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
     return minmax_normalize(out)
 
 
-def iter_upsampled(cams: torch.Tensor, size: int | tuple[int, int], ids: np.ndarray | torch.Tensor | None = None,
-                   chunk_size: int = DEFAULT_CHUNK) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def iter_upsampled(
+    cams: torch.Tensor, size: int | tuple[int, int], ids: np.ndarray | torch.Tensor | None = None,
+    chunk_size: int = DEFAULT_CHUNK,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(ids, maps at image size) for the maps at ``ids`` (default: all), ``chunk_size`` at a time.
 
     Only one chunk of image-size maps exists at once, so a large split never needs N x H x W floats.
@@ -294,8 +297,9 @@ def iter_upsampled(cams: torch.Tensor, size: int | tuple[int, int], ids: np.ndar
     ids = torch.arange(len(cams)) if ids is None else torch.as_tensor(np.asarray(ids), dtype=torch.long)
     if chunk_size < 1:
         raise HarnessError(f"chunk_size must be positive, got {chunk_size}")
-    if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= len(cams)):
-        raise HarnessError(f"attention ids must index {len(cams)} maps, got range [{int(ids.min())}, {int(ids.max())}]")
+    low, high = (int(ids.min()), int(ids.max())) if len(ids) else (0, -1)
+    if low < 0 or high >= len(cams):
+        raise HarnessError(f"attention ids must lie in [0, {len(cams)}), got values from {low} to {high}")
     for start in range(0, len(ids), chunk_size):
         chunk = ids[start:start + chunk_size]
         yield chunk, upsample(cams[chunk], size)
@@ -338,7 +342,8 @@ class AttentionPass:
     @classmethod
     def load(cls, path: Path) -> AttentionPass:
         tensors, meta = load_tensors(path)
-        return cls(**{name: tensors[name] for name in cls.FIELDS}, method=meta["method"], target=meta["target"])
+        fields = {name: tensors[name] for name in cls.FIELDS}
+        return cls(**fields, method=meta["method"], target=meta["target"])
 
 
 def extract(model: nn.Module, split: Split, device: torch.device | str, *, target: str = "label",
@@ -369,7 +374,8 @@ def extract(model: nn.Module, split: Split, device: torch.device | str, *, targe
             ("targets", batch.classes.long()),
         ):
             parts[name].append(value.cpu())
-    return AttentionPass(**{name: torch.cat(values) for name, values in parts.items()}, method=method, target=target)
+    fields = {name: torch.cat(values) for name, values in parts.items()}
+    return AttentionPass(**fields, method=method, target=target)
 
 
 # ---- cache ----------------------------------------------------------------------------------------------
@@ -383,16 +389,14 @@ def state_digest(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def cached_attention(ctx, split: str, *, model: nn.Module | None = None, method: str = "gradcam",
+def cached_attention(ctx: RunContext, split: str, *, model: nn.Module | None = None, method: str = "gradcam",
                      target: str = "label") -> AttentionPass:
-    """:func:`extract` of the reference model f_r (default) or ``model`` on ``split``, cached in ``ctx.cache``.
+    """:func:`extract` of the reference model f_r (default) or ``model`` on ``split``, cached in ctx.cache.
 
     Keyed by the model's identity (``ctx.reference_key()`` for f_r, else the dataset fingerprint and a
     hash of the model's weights, so a changed checkpoint is a new entry), the split, method, target and
     the precision (bf16 on CUDA, float32 on the CPU).
     """
-    from harness.datasets import dataset_fingerprint
-
     check_target(target)
     if method not in METHODS:
         raise HarnessError(f"unknown attention method {method!r}; choose from {', '.join(METHODS)}")
@@ -403,8 +407,8 @@ def cached_attention(ctx, split: str, *, model: nn.Module | None = None, method:
         model_key = {"reference": ctx.reference_key()}
     else:
         require_network(model)
-        model_key = {"data": dataset_fingerprint(ctx.benchmark), "arch": getattr(model, "arch", type(model).__name__),
-                     "weights": state_digest(model)}
+        model_key = {"data": dataset_fingerprint(ctx.benchmark),
+                     "arch": getattr(model, "arch", type(model).__name__), "weights": state_digest(model)}
     key = dict(model=model_key, split=split, method=method, target=target, format=CACHE_FORMAT,
                precision="bf16" if torch.device(ctx.device).type == "cuda" else "fp32")
 
@@ -416,8 +420,9 @@ def cached_attention(ctx, split: str, *, model: nn.Module | None = None, method:
     return AttentionPass.load(ctx.cache.get_or_create("attention", key, "safetensors", compute))
 
 
-# ---- attention accuracy ------------------------------------------------------------------------------------
-def split_aiou(attention: AttentionPass, masks: torch.Tensor, delta: float, chunk_size: int = DEFAULT_CHUNK) -> np.ndarray:
+# ---- attention accuracy ------------------------------------------------------------------------------
+def split_aiou(attention: AttentionPass, masks: torch.Tensor, delta: float,
+               chunk_size: int = DEFAULT_CHUNK) -> np.ndarray:
     """Per-image AIoU (N,) of a pass's maps, upsampled to the masks' size chunk by chunk."""
     from simulated_oracle import aiou_batch
 
@@ -427,9 +432,10 @@ def split_aiou(attention: AttentionPass, masks: torch.Tensor, delta: float, chun
     return np.concatenate(scores)
 
 
-def attention_metrics(model: nn.Module, benchmark: Benchmark, device: torch.device | str, *, delta: float = 0.8,
-                      splits: list[str] | None = None, batch_size: int = 256,
-                      show_progress: bool = False) -> dict[str, dict[str, float]]:
+def attention_metrics(
+    model: nn.Module, benchmark: Benchmark, device: torch.device | str, *, delta: float = 0.8,
+    splits: list[str] | None = None, batch_size: int = 256, show_progress: bool = False,
+) -> dict[str, dict[str, float]]:
     """Attention accuracy (paper Sec. 5.2, Table 5) of ``model``: {split: {aiou_worst, aiou_avg}}.
 
     Maps are GradCAM for the TRUE class (AIoU asks whether the model looks at the class's object, so
@@ -440,25 +446,22 @@ def attention_metrics(model: nn.Module, benchmark: Benchmark, device: torch.devi
     from simulated_oracle import attention_accuracy
 
     require_network(model)
+    provide = "provide masks (Split.masks) or boxes (simulated_oracle.box_mask) to measure AIoU"
     if splits is None:
         splits = [name for name in benchmark.eval_splits if benchmark.splits[name].masks is not None]
         if not splits:
-            raise HarnessError(
-                f"benchmark {benchmark.name!r} has no core-object masks in its evaluation splits "
-                f"({', '.join(benchmark.eval_splits)}): provide masks (Split.masks) or boxes "
-                "(simulated_oracle.box_mask) to measure AIoU"
-            )
+            raise HarnessError(f"benchmark {benchmark.name!r} has no core-object masks in its evaluation "
+                               f"splits ({', '.join(benchmark.eval_splits)}): {provide}")
+    for name in splits:
+        if name not in benchmark.splits:
+            raise HarnessError(f"benchmark {benchmark.name!r} has no split {name!r}")
+        if benchmark.splits[name].masks is None:
+            raise HarnessError(f"split {name!r} of {benchmark.name!r} has no core-object masks: {provide}")
     results = {}
     for name in splits:
-        split = benchmark.splits.get(name)
-        if split is None:
-            raise HarnessError(f"benchmark {benchmark.name!r} has no split {name!r}")
-        if split.masks is None:
-            raise HarnessError(
-                f"split {name!r} of {benchmark.name!r} has no core-object masks: provide masks (Split.masks) "
-                "or boxes (simulated_oracle.box_mask) to measure AIoU"
-            )
-        attention = extract(model, split, device, target="label", batch_size=batch_size, show_progress=show_progress)
+        split = benchmark.splits[name]
+        attention = extract(model, split, device, target="label", batch_size=batch_size,
+                            show_progress=show_progress)
         summary = attention_accuracy(split_aiou(attention, split.masks, delta), split.groups.numpy(),
                                      benchmark.group_names)
         results[name] = {"aiou_worst": summary["aiou_worst"], "aiou_avg": summary["aiou_avg"]}

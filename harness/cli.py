@@ -67,6 +67,133 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_sweep_options(p: argparse.ArgumentParser, out_default: str | None) -> None:
+    p.add_argument("--out", type=Path, default=Path(out_default) if out_default else None,
+                   help=f"output folder (default {out_default or 'out/<sweep name>'}); "
+                        "starting again there resumes")
+    p.add_argument("--executor", choices=("local", "submitit"), default="local",
+                   help="local worker processes (default) or submitit jobs (the file's [submitit] table)")
+    p.add_argument("--jobs", type=int, help="runs at a time (default: one per GPU, else 1)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override a hyperparameter of every run, e.g. --set epochs=1 (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _sweep(args: argparse.Namespace, source: str, out_dir: Path | None):
+    """Expand and run a sweep file; returns (spec, out folder, outcome)."""
+    from harness.executors import make_executor
+    from harness.sweeps import expand, load_sweep, run_sweep, stage_report
+
+    spec = load_sweep(source)
+    out_dir = out_dir or Path("out") / spec.name
+    configs = expand(spec, device=args.device, extra_overrides=dict(parse_override(o) for o in args.overrides))
+    executor = make_executor(args.executor, out_dir=out_dir, jobs=args.jobs, device=args.device,
+                             submitit_options=spec.submitit, show_progress=not args.quiet)
+    try:
+        outcome = run_sweep(configs, out_dir, executor, name=spec.name, show_progress=not args.quiet)
+    finally:
+        executor.close()
+    print(f"stage times:\n{stage_report(outcome.stage_seconds)}")
+    return spec, out_dir, outcome
+
+
+def _sweep_exit(outcome) -> int:
+    if outcome.failed:
+        print(f"error: {len(outcome.failed)} run(s) failed; start the same command again to retry them",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from harness.sweeps import sweep_records
+    from harness.tables import write_tables
+
+    _, out_dir, outcome = _sweep(args, args.file, args.out)
+    written = write_tables(sweep_records(out_dir, outcome.run_ids), out_dir / "tables", "markdown")
+    print(f"{len(outcome.run_ids)} runs in {out_dir / 'runs'}; tables: {written[-1] if written else 'none'}")
+    return _sweep_exit(outcome)
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    import time
+
+    from harness.figures import collect_run_figures, write_figures
+    from harness.sweeps import stage_report, sweep_records, write_reproduction_readme
+    from harness.tables import write_tables
+
+    started = time.monotonic()
+    spec, out_dir, outcome = _sweep(args, args.config, args.out)
+    records = sweep_records(out_dir, outcome.run_ids)
+    stage_seconds = dict(outcome.stage_seconds)
+    clock = time.monotonic()
+    tables = [p for fmt in ("markdown", "latex") for p in write_tables(records, out_dir / "tables", fmt)]
+    stage_seconds["tables"] = time.monotonic() - clock
+    clock = time.monotonic()
+    figures = write_figures(records, out_dir / "figures") + collect_run_figures(out_dir / "runs", out_dir / "figures")
+    stage_seconds["figures"] = time.monotonic() - clock
+    readme = write_reproduction_readme(
+        out_dir, spec=spec, outcome=outcome, records=records, stage_seconds=stage_seconds,
+        wall_seconds=time.monotonic() - started, command=" ".join(["python -m harness", *sys.argv[1:]]),
+        device=args.device, outputs=tables + figures,
+    )
+    print(f"stage times (tables and figures included):\n{stage_report(stage_seconds)}")
+    print(f"reproduction written to {out_dir} (summary: {readme})")
+    return _sweep_exit(outcome)
+
+
+def _runs_folder(path: Path) -> Path:
+    """The folder of <run_id>.json records: ``path/runs`` when it exists (a sweep's output), else ``path``."""
+    if (path / "runs").is_dir():
+        return path / "runs"
+    if not path.is_dir():
+        raise HarnessError(f"runs folder {path} does not exist")
+    return path
+
+
+def _load_run_records(runs: Path) -> list[dict]:
+    import json
+
+    records = []
+    for record_file in sorted(runs.glob("*.json")):
+        try:
+            records.append(json.loads(record_file.read_text()))
+        except json.JSONDecodeError as exc:
+            raise HarnessError(f"run record {record_file} is not valid JSON: {exc}") from None
+    if not records:
+        raise HarnessError(f"no run records (*.json) in {runs}")
+    return records
+
+
+def _cmd_tables(args: argparse.Namespace) -> int:
+    from harness.tables import write_tables
+
+    runs = _runs_folder(args.runs)
+    written = write_tables(_load_run_records(runs), args.out or runs.parent / "tables", args.format)
+    for path in written:
+        print(path)
+    return 0
+
+
+def _cmd_figures(args: argparse.Namespace) -> int:
+    from harness.figures import collect_run_figures, write_figures
+
+    runs = _runs_folder(args.runs)
+    out = args.out or runs.parent / "figures"
+    written = write_figures(_load_run_records(runs), out) + collect_run_figures(runs, out)
+    for path in written:
+        print(path)
+    return 0
+
+
+def _cmd_regression(args: argparse.Namespace) -> int:
+    from harness.regression import run_regression
+
+    return run_regression(config=args.config, baseline_path=args.baseline, update=args.update_baseline,
+                          out_dir=args.out, jobs=args.jobs, show_progress=not args.quiet)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -76,6 +203,36 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--subset-frac", type=float, help="SLIM: curated subset size as a share of the split")
     run.set_defaults(func=_cmd_run)
     sub.add_parser("datasets", help="list every dataset and what it needs").set_defaults(func=_cmd_datasets)
+
+    sweep = sub.add_parser("sweep", help="run every configuration of a sweep file (resumable)")
+    sweep.add_argument("file", help="a sweep TOML file, or a shipped config: quick, paper, regression")
+    _add_sweep_options(sweep, None)
+    sweep.set_defaults(func=_cmd_sweep)
+
+    reproduce = sub.add_parser("reproduce", help="run a sweep, then write its tables, figures and README")
+    reproduce.add_argument("--config", default="quick", help="sweep file or shipped config (default quick)")
+    _add_sweep_options(reproduce, "results/reproduce")
+    reproduce.set_defaults(func=_cmd_reproduce)
+
+    for name, what in (("tables", "paper-style result tables"), ("figures", "sweep plots and run figures")):
+        p = sub.add_parser(name, help=f"write {what} from run records")
+        p.add_argument("--runs", type=Path, default=Path("out"),
+                       help="a sweep's output folder or a folder of run records (default ./out)")
+        p.add_argument("--out", type=Path, help=f"where to write them (default <runs folder>/../{name})")
+        if name == "tables":
+            p.add_argument("--format", choices=("markdown", "latex"), default="markdown")
+        p.set_defaults(func=_cmd_tables if name == "tables" else _cmd_figures)
+
+    regression = sub.add_parser("regression", help="compare worst-group/average accuracy with the baseline")
+    regression.add_argument("--config", default="regression", help="sweep file (default: shipped regression)")
+    regression.add_argument("--baseline", type=Path, default=Path("results/regression/baseline.json"))
+    regression.add_argument("--update-baseline", action="store_true",
+                            help="rewrite the baseline from this run (intentional changes only)")
+    regression.add_argument("--out", type=Path,
+                            help="keep the runs here (default: a temporary folder; an existing folder resumes)")
+    regression.add_argument("--jobs", type=int, help="runs at a time (default: one per core)")
+    regression.add_argument("--quiet", action="store_true", help="no progress bars")
+    regression.set_defaults(func=_cmd_regression)
     return parser
 
 

@@ -7,6 +7,7 @@ model maps images to logits like any other.
 from __future__ import annotations
 
 import copy
+import inspect
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,7 +33,7 @@ class LinearHead:
 def fit_logistic(features: np.ndarray, labels: np.ndarray, *, C: float, num_classes: int,
                  scaler: StandardScaler, random_state: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """L1 logistic regression on standardised features; returns (coef (K, D), intercept (K,))."""
-    clf = LogisticRegression(penalty="l1", C=C, solver="liblinear", random_state=random_state)
+    clf = l1_logistic_regression(C, random_state)
     clf.fit(scaler.transform(features), labels)
     coef, intercept = clf.coef_, clf.intercept_
     if num_classes == 2:  # sklearn stores one row for binary problems: logits (0, z) give the same softmax
@@ -43,6 +44,13 @@ def fit_logistic(features: np.ndarray, labels: np.ndarray, *, C: float, num_clas
         full_c[clf.classes_], full_i[clf.classes_] = coef, intercept
         coef, intercept = full_c, full_i
     return coef, intercept
+
+
+def l1_logistic_regression(C: float, random_state: int = 0) -> LogisticRegression:
+    """An L1 liblinear logistic regression; scikit-learn >= 1.8 spells L1 as ``l1_ratio=1``."""
+    if inspect.signature(LogisticRegression).parameters["penalty"].default == "deprecated":
+        return LogisticRegression(C=C, l1_ratio=1.0, solver="liblinear", random_state=random_state)
+    return LogisticRegression(penalty="l1", C=C, solver="liblinear", random_state=random_state)
 
 
 def head_from(coef: np.ndarray, intercept: np.ndarray, scaler: StandardScaler) -> LinearHead:

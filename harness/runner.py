@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from harness.attention import attention_metrics
 from harness.cache import ArtifactCache
 from harness.datasets import load_benchmark
 from harness.errors import HarnessError
@@ -78,6 +79,10 @@ def execute(config: dict[str, Any], out_dir: Path, *, cache_dir: Path | None = N
                      run_dir=run_dir, show_progress=show_progress)
     result = method.fit(ctx)
     metrics = evaluate(result.model, benchmark, device)
+    masked = [name for name in benchmark.eval_splits if benchmark.splits[name].masks is not None]
+    if masked and config["hparams"].get("aiou", True):
+        for name, aiou in attention_metrics(result.model, benchmark, device, splits=masked).items():
+            metrics[name].update(aiou)
     labels = method.labels_used(result)
     split = labels["attention_split"]
     record = {

@@ -690,7 +690,9 @@ def _render_chunked(render: Render, labels: np.ndarray, spurious: np.ndarray, si
         canvas, mask = render(labels[rows], spurious[rows], rng, size, d)
         if d.noise > 0:
             canvas += d.noise * rng.standard_normal(canvas.shape, dtype=np.float32)
-        pixels = np.clip(canvas * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        canvas *= 255.0
+        canvas += 0.5
+        pixels = np.clip(canvas, 0, 255, out=canvas).astype(np.uint8)
         images[rows] = torch.from_numpy(np.ascontiguousarray(pixels.transpose(0, 3, 1, 2)))
         masks[rows] = torch.from_numpy(mask)
     return images, masks

@@ -250,9 +250,9 @@ def datasets_of(records: Iterable[Record]) -> list[str]:
 
 def slim_setting(rec: Record) -> tuple[int, float]:
     """A SLIM run's (annotation budget, curated subset fraction) from its config."""
-    config = rec.get("config") or {}
+    config = (rec.get("config") or {}).get("hparams") or {}
     if config.get("budget") is None or config.get("subset_frac") is None:
-        raise HarnessError(f"SLIM run record {rec.get('run_id', '?')} lacks config budget or subset_frac")
+        raise HarnessError(f"SLIM run record {rec.get('run_id', '?')} lacks config.hparams budget or subset_frac")
     return int(config["budget"]), float(config["subset_frac"])
 
 

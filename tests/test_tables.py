@@ -65,7 +65,7 @@ def make_record(
         "arch": arch,
         "seed": seed,
         "scale": scale,
-        "config": {"budget": budget, "subset_frac": frac} if slim else {"lr": 0.01},
+        "config": {"hparams": {"budget": budget, "subset_frac": frac} if slim else {"lr": 0.01}},
         "metrics": metrics,  # a failed run may have written some before failing
         "labels_used": {
             "train_group_labels": train_labels,
@@ -355,6 +355,6 @@ def test_bad_input_raises_one_line_errors(tmp_path):
         tables.table2([broken], ARCH, SCALE)
     no_budget = make_record("slim-tr")
     no_budget["config"] = {}
-    with pytest.raises(HarnessError, match="lacks config budget"):
+    with pytest.raises(HarnessError, match="lacks config.hparams budget"):
         tables.table2([no_budget], ARCH, SCALE)
     assert tables.write_tables([], tmp_path / "empty") == [tmp_path / "empty" / "README.md"]

@@ -1,0 +1,303 @@
+"""Where a sweep's runs execute: this machine's worker processes, or cluster jobs through submitit.
+
+Both go through :func:`run_one`, a top-level (picklable) function taking a run config and the sweep's
+folders: it runs the config with ``runner.execute`` and, when the run raises, writes a record with
+status ``failed``, the error and a traceback summary under the same run id, so one failing run never
+stops the sweep. Its records and the shared cache are written atomically, so a worker killed at any
+moment leaves nothing that reads as finished.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+import traceback
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Protocol
+
+from harness.errors import HarnessError
+from harness.records import SCHEMA_VERSION, atomic_write_json, environment, now_iso, record_path
+
+EXECUTORS = ("local", "submitit")
+TRACEBACK_FRAMES = 8  # innermost frames kept in a failed run's record
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run_id: str
+    label: str
+    status: str  # "ok" | "failed"
+    seconds: float
+    error: str | None = None
+
+
+def describe(config: dict[str, Any]) -> str:
+    """A short human name of a run: dataset/method/arch/seed, plus SLIM's budget and subset fraction."""
+    text = f"{config['dataset']}/{config['method']}/{config['arch']}/seed{config['seed']}"
+    hp = config["hparams"]
+    if "budget" in hp:
+        text += f" budget={hp['budget']} subset={hp['subset_frac']}"
+    return text
+
+
+def record_status(out_dir: Path, rid: str) -> str | None:
+    """The status of a run's record, or None when it is absent or unreadable (then the run is redone)."""
+    try:
+        record = json.loads(record_path(out_dir, rid).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return record.get("status") if isinstance(record, dict) and record.get("run_id") == rid else None
+
+
+def record_failure(config: dict[str, Any], out_dir: Path, error: str, trace: str = "",
+                   seconds: float = 0.0) -> RunOutcome:
+    """Write a ``failed`` record for ``config`` (same run id as a success would have) and describe it."""
+    from harness.runner import run_id
+
+    rid = run_id(config)
+    record = {
+        "schema": SCHEMA_VERSION, "run_id": rid, "created": now_iso(), "status": "failed", "error": error,
+        "traceback": trace, **{k: config[k] for k in ("dataset", "method", "arch", "seed", "scale")},
+        "config": config, "metrics": {}, "cost": {"seconds": round(seconds, 2)},
+        "environment": environment(str(config.get("device", "auto"))),
+    }
+    atomic_write_json(record_path(out_dir, rid), record)
+    return RunOutcome(rid, describe(config), "failed", seconds, error)
+
+
+def run_one(config: dict[str, Any], out_dir: str, cache_dir: str, log_path: str | None = None,
+            show_progress: bool = True) -> RunOutcome:
+    """Run one config (skipping it if its record is already ``ok``); never raises for a failing run."""
+    from harness.runner import execute, run_id
+
+    rid = run_id(config)
+    if record_status(Path(out_dir), rid) == "ok":
+        return RunOutcome(rid, describe(config), "ok", 0.0)
+    started = time.monotonic()
+    with _output_to(log_path):
+        try:
+            execute(config, Path(out_dir), cache_dir=Path(cache_dir), show_progress=show_progress)
+        except Exception as exc:  # noqa: BLE001  (any error of a run becomes its failed record)
+            trace = "".join(traceback.format_exception(exc, limit=-TRACEBACK_FRAMES))
+            print(trace, flush=True)
+            return record_failure(config, Path(out_dir), f"{type(exc).__name__}: {exc}", trace,
+                                  time.monotonic() - started)
+    return RunOutcome(rid, describe(config), "ok", time.monotonic() - started)
+
+
+@contextlib.contextmanager
+def _output_to(log_path: str | None) -> Iterator[None]:
+    """Send the run's prints and progress lines to its log file (workers of a parallel sweep)."""
+    if log_path is None:
+        yield
+        return
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        yield
+
+
+class Executor(Protocol):
+    prepares_locally: bool  # shared stages (stand-in pretraining) can be made in this process first
+
+    def prepare(self, configs: list[dict[str, Any]]) -> None: ...
+
+    def map(self, configs: list[dict[str, Any]], out_dir: Path, cache_dir: Path) -> Iterator[RunOutcome]: ...
+
+    def close(self) -> None: ...
+
+
+def image_size(dataset: str, scale: str) -> int:
+    """Input size of a dataset's images as the runner loads them (synthetic: per scale; real: 224 px)."""
+    from harness.datasets import is_synthetic
+
+    if is_synthetic(dataset):
+        from harness.synthetic import IMAGE_SIZE
+
+        return IMAGE_SIZE[scale]
+    return 224
+
+
+class LocalExecutor:
+    """Worker processes (spawn) on this machine: one run per GPU at a time, or ``jobs`` runs on the CPU.
+
+    CPU workers split torch's threads (the cores, or OMP_NUM_THREADS) between them. A single worker
+    runs in this process.
+    Parallel workers write each run's output to ``OUT/logs/<run_id>.log``.
+    """
+
+    prepares_locally = True
+
+    def __init__(self, *, jobs: int | None = None, device: str = "auto", threads: int | None = None,
+                 show_progress: bool = True, log=print) -> None:
+        import torch
+
+        if jobs is not None and jobs < 1:
+            raise HarnessError(f"--jobs must be at least 1, got {jobs}")
+        gpus = torch.cuda.device_count() if device != "cpu" else 0
+        if device.startswith("cuda") and gpus == 0:
+            raise HarnessError("--device cuda asked for, but no GPU is visible to torch")
+        if gpus:
+            self.workers = min(jobs or gpus, gpus)
+            if jobs and jobs > gpus:
+                log(f"--jobs {jobs}: only {gpus} GPU(s) visible, running {gpus} run(s) at a time (one per GPU)")
+        else:
+            self.workers = jobs or 1
+        self.gpus = gpus
+        self.device = device
+        # torch's default thread count honours OMP_NUM_THREADS; workers share it.
+        self.threads = threads or max(1, torch.get_num_threads() // self.workers)
+        self.show_progress = show_progress
+        self._pool: ProcessPoolExecutor | None = None
+
+    def prepare(self, configs: list[dict[str, Any]]) -> None:
+        """Train the pretrained stand-ins the runs need, once each (machine-wide cache)."""
+        from harness.pretrain import standin_weights
+        from harness.runner import resolve_device
+
+        done = set()
+        for config in configs:
+            hp = config["hparams"]
+            if hp.get("pretrained", "standin") != "standin":
+                continue
+            key = (config["arch"], image_size(config["dataset"], config["scale"]), hp.get("width", 1.0),
+                   hp.get("depth"))
+            if key not in done:
+                done.add(key)
+                standin_weights(key[0], key[1], width=key[2], depth=key[3], device=resolve_device(self.device),
+                                show_progress=self.show_progress)
+
+    def map(self, configs: list[dict[str, Any]], out_dir: Path, cache_dir: Path) -> Iterator[RunOutcome]:
+        if self.workers == 1:
+            import torch
+
+            previous = torch.get_num_threads()
+            torch.set_num_threads(self.threads)
+            try:
+                for config in configs:
+                    yield run_one(config, str(out_dir), str(cache_dir), None, self.show_progress)
+            finally:
+                torch.set_num_threads(previous)
+            return
+        pool = self._get_pool()
+        futures = {
+            pool.submit(run_one, config, str(out_dir), str(cache_dir),
+                        str(Path(out_dir) / "logs" / f"{_run_id(config)}.log"), self.show_progress): config
+            for config in configs
+        }
+        try:
+            for future in as_completed(futures):
+                try:
+                    yield future.result()
+                except Exception as exc:  # noqa: BLE001  (the worker process itself died)
+                    self._discard_pool()
+                    config = futures[future]
+                    if record_status(out_dir, _run_id(config)) == "ok":
+                        continue
+                    yield record_failure(config, out_dir, f"worker process died ({type(exc).__name__}: {exc})")
+        finally:
+            for future in futures:
+                future.cancel()
+
+    def _get_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            context = get_context("spawn")
+            gpu_ids = None
+            if self.gpus:
+                gpu_ids = context.Queue()
+                for index in range(self.workers):
+                    gpu_ids.put(index)
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker,
+                                             initargs=(gpu_ids, self.threads))
+        return self._pool
+
+    def _discard_pool(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+def _init_worker(gpu_ids: Any, threads: int) -> None:
+    """Pin a worker to one GPU (before CUDA starts) and to its share of the CPU threads."""
+    if gpu_ids is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu_ids.get())
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _run_id(config: dict[str, Any]) -> str:
+    from harness.runner import run_id
+
+    return run_id(config)
+
+
+class SubmititExecutor:
+    """Each run as one job of a submitit job array (SLURM on a cluster; 'local' / 'debug' for testing).
+
+    ``options`` is the sweep file's [submitit] table: ``cluster`` (slurm, local, debug; default: what
+    submitit detects), ``poll_seconds``, and submitit's own parameters, e.g. timeout_min, gpus_per_node,
+    cpus_per_task, mem_gb, slurm_partition, slurm_array_parallelism (``partition``, ``timeout`` and
+    ``array_parallelism`` are accepted as short names).
+    """
+
+    prepares_locally = False
+    ALIASES = {"partition": "slurm_partition", "timeout": "timeout_min", "array_parallelism": "slurm_array_parallelism"}
+
+    def __init__(self, folder: Path, options: dict[str, Any], *, jobs: int | None = None) -> None:
+        import submitit
+
+        options = dict(options)
+        cluster = options.pop("cluster", None)
+        self.poll_seconds = float(options.pop("poll_seconds", 10.0))
+        parameters = {self.ALIASES.get(k, k): v for k, v in options.items()}
+        if jobs is not None:
+            parameters["slurm_array_parallelism"] = jobs
+        try:
+            self.executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
+            self.executor.update_parameters(**parameters)
+        except (AssertionError, NameError, RuntimeError, ValueError) as exc:
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise HarnessError(f"submitit options {sorted(options)} rejected: {first_line}") from None
+
+    def prepare(self, configs: list[dict[str, Any]]) -> None:
+        """Nothing: the jobs make shared stages themselves (the cache's file locks keep it to once)."""
+
+    def map(self, configs: list[dict[str, Any]], out_dir: Path, cache_dir: Path) -> Iterator[RunOutcome]:
+        from submitit.helpers import as_completed as jobs_as_completed
+
+        n = len(configs)
+        jobs = self.executor.map_array(run_one, configs, [str(out_dir)] * n, [str(cache_dir)] * n)
+        config_of = {id(job): config for job, config in zip(jobs, configs, strict=True)}
+        for job in jobs_as_completed(jobs, poll_frequency=self.poll_seconds):
+            try:
+                yield job.result()
+            except Exception as exc:  # noqa: BLE001  (timeout, cancelled or killed job)
+                config = config_of[id(job)]
+                if record_status(out_dir, _run_id(config)) == "ok":
+                    continue
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                yield record_failure(config, out_dir, f"submitit job {job.job_id} did not finish: {reason}")
+
+    def close(self) -> None:
+        """Nothing to release: finished jobs hold no resources here."""
+
+
+def make_executor(name: str, *, out_dir: Path, jobs: int | None = None, device: str = "auto",
+                  threads: int | None = None, submitit_options: dict[str, Any] | None = None,
+                  show_progress: bool = True, log=print) -> Executor:
+    """The executor called ``name`` ('local' or 'submitit')."""
+    if name == "local":
+        return LocalExecutor(jobs=jobs, device=device, threads=threads, show_progress=show_progress, log=log)
+    if name == "submitit":
+        return SubmititExecutor(Path(out_dir) / "submitit", submitit_options or {}, jobs=jobs)
+    raise HarnessError(f"unknown executor {name!r}; choose from {', '.join(EXECUTORS)}")

@@ -1,0 +1,454 @@
+"""Experiment grids declared in TOML, expanded into run configs and run with resume.
+
+A sweep file (see harness/configs/quick.toml for a commented example) names::
+
+    name, description, scale, datasets, methods, archs, seeds, [data_seed]
+    [overrides]                      hyperparameters for every run (hparams_registry keys)
+    [overrides_by_arch.<arch>]       ... for one architecture
+    [overrides_by_dataset.<dataset>] ... for one dataset
+    [overrides_by_method.<method>]   ... for one method (later tables win: global < arch < dataset < method)
+    [data.<dataset>]                 root = "...", options = {...} for real datasets read from disk
+    [slim_sweeps]                    SLIM ablations (paper Tables 7 and 8): datasets, [archs], [seeds],
+                                     budget.<method> and subset_frac.<method> (a list, or a table of
+                                     lists keyed by dataset); the other setting stays at its default
+    [submitit]                       options of the cluster executor (see executors.SubmititExecutor)
+    [regression]                     tolerance settings of ``python -m harness regression``
+
+Every run is identified by the hash of its config (``runner.run_id``, the device excluded), so a sweep
+started again skips the runs whose record says ``ok`` and retries the failed ones. Runs go in stages,
+ERM first: ERM's runs create the reference models (one per dataset, arch and seed) that DFR, JTT and
+SLIM reuse from the sweep's shared cache (``OUT/cache``).
+"""
+from __future__ import annotations
+
+import json
+import time
+import tomllib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from itertools import product
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError
+from harness.executors import Executor, RunOutcome, record_status
+from harness.progress import progress
+from harness.records import atomic_write_json, now_iso, record_path
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+SLIM_AXES = ("budget", "subset_frac")
+_TOP_LEVEL = {
+    "name", "description", "scale", "datasets", "methods", "archs", "seeds", "data_seed", "overrides",
+    "overrides_by_arch", "overrides_by_dataset", "overrides_by_method", "data", "slim_sweeps", "submitit",
+    "regression",
+}
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where a real dataset lies on disk and its loader options."""
+
+    root: str
+    options: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SlimSweeps:
+    """Paper Tables 7 and 8: each listed value of one setting, the other at its registry default."""
+
+    datasets: tuple[str, ...]
+    archs: tuple[str, ...]
+    seeds: tuple[int, ...]
+    values: dict[str, dict[str, dict[str, list[float]]]]  # axis -> method -> dataset -> values
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    name: str
+    source: str
+    description: str
+    scale: str
+    datasets: tuple[str, ...]
+    methods: tuple[str, ...]
+    archs: tuple[str, ...]
+    seeds: tuple[int, ...]
+    data_seed: int = 0
+    overrides: dict[str, Any] = field(default_factory=dict)
+    overrides_by: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # arch/dataset/method
+    data: dict[str, DataSource] = field(default_factory=dict)
+    slim_sweeps: SlimSweeps | None = None
+    submitit: dict[str, Any] = field(default_factory=dict)
+    regression: dict[str, Any] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------------ loading
+
+
+def resolve_sweep_file(name_or_path: str | Path) -> Path:
+    """A path to a TOML file, or the name of a shipped config ('quick', 'paper', 'regression')."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = CONFIG_DIR / f"{name_or_path}.toml"
+    if shipped.is_file():
+        return shipped
+    names = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.toml")))
+    raise HarnessError(f"sweep file {name_or_path} not found (shipped configs: {names})")
+
+
+def load_sweep(name_or_path: str | Path) -> SweepSpec:
+    """Read and check a sweep file; names of shipped configs are accepted too."""
+    path = resolve_sweep_file(name_or_path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise HarnessError(f"{path}: not valid TOML ({exc})") from None
+    return parse_sweep(raw, source=str(path))
+
+
+def parse_sweep(raw: dict[str, Any], source: str = "<sweep>") -> SweepSpec:
+    """Check a parsed sweep file and turn it into a :class:`SweepSpec`."""
+    from harness.hparams_registry import SCALES
+
+    def fail(message: str) -> HarnessError:
+        return HarnessError(f"{source}: {message}")
+
+    unknown = sorted(set(raw) - _TOP_LEVEL)
+    if unknown:
+        raise fail(f"unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(_TOP_LEVEL))}")
+    for key in ("datasets", "methods", "archs", "seeds"):
+        if not isinstance(raw.get(key), list) or not raw[key]:
+            raise fail(f"'{key}' must be a non-empty list")
+    scale = raw.get("scale", "tiny")
+    if scale not in SCALES:
+        raise fail(f"scale {scale!r} is not one of {', '.join(SCALES)}")
+    seeds = _int_list(raw["seeds"], "seeds", fail)
+    overrides_by = {}
+    for axis, allowed in (("arch", raw["archs"]), ("dataset", raw["datasets"]), ("method", raw["methods"])):
+        table = _table(raw, f"overrides_by_{axis}", fail)
+        stray = sorted(set(table) - set(allowed))
+        if stray:
+            raise fail(f"overrides_by_{axis} names {', '.join(stray)}, which the grid's {axis}s do not list")
+        overrides_by[axis] = {k: _table(table, k, fail, f"overrides_by_{axis}.") for k in table}
+    data = {}
+    for dataset, entry in _table(raw, "data", fail).items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("root"), str):
+            raise fail(f"[data.{dataset}] needs root = \"<folder of the dataset>\"")
+        stray = sorted(set(entry) - {"root", "options"})
+        if stray:
+            raise fail(f"[data.{dataset}] has unknown key(s) {', '.join(stray)}; known: root, options")
+        data[dataset] = DataSource(entry["root"], {k: str(v) for k, v in entry.get("options", {}).items()})
+    return SweepSpec(
+        name=str(raw.get("name", Path(source).stem)), source=source, description=str(raw.get("description", "")),
+        scale=scale, datasets=tuple(raw["datasets"]), methods=tuple(raw["methods"]), archs=tuple(raw["archs"]),
+        seeds=tuple(seeds), data_seed=int(raw.get("data_seed", 0)), overrides=_table(raw, "overrides", fail),
+        overrides_by=overrides_by, data=data,
+        slim_sweeps=_parse_slim_sweeps(raw, seeds, fail) if "slim_sweeps" in raw else None,
+        submitit=_table(raw, "submitit", fail), regression=_table(raw, "regression", fail),
+    )
+
+
+def _table(raw: dict[str, Any], key: str, fail: Callable[[str], HarnessError], prefix: str = "") -> dict:
+    value = raw.get(key, {})
+    if not isinstance(value, dict):
+        raise fail(f"[{prefix}{key}] must be a table")
+    return value
+
+
+def _int_list(values: Any, key: str, fail: Callable[[str], HarnessError]) -> list[int]:
+    if not isinstance(values, list) or not values or not all(isinstance(v, int) for v in values):
+        raise fail(f"'{key}' must be a non-empty list of integers")
+    return values
+
+
+def _parse_slim_sweeps(raw: dict[str, Any], seeds: list[int], fail: Callable[[str], HarnessError]) -> SlimSweeps:
+    table = _table(raw, "slim_sweeps", fail)
+    stray = sorted(set(table) - {"datasets", "archs", "seeds", *SLIM_AXES})
+    if stray:
+        raise fail(f"[slim_sweeps] has unknown key(s) {', '.join(stray)}")
+    datasets = table.get("datasets")
+    if not isinstance(datasets, list) or not datasets:
+        raise fail("[slim_sweeps] needs datasets = [...]")
+    values: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for axis in SLIM_AXES:
+        values[axis] = {}
+        for method, entry in _table(table, axis, fail, "slim_sweeps.").items():
+            if method not in ("slim-tr", "slim-val"):
+                raise fail(f"[slim_sweeps.{axis}] names {method!r}; only slim-tr and slim-val have a {axis}")
+            per_dataset = entry if isinstance(entry, dict) else {d: entry for d in datasets}
+            missing = [d for d in datasets if d not in per_dataset]
+            if missing:
+                raise fail(f"[slim_sweeps.{axis}.{method}] gives no values for {', '.join(missing)}")
+            for dataset in datasets:
+                listed = per_dataset[dataset]
+                if not isinstance(listed, list) or not all(isinstance(v, int | float) for v in listed):
+                    raise fail(f"[slim_sweeps.{axis}.{method}] values for {dataset} must be a list of numbers")
+            values[axis][method] = {d: list(per_dataset[d]) for d in datasets}
+    return SlimSweeps(
+        datasets=tuple(datasets), archs=tuple(table.get("archs", raw["archs"])),
+        seeds=tuple(_int_list(table.get("seeds", seeds), "slim_sweeps.seeds", fail)), values=values,
+    )
+
+
+# ---------------------------------------------------------------------------------------- expansion
+
+
+def expand(spec: SweepSpec, *, device: str = "auto", extra_overrides: dict[str, Any] | None = None,
+           ) -> list[dict[str, Any]]:
+    """Every run config of the sweep, each once, in run order (see :func:`order_runs`).
+
+    ``extra_overrides`` (the command line's ``--set``) win over the file's overrides; the SLIM sweep
+    values win over both.
+    """
+    from harness.hparams_registry import default_hparams
+    from harness.runner import make_config, run_id
+
+    check_inputs(spec)
+    configs: dict[str, dict[str, Any]] = {}
+    variant_of: dict[str, int] = {}
+
+    def add(dataset: str, method: str, arch: str, seed: int, axis_values: dict[str, Any], variant: int) -> None:
+        by = spec.overrides_by
+        overrides = {**spec.overrides, **by["arch"].get(arch, {}), **by["dataset"].get(dataset, {}),
+                     **by["method"].get(method, {}), **(extra_overrides or {}), **axis_values}
+        source = spec.data.get(dataset)
+        config = make_config(
+            dataset=dataset, method=method, arch=arch, seed=seed, scale=spec.scale, data_seed=spec.data_seed,
+            data_root=str(Path(source.root).expanduser().resolve()) if source else None,
+            data_options=dict(source.options) if source else None,
+            overrides=_resolved_paths(overrides), device=device,
+        )
+        rid = run_id(config)
+        if rid not in configs:
+            configs[rid] = config
+            variant_of[rid] = variant
+
+    for dataset, method, arch, seed in product(spec.datasets, spec.methods, spec.archs, spec.seeds):
+        add(dataset, method, arch, seed, {}, 0)
+    sweeps = spec.slim_sweeps
+    if sweeps is not None:
+        for axis in SLIM_AXES:
+            other = SLIM_AXES[1 - SLIM_AXES.index(axis)]
+            for method, per_dataset in sweeps.values[axis].items():
+                for dataset, arch, seed in product(sweeps.datasets, sweeps.archs, sweeps.seeds):
+                    defaults = default_hparams(method, dataset, spec.scale)
+                    add(dataset, method, arch, seed, {axis: defaults[axis], other: defaults[other]}, 0)
+                    for value in per_dataset[dataset]:
+                        cast = int(value) if axis == "budget" else float(value)
+                        add(dataset, method, arch, seed, {axis: cast, other: defaults[other]}, 1)
+    return order_runs(list(configs.values()), spec, variant_of)
+
+
+def order_runs(configs: list[dict[str, Any]], spec: SweepSpec, variant_of: dict[str, int]) -> list[dict[str, Any]]:
+    """ERM first (it creates the shared reference models), then the methods in the file's order.
+
+    Within a method the main-grid runs go before the SLIM sweep values, and consecutive runs differ in
+    dataset and arch, so parallel workers build different shared stages instead of waiting on one.
+    """
+    from harness.runner import run_id
+
+    methods = ["erm"] + [m for m in spec.methods if m != "erm"]
+    methods += sorted({c["method"] for c in configs} - set(methods))
+
+    def key(config: dict[str, Any]) -> tuple:
+        return (methods.index(config["method"]), variant_of[run_id(config)], config["seed"],
+                _position(spec.datasets, config["dataset"]), _position(spec.archs, config["arch"]))
+
+    return sorted(configs, key=key)
+
+
+def _position(items: tuple[str, ...], item: str) -> int:
+    return items.index(item) if item in items else len(items)
+
+
+def _resolved_paths(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Weights files named by ``pretrained`` become absolute paths (the run may start elsewhere)."""
+    choice = overrides.get("pretrained")
+    if isinstance(choice, str) and choice not in ("standin", "none"):
+        return {**overrides, "pretrained": str(Path(choice).expanduser().resolve())}
+    return overrides
+
+
+def check_inputs(spec: SweepSpec) -> None:
+    """Fail before any run when a real dataset's folder or a weights file the sweep names is missing."""
+    from harness.datasets import is_synthetic, list_datasets
+
+    known = {e.name for e in list_datasets()}
+    for dataset in spec.datasets:
+        if dataset not in known:
+            raise HarnessError(f"{spec.source}: unknown dataset {dataset!r}; `python -m harness datasets` lists them")
+        if is_synthetic(dataset):
+            continue
+        source = spec.data.get(dataset)
+        if source is None:
+            raise HarnessError(f"{spec.source}: {dataset} is read from disk; add [data.{dataset}] root = \"...\"")
+        if not Path(source.root).expanduser().is_dir():
+            raise HarnessError(f"{spec.source}: data folder of {dataset} not found: {source.root} "
+                               f"(put the dataset there or edit [data.{dataset}] root)")
+    tables = [spec.overrides, *(t for by in spec.overrides_by.values() for t in by.values())]
+    for table in tables:
+        choice = table.get("pretrained")
+        if isinstance(choice, str) and choice not in ("standin", "none") and not Path(choice).expanduser().is_file():
+            raise HarnessError(f"{spec.source}: pretrained weights file not found: {choice} "
+                               "(place the timm weights there or edit the file's pretrained setting)")
+
+
+# ----------------------------------------------------------------------------------------- running
+
+
+@dataclass
+class SweepOutcome:
+    run_ids: list[str]
+    skipped: list[str]  # finished before this start
+    completed: list[str]
+    failed: list[RunOutcome]
+    stage_seconds: dict[str, float]
+
+
+def is_finished(out_dir: Path, rid: str) -> bool:
+    """True when the run's record exists, reads as JSON and says ``ok`` (anything else is rerun)."""
+    return record_status(out_dir, rid) == "ok"
+
+
+def sweep_records(out_dir: Path, run_ids: list[str]) -> list[dict[str, Any]]:
+    """The records of ``run_ids`` that exist under ``out_dir/runs`` (ok and failed)."""
+    records = []
+    for rid in run_ids:
+        path = record_path(out_dir, rid)
+        if path.is_file():
+            records.append(json.loads(path.read_text()))
+    return records
+
+
+def run_sweep(configs: list[dict[str, Any]], out_dir: Path, executor: Executor, *, name: str = "sweep",
+              log: Callable[[str], None] = print, show_progress: bool = True) -> SweepOutcome:
+    """Run every config whose record is not ``ok`` yet, stage by stage; never stop at a failing run."""
+    from harness.runner import check_writable, run_id
+
+    out_dir = Path(out_dir)
+    check_writable(out_dir)
+    cache_dir = out_dir / "cache"
+    cache_dir.mkdir(exist_ok=True)
+    (cache_dir / ".gitignore").write_text("*\n")  # models and features: regenerable, never committed
+    run_ids = [run_id(c) for c in configs]
+    atomic_write_json(out_dir / "sweep.json", {"name": name, "created": now_iso(), "run_ids": run_ids})
+
+    statuses = {rid: record_status(out_dir, rid) for rid in run_ids}
+    skipped = [rid for rid in run_ids if statuses[rid] == "ok"]
+    retried = [rid for rid in run_ids if statuses[rid] == "failed"]
+    pending = [c for c, rid in zip(configs, run_ids, strict=True) if statuses[rid] != "ok"]
+    log(f"{name}: {len(run_ids)} runs; {len(skipped)} finished earlier (skipped), "
+        f"{len(retried)} failed earlier (retried), {len(pending) - len(retried)} new")
+
+    stage_seconds: dict[str, float] = {}
+    if pending and executor.prepares_locally:
+        started = time.monotonic()
+        executor.prepare(pending)
+        stage_seconds["pretraining (stand-in weights)"] = time.monotonic() - started
+    completed: list[str] = []
+    failed: list[RunOutcome] = []
+    stages = _stages(pending)
+    for outcome in progress(_outcomes(stages, executor, out_dir, cache_dir, stage_seconds),
+                            desc=f"{name} runs", total=len(pending), enabled=show_progress):
+        (completed.append(outcome.run_id) if outcome.status == "ok" else failed.append(outcome))
+        log(f"  {outcome.status:6s} {outcome.label} ({outcome.seconds:.0f} s) {outcome.run_id}"
+            + (f": {outcome.error}" if outcome.error else ""))
+    if failed:
+        log(f"{len(failed)} run(s) failed (records with status 'failed'; they are retried on the next start):")
+        for outcome in failed:
+            log(f"  {outcome.label} {outcome.run_id}: {outcome.error}")
+    return SweepOutcome(run_ids, skipped, completed, failed, stage_seconds)
+
+
+def _stages(configs: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Consecutive runs of one method form a stage; stages run one after the other."""
+    stages: list[tuple[str, list[dict[str, Any]]]] = []
+    for config in configs:
+        if not stages or stages[-1][0] != config["method"]:
+            stages.append((config["method"], []))
+        stages[-1][1].append(config)
+    return stages
+
+
+def _outcomes(stages: list[tuple[str, list[dict[str, Any]]]], executor: Executor, out_dir: Path, cache_dir: Path,
+              stage_seconds: dict[str, float]) -> Iterator[RunOutcome]:
+    for method, configs in stages:
+        started = time.monotonic()
+        yield from executor.map(configs, out_dir, cache_dir)
+        label = f"{method} (shared reference models)" if method == "erm" else method
+        stage_seconds[label] = stage_seconds.get(label, 0.0) + time.monotonic() - started
+
+
+def stage_report(stage_seconds: dict[str, float]) -> str:
+    """Lines 'stage: seconds' with a total, for the console and the reproduction README."""
+    width = max((len(s) for s in stage_seconds), default=5)
+    lines = [f"  {stage:<{width}}  {seconds:8.1f} s" for stage, seconds in stage_seconds.items()]
+    lines.append(f"  {'total':<{width}}  {sum(stage_seconds.values()):8.1f} s")
+    return "\n".join(lines)
+
+
+
+def machine_description(device: str) -> str:
+    """CPU model and core count, and the GPU when the sweep used one."""
+    import os
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    text = f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+    if device != "cpu" and torch.cuda.is_available():
+        names = sorted({torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())})
+        return f"{text}; GPU: {torch.cuda.device_count()} x {', '.join(names)}"
+    return f"{text}; no GPU used"
+
+
+def write_reproduction_readme(out_dir: Path, *, spec: SweepSpec, outcome: SweepOutcome,
+                              records: list[dict[str, Any]], stage_seconds: dict[str, float], wall_seconds: float,
+                              command: str, device: str, outputs: list[Path]) -> Path:
+    """OUT/README.md: when, how and on what the results were made, stage times, and links to them."""
+    import platform
+
+    import torch
+
+    ok = sum(r.get("status") == "ok" for r in records)
+    lines = [
+        f"# Reproduction: {spec.name}",
+        "",
+        spec.description.strip(),
+        "",
+        f"- date: {now_iso()}",
+        f"- command: `{command}`",
+        f"- machine: {machine_description(device)}",
+        f"- software: python {platform.python_version()}, torch {torch.__version__}",
+        f"- sweep file: {spec.source}",
+        f"- runs: {len(outcome.run_ids)} ({ok} ok, {len(outcome.failed)} failed); "
+        f"{len(outcome.skipped)} were finished by an earlier start and not rerun",
+        f"- wall time of this start: {wall_seconds / 60:.1f} min",
+        "",
+        "## Time per stage (this start)",
+        "",
+        "| stage | seconds |",
+        "|---|---:|",
+        *(f"| {stage} | {seconds:.1f} |" for stage, seconds in stage_seconds.items()),
+        f"| total | {sum(stage_seconds.values()):.1f} |",
+        "",
+        "## Outputs",
+        "",
+        *(f"- [{p.relative_to(out_dir)}]({p.relative_to(out_dir)})" for p in outputs
+          if p.is_relative_to(out_dir)),
+        "",
+        "Run records (one JSON file per run, named by its config hash) are in `runs/`.",
+    ]
+    if outcome.failed:
+        lines += ["", "## Failed runs", "", *(f"- {o.label} (`{o.run_id}`): {o.error}" for o in outcome.failed)]
+    path = Path(out_dir) / "README.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path

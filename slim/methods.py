@@ -1,0 +1,203 @@
+"""SLIM_Tr and SLIM_Val (paper Sec. 4.4): curate a split with :class:`slim.pipeline.SlimCurator`, then train.
+
+- SLIM_Tr curates the train split and trains a fresh model by ERM on the curated subset (selected by
+  val average accuracy, which reads no group labels).
+- SLIM_Val curates the val split and retrains only the last linear layer of the reference model f_r on the
+  curated subset (DFR-style, ``harness.last_layer``). C is chosen without group labels: by accuracy on a
+  held-out half of the curated subset's distinct instances (see :func:`choose_c`).
+
+Both reuse the cached f_r and its cached attention pass on the split, and cache the attention space
+(UMAP) keyed on that pass and the UMAP settings, so a sweep over budgets and subset sizes repeats only the
+cheap stages. The simulated oracle answers from the split's object masks and f_r's GradCAM maps; a human
+oracle can be passed instead (``SlimTr(hparams, oracle=...)``).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from sklearn.preprocessing import StandardScaler
+
+from baselines.dfr import C_GRID
+from harness.attention import cached_attention
+from harness.cache import load_tensors, save_tensors
+from harness.errors import HarnessError
+from harness.features import reference_features
+from harness.last_layer import fit_logistic, head_from, with_head
+from harness.methods import Method, MethodResult, RunContext, register
+from harness.records import atomic_write_bytes
+from harness.training import SELECTIONS
+from simulated_oracle import Oracle, SimulatedOracle, summarize_log
+from slim.annotation import split_budget
+from slim.pipeline import Curation, SlimCurator, make_space, settings_from
+
+ATTENTION_METHOD, ATTENTION_TARGET = "gradcam", "label"  # GradCAM for the true class, as the authors do
+
+
+class _Slim(Method):
+    """The curation both variants share; subclasses set ``name``, ``attention_split`` and train."""
+
+    attention_split: ClassVar[str]
+
+    def __init__(self, hparams: dict[str, Any], oracle: Oracle | None = None) -> None:
+        super().__init__(hparams)
+        self.oracle = oracle
+
+    def check_no_group_labels(self) -> None:
+        if SELECTIONS.get(self.hparams.get("selection", "val_avg_acc")):
+            raise HarnessError(f"{self.name} reads no group labels: selection {self.hparams['selection']!r} "
+                               "does; use val_avg_acc or last")
+        if self.hparams.get("sampler", "shuffle") != "shuffle":
+            raise HarnessError(f"{self.name} reads no group labels: use sampler=shuffle")
+
+    def curate(self, ctx: RunContext) -> tuple[Curation, Oracle]:
+        """Run the pipeline on ``attention_split``; save the query log and figures in ``ctx.run_dir``."""
+        self.check_no_group_labels()
+        name = self.attention_split
+        split = ctx.benchmark.splits[name]
+        labels = split.labels.numpy()
+        budgets = split_budget(self.hparams["budget"], labels)
+        subset_frac = float(self.hparams["subset_frac"])
+        if subset_frac <= 0:
+            raise HarnessError(f"subset_frac must be positive, got {subset_frac}")
+        if self.oracle is None and split.masks is None:
+            raise HarnessError(
+                f"the simulated oracle needs object masks, and the {name} split of {ctx.benchmark.name!r} "
+                "has none: supply masks or boxes for it (or a human oracle)"
+            )
+        attention = cached_attention(ctx, name, method=ATTENTION_METHOD, target=ATTENTION_TARGET)
+        oracle = self.oracle or SimulatedOracle(
+            attention=lambda ids: attention.maps(ids, split.image_size), masks=split.masks.numpy(),
+            budget=sum(budgets.values()), random_state=ctx.seed,
+        )
+        settings = settings_from(self.hparams)
+        fa, fabar = attention.fa.numpy(), attention.fabar.numpy()
+        embedding, mode = cached_space(ctx, name, fa, settings)
+        curator = SlimCurator(budgets, max(1, round(subset_frac * len(split))), settings=settings,
+                              random_state=ctx.seed)
+        curation = curator.curate(fa, fabar, labels, oracle, embedding=embedding, space_mode=mode)
+        ctx.run_dir.mkdir(parents=True, exist_ok=True)
+        log = "".join(json.dumps(entry.to_json()) + "\n" for entry in oracle.log)
+        atomic_write_bytes(ctx.run_dir / "queries.jsonl", log.encode())
+        if self.hparams.get("figures", True):
+            from slim.plots import save_figures
+
+            save_figures(ctx.run_dir, curation, split.groups.numpy(), ctx.benchmark.group_names)
+        return curation, oracle
+
+    def result(self, ctx: RunContext, model: torch.nn.Module, selection: dict[str, Any], curation: Curation,
+               oracle: Oracle, **details: Any) -> MethodResult:
+        return MethodResult(
+            model=model, selection=selection,
+            extra_training_fraction=len(curation.indices) / len(ctx.benchmark.splits["train"]),
+            attention_queries=oracle.used, annotation_seconds=float(oracle.total_seconds),
+            details={**curation.details(), "oracle": summarize_log(oracle.log), **details},
+        )
+
+
+def cached_space(ctx: RunContext, split: str, fa: np.ndarray,
+                 settings: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+    """The attention space of ``split`` (stage 1), cached on the attention pass's identity and the UMAP
+    settings; returns the embedding and what ran (``AttentionSpace.mode_``)."""
+    space = make_space(settings, ctx.seed)
+    key = dict(reference=ctx.reference_key(), split=split, attention=ATTENTION_METHOD,
+               target=ATTENTION_TARGET, device=torch.device(ctx.device).type, space=space.params())
+
+    def compute(path: Path) -> None:
+        embedding = space.fit_transform(fa)
+        save_tensors(path, {"embedding": torch.from_numpy(embedding)}, meta=space.mode_)
+
+    tensors, mode = load_tensors(ctx.cache.get_or_create("attention_space", key, "safetensors", compute))
+    return tensors["embedding"].numpy(), mode
+
+
+@register
+class SlimTr(_Slim):
+    """SLIM_Tr: ERM of a fresh model on the curated train subset."""
+
+    name = "slim-tr"
+    attention_split = "train"
+
+    def fit(self, ctx: RunContext) -> MethodResult:
+        curation, oracle = self.curate(ctx)
+        model = ctx.new_model()
+        fit = ctx.train(model, self.hparams, indices=curation.indices,
+                        desc=f"SLIM_Tr {ctx.arch} seed {ctx.seed}")
+        return self.result(ctx, model, fit.selection, curation, oracle, history=fit.history)
+
+
+@register
+class SlimVal(_Slim):
+    """SLIM_Val: last-layer retraining of the reference model on the curated val subset."""
+
+    name = "slim-val"
+    attention_split = "val"
+
+    def fit(self, ctx: RunContext) -> MethodResult:
+        curation, oracle = self.curate(ctx)
+        features = reference_features(ctx, "val").numpy()
+        labels = ctx.benchmark.splits["val"].labels.numpy()
+        rows = curation.indices
+        if len(np.unique(labels[rows])) < 2:
+            raise HarnessError("the curated val subset holds a single class: last-layer retraining needs two "
+                               f"(warnings: {'; '.join(curation.warnings) or 'none'})")
+        c, holdout = choose_c(features, labels, rows, ctx.benchmark.num_classes, random_state=ctx.seed)
+        scaler = StandardScaler().fit(features[rows])
+        coef, intercept = fit_head(features[rows], labels[rows], C=c, num_classes=ctx.benchmark.num_classes,
+                                   scaler=scaler, random_state=ctx.seed)
+        reference, _ = ctx.reference_model()
+        model = with_head(reference, head_from(coef, intercept, scaler))
+        selection = {"criterion": "curated_holdout_acc", "uses_val_group_labels": False, "epoch": None,
+                     "C": c}
+        return self.result(ctx, model, selection, curation, oracle,
+                           last_layer={"C": c, "holdout_acc": holdout})
+
+
+def choose_c(features: np.ndarray, labels: np.ndarray, rows: np.ndarray, num_classes: int, *,
+             grid: tuple[float, ...] = C_GRID, random_state: int = 0) -> tuple[float, dict[str, float]]:
+    """C for SLIM_Val's logistic regression, chosen without group labels.
+
+    The distinct instances of the curated subset are split in halves per class (repeats of an instance stay
+    on one side); each C of ``grid`` is fit on one half's rows (with their repeats) and scored by accuracy
+    on the other half's distinct instances. The best wins, ties to the smaller C (stronger regularisation).
+    When a half would lack a class, the grid's first value is returned with no scores.
+    """
+    rng = np.random.default_rng(random_state)
+    distinct = np.unique(rows)
+    held = np.zeros(len(labels), dtype=bool)
+    for c in np.unique(labels[distinct]):
+        members = rng.permutation(distinct[labels[distinct] == c])
+        held[members[: len(members) // 2]] = True
+    fit_rows, test_rows = rows[~held[rows]], distinct[held[distinct]]
+    if len(np.unique(labels[fit_rows])) < 2 or len(test_rows) == 0:
+        return grid[0], {}
+    scaler = StandardScaler().fit(features[fit_rows])
+    scores = {}
+    for c in grid:
+        coef, intercept = fit_head(features[fit_rows], labels[fit_rows], C=c, num_classes=num_classes,
+                                   scaler=scaler, random_state=random_state)
+        head = head_from(coef, intercept, scaler)
+        scores[str(c)] = float((head.logits(features[test_rows]).argmax(1) == labels[test_rows]).mean())
+    best = max(grid, key=lambda c: (scores[str(c)], -c))
+    return best, scores
+
+
+def fit_head(features: np.ndarray, labels: np.ndarray, *, C: float, num_classes: int, scaler: StandardScaler,
+             random_state: int) -> tuple[np.ndarray, np.ndarray]:
+    """``harness.last_layer.fit_logistic``, one-vs-rest for more than two classes.
+
+    scikit-learn >= 1.8's liblinear refuses more than two classes, so each class k gets the binary fit
+    "k vs the rest" (its class-1 row); a class absent from ``labels`` gets a zero row and a very negative
+    intercept. Remove once ``fit_logistic`` does this itself.
+    """
+    if num_classes == 2:
+        return fit_logistic(features, labels, C=C, num_classes=2, scaler=scaler, random_state=random_state)
+    coef, intercept = np.zeros((num_classes, features.shape[1])), np.full(num_classes, -1e4)
+    for k in np.unique(labels):
+        rows, bias = fit_logistic(features, (labels == k).astype(np.int64), C=C, num_classes=2, scaler=scaler,
+                                  random_state=random_state)
+        coef[k], intercept[k] = rows[1], bias[1]
+    return coef, intercept

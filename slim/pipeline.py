@@ -1,0 +1,157 @@
+"""SLIM's data construction pipeline (paper Sec. 4, Fig. 2) on arrays: from F_A, F_Abar, class labels and
+an oracle to the rows of a curated subset.
+
+It reads no group or spurious labels: its only inputs are the reference model's attention-weighted and
+inverse-attention-weighted features, the class labels, and the oracle's answers. Every setting lives in
+:data:`DEFAULT_SETTINGS` (the run's hparams may override any of them).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from harness.errors import HarnessError
+from simulated_oracle import Oracle
+from slim.annotation import NO, NOT_SURE, YES, AnnotationSampler, ask
+from slim.clustering import Clustering, Disentangler
+from slim.expansion import AttentionLabelSpreading, Screening
+from slim.sampling import SubgroupSampler, allocate
+from slim.space import AttentionSpace
+
+DEFAULT_SETTINGS: dict[str, Any] = {
+    # stage 1, attention space (authors: n_neighbors=5, min_dist=0)
+    "umap_neighbors": 5, "umap_min_dist": 0.0, "umap_pca_dims": "auto", "umap_fit_sample": "auto",
+    # stage 4, expansion (LabelSpreading, knn kernel; alpha as in Zhou et al. 2003)
+    "spread_neighbors": 7, "spread_alpha": 0.99,
+    # stage 5, screening: keep scores >= the class quantile and > the threshold
+    "screen_quantile": 0.5, "screen_threshold": 0.0,
+    # stage 6, disentangling: elbow over k_min..k_max, on PCA-reduced features
+    "cluster_k_min": 2, "cluster_k_max": 5, "cluster_pca_dims": 50,
+}
+
+
+def settings_from(hparams: Mapping[str, Any]) -> dict[str, Any]:
+    """The pipeline settings: defaults, overridden by any of the same keys in ``hparams``."""
+    return {key: hparams.get(key, default) for key, default in DEFAULT_SETTINGS.items()}
+
+
+def make_space(settings: Mapping[str, Any], random_state: int) -> AttentionSpace:
+    return AttentionSpace(n_neighbors=settings["umap_neighbors"], min_dist=settings["umap_min_dist"],
+                          pca_dims=_none_or(settings["umap_pca_dims"]),
+                          fit_sample=_none_or(settings["umap_fit_sample"]), random_state=random_state)
+
+
+def _none_or(value: Any) -> Any:
+    """Command-line overrides arrive as strings: 'none' means None."""
+    return None if isinstance(value, str) and value.lower() == "none" else value
+
+
+@dataclass
+class Curation:
+    """Everything the pipeline decided, stage by stage."""
+
+    embedding: np.ndarray  # (N, 2) attention space
+    space_mode: dict[str, Any]
+    budgets: dict[int, int]  # queries per class
+    query_ids: np.ndarray
+    answers: np.ndarray  # codes YES / NO / NOT_SURE, one per query
+    scores: np.ndarray  # (N,) propagated probability of correct attention
+    spread_status: dict[int, str]
+    unreached: dict[int, int]
+    keep: np.ndarray  # (N,) bool, screening result
+    cutoffs: dict[int, float]
+    core: Clustering  # over the kept instances
+    env: Clustering
+    quotas: dict[tuple[int, int], int]
+    indices: np.ndarray  # rows of the split forming the curated subset (repeats allowed)
+    repeats: int
+    warnings: list[str] = field(default_factory=list)
+
+    def details(self) -> dict[str, Any]:
+        """JSON-ready facts for the run record (what paper Table 4 reports, and how the subset came about)."""
+        n = len(self.scores)
+        counts = {name: int((self.answers == code).sum()) for name, code in
+                  (("yes", YES), ("no", NO), ("not_sure", NOT_SURE))}
+        return {
+            "queries": int(len(self.query_ids)),
+            "query_fraction": len(self.query_ids) / n,
+            "class_budgets": {str(c): b for c, b in self.budgets.items()},
+            "answers": counts,
+            "attention_space": self.space_mode,
+            "spreading": {str(c): s for c, s in self.spread_status.items()},
+            "unreached": {str(c): u for c, u in self.unreached.items()},
+            "kept": int(self.keep.sum()),
+            "screening_cutoffs": {str(c): v for c, v in self.cutoffs.items()},
+            "clusters": {"core": self.core.k, "env": self.env.k},
+            "elbow_curves": {"core": {str(k): v for k, v in self.core.curve.items()},
+                             "env": {str(k): v for k, v in self.env.curve.items()}},
+            "quotas": {f"{c},{e}": q for (c, e), q in self.quotas.items()},
+            "subgroup_sizes": {f"{c},{e}": int(((self.core.labels == c) & (self.env.labels == e)).sum())
+                               for (c, e) in self.quotas},
+            "subset_size": int(len(self.indices)),
+            "subset_fraction": len(self.indices) / n,
+            "repeats": int(self.repeats),
+            "warnings": list(self.warnings),
+        }
+
+
+class SlimCurator:
+    """Runs the stages in order: space, annotation sampling, oracle, expansion, screening, disentangling,
+    consistency-weighted sampling. ``budget`` is the attention budget (total or per class),
+    ``subset_size`` the number of rows of the curated subset."""
+
+    def __init__(self, budget: int | Mapping[int, int], subset_size: int, *,
+                 settings: Mapping[str, Any] | None = None, random_state: int = 0) -> None:
+        self.budget = budget
+        self.subset_size = subset_size
+        self.settings = {**DEFAULT_SETTINGS, **(settings or {})}
+        self.random_state = random_state
+
+    def curate(self, fa: np.ndarray, fabar: np.ndarray, labels: np.ndarray, oracle: Oracle, *,
+               embedding: np.ndarray | None = None, space_mode: dict[str, Any] | None = None) -> Curation:
+        """Curate the split whose rows ``fa``, ``fabar`` and ``labels`` describe; ``oracle`` answers row ids.
+
+        A precomputed attention space (``embedding``, with its ``space_mode``) skips stage 1.
+        """
+        s, rs = self.settings, self.random_state
+        fa, fabar, labels = np.asarray(fa), np.asarray(fabar), np.asarray(labels)
+        if not (len(fa) == len(fabar) == len(labels)):
+            raise HarnessError(f"F_A, F_Abar and labels must have one row per instance, got "
+                               f"{len(fa)}, {len(fabar)}, {len(labels)}")
+        if isinstance(self.subset_size, bool) or not isinstance(self.subset_size, (int, np.integer)) \
+                or self.subset_size < 1:
+            raise HarnessError(f"curated subset size must be a positive integer, got {self.subset_size!r}")
+        if embedding is None:
+            space = make_space(s, rs)
+            embedding, space_mode = space.fit_transform(fa), space.mode_
+        elif len(embedding) != len(fa):
+            raise HarnessError(f"attention space has {len(embedding)} rows, F_A has {len(fa)}")
+        sampler = AnnotationSampler(self.budget, random_state=rs).fit(embedding, labels)
+        answers = ask(oracle, sampler.query_ids_)
+        spreading = AttentionLabelSpreading(n_neighbors=s["spread_neighbors"], alpha=s["spread_alpha"])
+        scores = spreading.fit_transform(embedding, labels, sampler.query_ids_, answers)
+        screening = Screening(quantile=_none_or(s["screen_quantile"]), threshold=s["screen_threshold"])
+        keep = screening.fit_predict(scores, labels)
+        kept_rows = np.flatnonzero(keep)
+        if len(kept_rows) == 0:
+            raise HarnessError("screening kept no instance: the oracle judged the reference model's "
+                               "attention wrong everywhere it asked (see the query log)")
+        warnings = list(spreading.warnings_)
+        warnings += [f"class {c}: screening kept no instance" for c, n in screening.kept_.items() if n == 0]
+        disentangler = Disentangler(k_range=(s["cluster_k_min"], s["cluster_k_max"]),
+                                    pca_dims=_none_or(s["cluster_pca_dims"]), random_state=rs)
+        disentangler.fit(fa[kept_rows], fabar[kept_rows])
+        core, env = disentangler.core_, disentangler.env_
+        quotas = allocate(core.labels, core.distances, env.labels, env.distances, int(self.subset_size))
+        draw = SubgroupSampler(random_state=rs).fit(np.hstack([core.points, env.points]), core.labels,
+                                                    env.labels, quotas)
+        return Curation(
+            embedding=embedding, space_mode=dict(space_mode or {}), budgets=sampler.budgets_,
+            query_ids=sampler.query_ids_, answers=answers, scores=scores, spread_status=spreading.status_,
+            unreached=spreading.unreached_, keep=keep, cutoffs=screening.cutoffs_, core=core, env=env,
+            quotas=quotas, indices=kept_rows[draw.indices_], repeats=draw.repeats_,
+            warnings=warnings,
+        )

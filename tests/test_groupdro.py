@@ -1,0 +1,104 @@
+"""GroupDRO: the online q update and loss on hand-worked steps, the adjustment, and a full run."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from conftest import FAST_MODEL, make_toy_benchmark
+
+from baselines.groupdro import GroupDROLoss
+from harness.errors import HarnessError
+from harness.hparams_registry import default_hparams, run_hparams
+from harness.runner import execute, make_config
+
+LN2 = math.log(2.0)
+
+
+def batch(losses_by_group: list[tuple[int, float]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Logits, labels and groups whose per-example cross-entropy is exactly the given value:
+    logits (0, log(exp(loss) - 1)) with label 0 give CE = log(1 + exp(loss) - 1) = loss."""
+    rows = [[0.0, math.log(math.exp(loss) - 1.0)] for _, loss in losses_by_group]
+    logits = torch.tensor(rows, requires_grad=True)
+    labels = torch.zeros(len(losses_by_group), dtype=torch.long)
+    groups = torch.tensor([g for g, _ in losses_by_group])
+    return logits, labels, groups
+
+
+def test_hand_worked_steps_and_absent_groups() -> None:
+    # Step 1 (eta = 1, q = 1/3 each): group 0 loses ln 2 (two examples), group 1 loses ln 4, group 2 absent.
+    # q' = (1/3 * 2, 1/3 * 4, 1/3 * 1) = (2/3, 4/3, 1/3), sum 7/3 -> q = (2/7, 4/7, 1/7);
+    # loss = 2/7 ln 2 + 4/7 * 2 ln 2 = 10/7 ln 2.
+    objective = GroupDROLoss(np.array([10, 10, 10]), eta=1.0)
+    logits, labels, groups = batch([(0, LN2), (0, LN2), (1, 2 * LN2)])
+    loss = objective(logits, labels, groups)
+    assert objective.q.tolist() == pytest.approx([2 / 7, 4 / 7, 1 / 7], rel=1e-6)
+    assert float(loss.detach()) == pytest.approx(10 / 7 * LN2, rel=1e-6)
+    # The gradient flows through the group means with q fixed: d loss / d CE_i = q_g / n_g(batch).
+    loss.backward()
+    p1 = torch.softmax(logits.detach(), 1)[:, 1]  # dCE/dz_1 = p_1 for label 0
+    expected = torch.tensor([2 / 7 / 2, 2 / 7 / 2, 4 / 7]) * p1
+    assert logits.grad[:, 1].tolist() == pytest.approx(expected.tolist(), rel=1e-5)
+
+    # Step 2: only group 2, loss ln 2. Groups 0 and 1 are not multiplied (they keep their ratio 1:2):
+    # q' = (2/7, 4/7, 2/7), sum 8/7 -> q = (1/4, 1/2, 1/4); loss = 1/4 ln 2.
+    logits, labels, groups = batch([(2, LN2)])
+    loss = objective(logits, labels, groups)
+    assert objective.q.tolist() == pytest.approx([0.25, 0.5, 0.25], rel=1e-6)
+    assert float(loss.detach()) == pytest.approx(0.25 * LN2, rel=1e-6)
+
+    # Logged per epoch: q and each group's mean loss over the epoch's batches; then the tallies reset.
+    logged = objective.end_epoch()
+    assert logged["q"] == pytest.approx([0.25, 0.5, 0.25], rel=1e-6)
+    assert logged["group_train_loss"] == pytest.approx([LN2, 2 * LN2, LN2], rel=1e-6)
+    assert objective.end_epoch()["group_train_loss"] == [None, None, None]
+
+
+def test_generalisation_adjustment() -> None:
+    # C = 1, train counts (4, 16, 9): adjustments (1/2, 1/4, 1/3). Batch: group 0 ln 2, group 1 ln 4.
+    # q' = (1/3 * 2 e^(1/2), 1/3 * 4 e^(1/4), 1/3) with eta = 1; loss = sum over present q_g (loss_g + adj_g).
+    objective = GroupDROLoss(np.array([4, 16, 9]), eta=1.0, adjustment=1.0)
+    logits, labels, groups = batch([(0, LN2), (1, 2 * LN2)])
+    loss = objective(logits, labels, groups)
+    raw = np.array([2 * math.exp(0.5), 4 * math.exp(0.25), 1.0])
+    q = raw / raw.sum()
+    assert objective.q.tolist() == pytest.approx(q.tolist(), rel=1e-6)
+    assert float(loss.detach()) == pytest.approx(q[0] * (LN2 + 0.5) + q[1] * (2 * LN2 + 0.25), rel=1e-6)
+
+
+def test_eta_zero_keeps_q_uniform_and_bad_values_fail() -> None:
+    objective = GroupDROLoss(np.array([5, 5]), eta=0.0)
+    logits, labels, groups = batch([(0, 3.0), (1, 0.1)])
+    loss = objective(logits, labels, groups)
+    assert objective.q.tolist() == pytest.approx([0.5, 0.5])
+    assert float(loss.detach()) == pytest.approx(0.5 * 3.0 + 0.5 * 0.1, rel=1e-6)
+    with pytest.raises(HarnessError, match="gdro_eta"):
+        GroupDROLoss(np.array([5, 5]), eta=-0.1)
+
+
+def test_registry_settings() -> None:
+    paper = default_hparams("gdro", "waterbirds", "paper")
+    training = (paper["lr"], paper["weight_decay"], paper["batch_size"], paper["epochs"])
+    assert training == (1e-3, 1e-4, 128, 300)
+    assert paper["gdro_eta"] == 0.01 and paper["sampler"] == "group_balanced"
+    assert paper["selection"] == "val_worst_group_acc"
+    strong = run_hparams("gdro", "celeba", "paper", "resnet50", {"gdro_strong_l2": True})
+    assert (strong["lr"], strong["weight_decay"]) == (1e-5, 0.1)
+    # An explicit override wins over the strong-L2 preset.
+    mixed = run_hparams("gdro", "waterbirds", "paper", "resnet50",
+                        {"gdro_strong_l2": True, "weight_decay": 0.5})
+    assert (mixed["lr"], mixed["weight_decay"]) == (1e-5, 0.5)
+
+
+def test_runs_end_to_end(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr("harness.runner.load_benchmark", lambda *a, **k: make_toy_benchmark(n_train=48))
+    config = make_config(dataset="toy", method="gdro", overrides={**FAST_MODEL, "epochs": 1}, device="cpu")
+    record = json.loads(execute(config, tmp_path, show_progress=False).read_text())
+    assert record["labels_used"]["train_group_labels"] and record["labels_used"]["val_group_labels"]
+    assert record["cost"]["extra_training_fraction"] == 0.0
+    assert record["model_selection"]["criterion"] == "val_worst_group_acc"
+    q = record["details"]["history"][-1]["q"]
+    assert len(q) == 4 and sum(q) == pytest.approx(1.0, rel=1e-5)
+    assert list(record["details"]["final_q"].values()) == pytest.approx(q)

@@ -1,0 +1,176 @@
+"""SLIM_Tr and SLIM_Val end to end: through harness.runner on the toy benchmark, without group labels,
+and on every synthetic preset at a tiny size."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import FAST_MODEL, make_toy_benchmark
+from sklearn.preprocessing import StandardScaler
+
+import harness.methods
+from baselines.dfr import C_GRID
+from harness.cache import ArtifactCache
+from harness.errors import HarnessError
+from harness.hparams_registry import run_hparams
+from harness.last_layer import head_from
+from harness.methods import RunContext, get_method
+from harness.models import create_model
+from harness.runner import execute, make_config
+from slim.methods import choose_c, fit_head
+
+
+def toy():
+    return make_toy_benchmark(n_train=96)
+
+
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory):
+    """One cache for the module, so the toy benchmark's reference model and attention are computed once;
+    the reference model is trained for a single epoch."""
+    erm_defaults = harness.methods.default_hparams
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(harness.methods, "default_hparams", lambda *a: dict(erm_defaults(*a), epochs=1))
+        yield tmp_path_factory.mktemp("slim-cache")
+
+
+def context(method: str, cache, benchmark, tmp_path, **settings) -> RunContext:
+    """A fast context; ``settings`` are set on its hparams (SLIM settings the registry does not list too)."""
+    hp = run_hparams(method, benchmark.name, "tiny", "resnet18", {"epochs": 2, **FAST_MODEL}) | settings
+    return RunContext(benchmark=benchmark, arch="resnet18", seed=0, scale="tiny", device=torch.device("cpu"),
+                      hparams=hp, cache=ArtifactCache(cache), run_dir=tmp_path / method, show_progress=False)
+
+
+@pytest.mark.parametrize("method,split", [("slim-tr", "train"), ("slim-val", "val")])
+def test_runs_end_to_end_through_the_runner(method, split, shared_cache, tmp_path, monkeypatch):
+    bench = toy()
+    monkeypatch.setattr("harness.runner.load_benchmark", lambda *a, **k: bench)
+    config = make_config(dataset="toy", method=method, overrides={**FAST_MODEL, "epochs": 2}, device="cpu")
+    budget, frac = config["hparams"]["budget"], config["hparams"]["subset_frac"]
+    path = execute(config, tmp_path, cache_dir=shared_cache, show_progress=False)
+    record = json.loads(path.read_text())
+    size = len(bench.splits[split])
+    subset = round(frac * size)
+    assert record["status"] == "ok" and set(record["metrics"]) == {"val", "test"}
+    assert record["labels_used"] == {"train_group_labels": False, "val_group_labels": False,
+                                     "attention_queries": budget, "attention_split": split}
+    assert record["model_selection"]["uses_val_group_labels"] is False
+    assert record["cost"]["annotation_fraction"] == pytest.approx(budget / size)
+    assert record["cost"]["annotation_seconds"] > 0
+    assert record["cost"]["extra_training_fraction"] == pytest.approx(subset / len(bench.splits["train"]))
+    details = record["details"]
+    assert details["queries"] == budget and details["query_fraction"] == pytest.approx(budget / size)
+    assert details["subset_size"] == subset == sum(details["quotas"].values())
+    assert details["subset_fraction"] == pytest.approx(subset / size)
+    assert details["oracle"]["queries"] == budget and details["attention_space"]["fit_size"] == size
+    assert set(details["clusters"]) == {"core", "env"} and "repeats" in details
+    if method == "slim-val":
+        assert record["model_selection"]["C"] in C_GRID
+    else:
+        assert record["model_selection"]["criterion"] == "val_avg_acc"
+    run_dir = path.parent / record["run_id"]
+    log = [json.loads(line) for line in (run_dir / "queries.jsonl").read_text().splitlines()]
+    assert len(log) == budget and all(0 <= row["instance_id"] < size for row in log)
+    assert (run_dir / "attention_space.png").stat().st_size > 0 and (run_dir / "elbow.png").exists()
+
+
+def test_no_stage_reads_group_labels(shared_cache, tmp_path):
+    """The curated subsets are identical when the group and spurious labels are scrambled."""
+    bench = toy()
+    rng = np.random.default_rng(1)
+    scrambled = {name: dataclasses.replace(split, groups=torch.from_numpy(rng.integers(0, 4, len(split))),
+                                           spurious=torch.from_numpy(rng.integers(0, 2, len(split))))
+                 for name, split in bench.splits.items()}
+    for method in ("slim-tr", "slim-val"):
+        subsets = []
+        for benchmark in (bench, dataclasses.replace(bench, splits=scrambled)):
+            ctx = context(method, shared_cache, benchmark, tmp_path, figures=False)
+            curation, oracle = get_method(method)(ctx.hparams).curate(ctx)
+            subsets.append(curation.indices)
+        assert np.array_equal(subsets[0], subsets[1])
+
+
+def test_without_masks_the_simulated_oracle_is_refused(shared_cache, tmp_path):
+    bench = toy()
+    val = dataclasses.replace(bench.splits["val"], masks=None)
+    no_masks = dataclasses.replace(bench, splits=dict(bench.splits, val=val))
+    ctx = context("slim-val", shared_cache, no_masks, tmp_path)
+    with pytest.raises(HarnessError, match="simulated oracle needs object masks.*val split.*human oracle"):
+        get_method("slim-val")(ctx.hparams).fit(ctx)
+
+
+def test_group_label_selection_is_refused(shared_cache, tmp_path):
+    ctx = context("slim-tr", shared_cache, toy(), tmp_path, selection="val_worst_group_acc")
+    with pytest.raises(HarnessError, match="reads no group labels"):
+        get_method("slim-tr")(ctx.hparams).fit(ctx)
+
+
+def test_fit_head_one_vs_rest_and_absent_classes():
+    rng = np.random.default_rng(0)
+    centres = np.array([[4.0, 0, 0], [0, 4.0, 0], [0, 0, 4.0]])
+    labels = np.repeat([0, 2, 3], 30)  # class 1 absent, 4 classes in all
+    features = centres[[0, 1, 2]][np.repeat([0, 1, 2], 30)] + rng.normal(size=(90, 3))
+    scaler = StandardScaler().fit(features)
+    coef, intercept = fit_head(features, labels, C=1.0, num_classes=4, scaler=scaler, random_state=0)
+    head = head_from(coef, intercept, scaler)
+    assert coef.shape == (4, 3) and intercept[1] == -1e4 and not coef[1].any()
+    assert (head.logits(features).argmax(1) == labels).mean() > 0.95
+
+
+def test_choose_c_holds_out_distinct_instances_and_is_deterministic():
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 40)
+    features = np.column_stack([labels * 3.0, np.zeros(80)]) + rng.normal(size=(80, 2))
+    rows = np.concatenate([np.arange(0, 80, 2), np.arange(0, 80, 4)])  # repeats allowed
+    c, scores = choose_c(features, labels, rows, 2, random_state=0)
+    assert set(scores) == {str(g) for g in C_GRID} and scores[str(c)] == max(scores.values())
+    assert c == min(g for g in C_GRID if scores[str(g)] == max(scores.values()))  # ties: smaller C
+    assert (c, scores) == choose_c(features, labels, rows, 2, random_state=0)
+    assert choose_c(features, labels, np.array([0, 0, 41]), 2) == (C_GRID[0], {})  # a half lacks a class
+
+
+PRESETS = ("waterbirds-synth", "celeba-synth", "isic-synth", "nico-synth", "imagenet9-synth")
+
+
+def small_preset(name: str, per_class: int):
+    """A tiny-scale synthetic preset cut to ``per_class`` instances per class and split (class-stratified)."""
+    from harness.synthetic import make_benchmark
+
+    bench = make_benchmark(name, "tiny", 0)
+    splits = {}
+    for split_name, split in bench.splits.items():
+        labels = split.labels.numpy()
+        rows = np.sort(np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in np.unique(labels)]))
+        splits[split_name] = split.subset(rows)
+    return dataclasses.replace(bench, splits=splits)
+
+
+@pytest.fixture
+def untrained_reference(monkeypatch):
+    """A fixed untrained reference model per number of classes instead of training ERM on each preset (its
+    attention and features still depend on the images; the toy runs above use a trained one)."""
+    models = {}
+
+    def reference_model(self):
+        key = self.benchmark.num_classes
+        if key not in models:
+            torch.manual_seed(0)
+            models[key] = create_model("resnet18", key, self.benchmark.image_size, width=0.25).eval()
+        return models[key], {"criterion": "val_avg_acc", "uses_val_group_labels": False, "epoch": 1}
+
+    monkeypatch.setattr(RunContext, "reference_model", reference_model)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_slim_val_runs_on_every_synthetic_preset(name, untrained_reference, tmp_path):
+    bench = small_preset(name, per_class=12)
+    budget = 3 * bench.num_classes
+    ctx = context("slim-val", tmp_path / "cache", bench, tmp_path, figures=False, budget=budget)
+    result = get_method("slim-val")(ctx.hparams).fit(ctx)
+    assert result.attention_queries == budget == result.details["queries"]
+    assert result.details["subset_size"] == round(ctx.hparams["subset_frac"] * len(bench.splits["val"]))
+    logits = result.model(bench.splits["test"].images[:4].float() / 255)
+    assert logits.shape == (4, bench.num_classes)

@@ -1,0 +1,250 @@
+"""Sweep files: grid expansion, config hashing, resume after kill -9, a failing run mid-sweep."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from harness import cli
+from harness.errors import HarnessError
+from harness.executors import LocalExecutor
+from harness.hparams_registry import default_hparams
+from harness.records import record_path
+from harness.runner import make_config, run_id
+from harness.sweeps import expand, is_finished, load_sweep, parse_sweep, run_sweep, sweep_records
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = {"epochs": 1, "pretrained": "none", "width": 0.25}  # ERM trains its own 1-epoch model: seconds
+
+
+def grid(**changes) -> dict:
+    raw = {"name": "t", "scale": "tiny", "datasets": ["waterbirds-synth"], "methods": ["erm"],
+           "archs": ["resnet18"], "seeds": [0, 1], "overrides": dict(FAST)}
+    raw.update(changes)
+    return raw
+
+
+def toml_text(raw: dict) -> str:
+    """TOML for the test grids: top-level scalars and lists, tables of scalars and of tables of scalars."""
+    def value(v):
+        return str(v).lower() if isinstance(v, bool) else json.dumps(v)
+
+    lines, tables = [], []
+    for key, entry in raw.items():
+        if not isinstance(entry, dict):
+            lines.append(f"{key} = {value(entry)}")
+            continue
+        tables.append(f"[{key}]")
+        tables += [f"{k} = {value(v)}" for k, v in entry.items() if not isinstance(v, dict)]
+        for name, sub in ((k, v) for k, v in entry.items() if isinstance(v, dict)):
+            tables += [f'[{key}."{name}"]', *(f"{k} = {value(v)}" for k, v in sub.items())]
+    return "\n".join(lines + tables) + "\n"
+
+
+# ------------------------------------------------------------------------------------------ expansion
+
+
+def test_expansion_counts_and_slim_sweeps_at_defaults():
+    raw = grid(datasets=["waterbirds-synth", "isic-synth"], methods=["erm", "slim-tr", "slim-val"],
+               archs=["resnet18", "vit_tiny"], seeds=[0, 1, 2], overrides={})
+    tr, val = default_hparams("slim-tr", "waterbirds-synth", "tiny"), default_hparams("slim-val", "waterbirds-synth", "tiny")
+    raw["slim_sweeps"] = {
+        "datasets": ["waterbirds-synth"], "archs": ["resnet18"], "seeds": [0, 1],
+        # slim-tr's budget list holds its default: that run is the main grid's, not a new one
+        "budget": {"slim-tr": [tr["budget"] // 2, tr["budget"], tr["budget"] + 12], "slim-val": [4, 28]},
+        "subset_frac": {"slim-tr": [0.1, 0.2], "slim-val": [0.15]},
+    }
+    configs = expand(parse_sweep(raw), device="cpu")
+    # main grid 2 datasets x 3 methods x 2 archs x 3 seeds = 36; sweeps on 1 dataset x 1 arch x 2 seeds:
+    # slim-tr 2 new budgets + 2 fractions, slim-val 2 budgets + 1 fraction -> (4 + 3) * 2 = 14
+    assert len(configs) == 36 + 14
+    assert len({run_id(c) for c in configs}) == len(configs)
+    counts = Counter(c["method"] for c in configs)
+    assert counts == {"erm": 12, "slim-tr": 12 + 8, "slim-val": 12 + 6}
+    tr_settings = {(c["hparams"]["budget"], c["hparams"]["subset_frac"]) for c in configs
+                   if c["method"] == "slim-tr" and c["dataset"] == "waterbirds-synth" and c["arch"] == "resnet18"
+                   and c["seed"] == 0}
+    b, f = tr["budget"], tr["subset_frac"]
+    assert tr_settings == {(b // 2, f), (b, f), (b + 12, f), (b, 0.1), (b, 0.2)}  # one axis moves at a time
+    val_settings = {(c["hparams"]["budget"], c["hparams"]["subset_frac"]) for c in configs
+                    if c["method"] == "slim-val" and c["seed"] == 1 and c["arch"] == "resnet18"
+                    and c["dataset"] == "waterbirds-synth"}
+    assert val_settings == {(val["budget"], val["subset_frac"]), (4, val["subset_frac"]),
+                            (28, val["subset_frac"]), (val["budget"], 0.15)}
+    # ERM (the reference models) first; per method, the default-setting runs before the sweep values
+    methods = [c["method"] for c in configs]
+    assert methods[:12] == ["erm"] * 12 and methods.index("slim-val") > methods.index("slim-tr")
+    tr_runs = [c for c in configs if c["method"] == "slim-tr"]
+    defaults = [(c["hparams"]["budget"], c["hparams"]["subset_frac"]) == (b, f) for c in tr_runs]
+    assert defaults == [True] * 12 + [False] * 8
+    # consecutive ERM runs differ in arch, so two workers pretrain / train different things first
+    assert configs[0]["arch"] != configs[1]["arch"]
+
+
+def test_override_precedence_and_device():
+    raw = grid(datasets=["waterbirds-synth", "isic-synth"], methods=["erm", "gdro"], archs=["resnet18", "vit_tiny"],
+               seeds=[0], overrides={"epochs": 3, "lr": 0.1},
+               overrides_by_arch={"vit_tiny": {"epochs": 4}}, overrides_by_dataset={"isic-synth": {"epochs": 5}},
+               overrides_by_method={"gdro": {"epochs": 6}})
+    configs = expand(parse_sweep(raw), device="cpu", extra_overrides={"lr": 0.5})
+    epochs = {(c["dataset"], c["method"], c["arch"]): c["hparams"]["epochs"] for c in configs}
+    assert epochs[("waterbirds-synth", "erm", "resnet18")] == 3
+    assert epochs[("waterbirds-synth", "erm", "vit_tiny")] == 4
+    assert epochs[("isic-synth", "erm", "vit_tiny")] == 5  # dataset beats arch
+    assert epochs[("isic-synth", "gdro", "vit_tiny")] == 6  # method beats dataset
+    assert {c["hparams"]["lr"] for c in configs} == {0.5}  # the command line's --set beats the file
+    assert {c["device"] for c in configs} == {"cpu"}
+
+
+def test_config_hash_is_stable_and_ignores_device():
+    config = make_config(dataset="waterbirds-synth", method="erm", seed=3, overrides=dict(FAST), device="cpu")
+
+    def reversed_keys(obj):
+        return {k: reversed_keys(v) for k, v in reversed(list(obj.items()))} if isinstance(obj, dict) else obj
+
+    assert list(reversed_keys(config)) != list(config)
+    assert run_id(reversed_keys(config)) == run_id(config)
+    assert run_id({**config, "device": "cuda"}) == run_id(config)
+    assert run_id({**config, "seed": 4}) != run_id(config)
+    assert run_id({**config, "hparams": {**config["hparams"], "lr": 0.02}}) != run_id(config)
+    # expanding the same file twice gives the same ids
+    spec = parse_sweep(grid())
+    assert [run_id(c) for c in expand(spec)] == [run_id(c) for c in expand(spec, device="cpu")]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"colour": "blue"}, "unknown key(s) colour"),
+    ({"seeds": []}, "'seeds' must be a non-empty list"),
+    ({"scale": "huge"}, "scale 'huge'"),
+    ({"overrides_by_dataset": {"celeba-synth": {"epochs": 2}}}, "overrides_by_dataset names celeba-synth"),
+    ({"slim_sweeps": {"datasets": ["waterbirds-synth"], "budget": {"erm": [1]}}}, "only slim-tr and slim-val"),
+    ({"slim_sweeps": {"datasets": ["waterbirds-synth"], "budget": {"slim-tr": {"isic-synth": [1]}}}},
+     "gives no values for waterbirds-synth"),
+])
+def test_bad_sweep_files_fail_with_a_clear_message(change, message):
+    with pytest.raises(HarnessError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_sweep(grid(**change), source="bad.toml")
+
+
+def test_missing_inputs_fail_before_any_run(tmp_path):
+    with pytest.raises(HarnessError, match=r"waterbirds is read from disk; add \[data.waterbirds\]"):
+        expand(parse_sweep(grid(datasets=["waterbirds"])))
+    with pytest.raises(HarnessError, match="data folder of waterbirds not found"):
+        expand(parse_sweep(grid(datasets=["waterbirds"], data={"waterbirds": {"root": str(tmp_path / "nope")}})))
+    with pytest.raises(HarnessError, match="pretrained weights file not found"):
+        expand(parse_sweep(grid(overrides={"pretrained": str(tmp_path / "w.safetensors")})))
+    with pytest.raises(HarnessError, match="unknown setting 'colour' for erm"):
+        expand(parse_sweep(grid(overrides={"colour": 1})))
+
+
+def test_shipped_configs():
+    quick = load_sweep("quick")
+    configs = expand(quick, device="cpu")
+    assert {c["dataset"] for c in configs} == {"waterbirds-synth", "celeba-synth", "isic-synth", "nico-synth",
+                                                "imagenet9-synth"}
+    assert {c["method"] for c in configs} == {"erm", "jtt", "gdro", "dfr", "slim-tr", "slim-val"}
+    assert len({c["arch"] for c in configs}) == 2 and len(quick.seeds) >= 3
+    swept = {c["dataset"] for c in configs if c["method"] == "slim-tr" and c["hparams"]["budget"] != default_hparams(
+        "slim-tr", c["dataset"], "tiny")["budget"]}
+    assert swept == {"waterbirds-synth", "celeba-synth", "isic-synth"}
+    regression = expand(load_sweep("regression"), device="cpu")
+    assert {c["method"] for c in regression} == {"erm", "jtt", "gdro", "dfr", "slim-tr", "slim-val"}
+    assert {"waterbirds-synth", "isic-synth"} <= {c["dataset"] for c in regression}
+    with pytest.raises(HarnessError, match="data folder of waterbirds not found"):
+        expand(load_sweep("paper"))
+    with pytest.raises(HarnessError, match="shipped configs: .*quick"):
+        load_sweep("no-such-sweep")
+
+
+def test_unreadable_or_failed_records_count_as_unfinished(tmp_path):
+    config = make_config(dataset="waterbirds-synth", method="erm", overrides=dict(FAST))
+    rid = run_id(config)
+    path = record_path(tmp_path, rid)
+    path.parent.mkdir(parents=True)
+    path.write_text('{"run_id": "' + rid + '", "status": "o')  # cut short
+    assert not is_finished(tmp_path, rid)
+    path.write_text(json.dumps({"run_id": rid, "status": "failed"}))
+    assert not is_finished(tmp_path, rid)
+    path.write_text(json.dumps({"run_id": "someone-else", "status": "ok"}))
+    assert not is_finished(tmp_path, rid)
+    path.write_text(json.dumps({"run_id": rid, "status": "ok"}))
+    assert is_finished(tmp_path, rid)
+
+
+# ------------------------------------------------------------------------------------------- running
+
+
+def test_resume_after_kill_9_recomputes_nothing(tmp_path):
+    sweep_file = tmp_path / "grid.toml"
+    sweep_file.write_text(toml_text(grid(seeds=[0, 1])))
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "harness", "sweep", str(sweep_file), "--out", str(out), "--device", "cpu",
+               "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list((out / "runs").glob("*.json")):
+        assert first.poll() is None, "the sweep ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    finished = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
+    assert len(finished) == 1  # the second run was under way
+
+    second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stderr
+    assert "1 finished earlier (skipped), 0 failed earlier (retried), 1 new" in second.stdout
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished  # not rewritten, so not recomputed
+
+    spec = parse_sweep(grid(seeds=[0, 1]))
+    configs = expand(spec, device="cpu")
+    reference = tmp_path / "uninterrupted"
+    run_sweep(configs, reference, LocalExecutor(jobs=1, device="cpu", threads=1, show_progress=False),
+              log=lambda _: None, show_progress=False)
+    ids = [run_id(c) for c in configs]
+    resumed = {r["run_id"]: r for r in sweep_records(out, ids)}
+    uninterrupted = {r["run_id"]: r for r in sweep_records(reference, ids)}
+    assert set(resumed) == set(uninterrupted) == set(ids)
+    for rid in ids:
+        assert resumed[rid]["status"] == "ok"
+        assert resumed[rid]["metrics"] == uninterrupted[rid]["metrics"]
+        assert resumed[rid]["config"] == uninterrupted[rid]["config"]
+    assert (out / "tables" / "README.md").is_file()
+
+
+def test_a_failing_run_does_not_stop_the_sweep(tmp_path, capsys):
+    # isic-synth runs get an optimizer that does not exist: they raise when training starts
+    raw = grid(datasets=["waterbirds-synth", "isic-synth"], seeds=[0, 1],
+               overrides_by_dataset={"isic-synth": {"optimizer": "bogus"}})
+    sweep_file = tmp_path / "grid.toml"
+    sweep_file.write_text(toml_text(raw))
+    out = tmp_path / "out"
+    argv = ["sweep", str(sweep_file), "--out", str(out), "--device", "cpu", "--quiet"]
+    assert cli.main(argv) == 1
+    printed = capsys.readouterr()
+    assert "2 run(s) failed" in printed.out and "start the same command again" in printed.err
+    configs = expand(parse_sweep(raw), device="cpu")
+    assert [c["dataset"] for c in configs] == ["waterbirds-synth", "isic-synth"] * 2  # failures mid-sweep
+    records = {r["run_id"]: r for r in sweep_records(out, [run_id(c) for c in configs])}
+    for config in configs:
+        record = records[run_id(config)]
+        if config["dataset"] == "isic-synth":
+            assert record["status"] == "failed"
+            assert "unknown optimizer 'bogus'" in record["error"] and "Traceback" in record["traceback"]
+            assert record["config"] == config and record["seed"] == config["seed"]
+        else:
+            assert record["status"] == "ok" and record["metrics"]["test"]["avg_acc"] >= 0
+    ok_times = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")
+                if json.loads(p.read_text())["status"] == "ok"}
+    # a second start retries the failed runs (they fail again) and leaves the finished ones alone
+    assert cli.main(argv) == 1
+    assert "2 finished earlier (skipped), 2 failed earlier (retried), 0 new" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in ok_times} == ok_times

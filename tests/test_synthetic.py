@@ -1,0 +1,255 @@
+"""The synthetic presets: determinism, group structure, exact masks, spurious features, source task."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.colors import rgb_to_hsv
+
+from harness import synthetic as syn
+from harness.errors import HarnessError
+
+FLAT = {"noise": 0.0, "texture_contrast": 0.0, "object_pattern": 0.0}  # every region one flat colour
+
+
+@pytest.fixture(scope="module")
+def tiny() -> dict:
+    return {name: syn.make_benchmark(name, "tiny", 0) for name in syn.PRESETS}
+
+
+@pytest.fixture(scope="module")
+def flat() -> dict:
+    return {name: syn.make_benchmark(name, "tiny", 1, difficulty=FLAT) for name in syn.PRESETS}
+
+
+def test_same_seed_same_bytes_other_seed_differs(tiny):
+    for name in ("waterbirds-synth",):
+        again = syn.make_benchmark(name, "tiny", 0)
+        other = syn.make_benchmark(name, "tiny", 1)
+        for split, s in tiny[name].splits.items():
+            for field in ("images", "labels", "spurious", "groups", "masks"):
+                assert torch.equal(getattr(s, field), getattr(again.splits[split], field)), (name, split, field)
+            assert not torch.equal(s.images, other.splits[split].images)
+
+
+def test_shapes_dtypes_and_info(tiny):
+    for name, b in tiny.items():
+        assert set(b.info) >= {"scale", "seed", "image_size", "synthetic", "generator_version"}
+        assert b.info["synthetic"] is True and b.info["scale"] == "tiny" and b.image_size == 32
+        assert len(b.group_names) == b.num_groups and b.has_masks
+        for split in b.splits.values():
+            n = len(split)
+            assert split.images.dtype == torch.uint8 and split.images.shape == (n, 3, 32, 32)
+            assert split.masks.dtype == torch.bool and split.masks.shape == (n, 32, 32)
+            assert split.labels.dtype == split.spurious.dtype == split.groups.dtype == torch.int64
+            assert int(split.labels.max()) < b.num_classes and int(split.spurious.max()) < len(b.spurious_names)
+            assert split.images.float().std() > 10  # not a blank canvas
+
+
+def test_sizes_in_range_for_tiny_and_quick():
+    for scale, (train_range, val_range) in {"tiny": ((600, 1000), (200, 800)),
+                                            "quick": ((2000, 3000), (500, 1000))}.items():
+        for name in syn.PRESETS:
+            counts = syn.split_sizes(name, scale)
+            assert train_range[0] <= counts["train"].sum() <= train_range[1], (name, scale)
+            assert val_range[0] <= counts["val"].sum() <= val_range[1], (name, scale)
+
+
+def test_paper_scale_train_groups_are_the_real_datasets():
+    assert syn.split_sizes("waterbirds-synth", "paper")["train"].tolist() == [3498, 184, 56, 1057]
+    assert syn.split_sizes("celeba-synth", "paper")["train"].tolist() == [71629, 66874, 22880, 1387]
+    assert syn.split_sizes("waterbirds-synth", "paper")["test"].tolist() == [2255, 2255, 642, 642]
+    assert syn.split_sizes("celeba-synth", "paper")["val"].sum() == 19867
+
+
+def test_group_proportions_and_floors(tiny):
+    for name, b in tiny.items():
+        preset = syn._PRESETS[name]
+        for split_name, split in b.splits.items():
+            counts = split.group_counts(b.num_groups)
+            shares = np.asarray(preset.proportions[split_name])
+            if split_name == "train":  # the skew itself, up to rounding (and at least one per group)
+                np.testing.assert_allclose(counts, np.maximum(shares * len(split), 1), atol=1.0)
+            else:  # the skew, with every group of positive share raised to the floor
+                assert (counts[shares > 0] >= syn.EVAL_GROUP_FLOOR["tiny"]).all(), (name, split_name)
+                assert (counts[shares == 0] == 0).all()
+                big = counts > syn.EVAL_GROUP_FLOOR["tiny"]
+                expected = shares[big] / shares[big].sum() * counts[big].sum()
+                np.testing.assert_allclose(counts[big], expected, atol=1.0)
+
+
+def test_specific_group_structures(tiny):
+    wb = tiny["waterbirds-synth"]
+    train = wb.splits["train"].group_counts(4) / len(wb.splits["train"])
+    np.testing.assert_allclose(train, np.array([3498, 184, 56, 1057]) / 4795, atol=2 / 800)
+    for split in ("val", "test"):  # environments balanced within each class
+        c = wb.splits[split].group_counts(4)
+        assert abs(c[0] - c[1]) <= 1 and abs(c[2] - c[3]) <= 1
+    celeba = tiny["celeba-synth"].splits
+    assert celeba["train"].group_counts(4)[3] / len(celeba["train"]) < 0.015  # blond males ~1% of train
+    c = celeba["test"].group_counts(4)
+    assert c[0] > c[1] > c[2] > c[3] == syn.EVAL_GROUP_FLOOR["tiny"]  # skew kept, minority at the floor
+    nico = tiny["nico-synth"].splits
+    train = nico["train"].group_counts(36).reshape(6, 6)
+    assert (train.argmax(axis=1) == np.arange(6)).all() and (np.diag(train) > 0.6 * train.sum(axis=1)).all()
+    assert (nico["test"].group_counts(36) == nico["test"].group_counts(36)[0]).all()
+
+
+def test_groups_agree_with_labels_and_spurious(tiny):
+    for name, b in tiny.items():
+        for split in b.splits.values():
+            y, s, g = split.labels.numpy(), split.spurious.numpy(), split.groups.numpy()
+            if name == "isic-synth":
+                assert (s[y == 1] == 0).all()  # no patch on malignant images, ever
+                np.testing.assert_array_equal(g, np.where(y == 1, 2, 1 - s))
+            elif name == "imagenet9-synth":
+                np.testing.assert_array_equal(g, 2 * y + (s != y))
+            else:
+                np.testing.assert_array_equal(g, y * len(b.spurious_names) + s)
+
+
+def test_imagenet9_backgrounds(tiny):
+    splits = tiny["imagenet9-synth"].splits
+    mixed = splits["test_mixed_rand"]
+    assert (mixed.spurious != mixed.labels).all()
+    assert set(mixed.spurious.numpy().tolist()) == set(range(9))
+    train = splits["train"]
+    assert abs((train.spurious == train.labels).float().mean().item() - syn._IN9_MATCH) < 0.02
+    test = splits["test"].group_counts(18).reshape(9, 2)  # "original" keeps the correlation (floor aside)
+    assert (test[:, 0] > test[:, 1]).all()
+
+
+def test_masks_nonempty(tiny):
+    for name, b in tiny.items():
+        for split_name, split in b.splits.items():
+            assert split.masks.flatten(1).any(dim=1).all(), (name, split_name)
+            assert not split.masks.flatten(1).all(dim=1).any(), (name, split_name)
+
+
+def _mask_colour_checks(split):
+    """Per image: (mask pixels all one colour, that colour absent outside, #colours outside the mask)."""
+    images = split.images.permute(0, 2, 3, 1).numpy().astype(np.int32)
+    masks = split.masks.numpy()
+    codes = images[..., 0] * 65536 + images[..., 1] * 256 + images[..., 2]
+    first = np.argmax(masks.reshape(len(masks), -1), axis=1)
+    object_code = codes.reshape(len(codes), -1)[np.arange(len(codes)), first][:, None, None]
+    inside_uniform = ((codes == object_code) | ~masks).all(axis=(1, 2))
+    absent_outside = ~((codes == object_code) & ~masks).any(axis=(1, 2))
+    outside_colours = np.array([len(np.unique(c[~m])) for c, m in zip(codes, masks)])
+    return inside_uniform, absent_outside, outside_colours
+
+
+def test_masks_cover_exactly_the_drawn_object(flat):
+    for name, b in flat.items():
+        for split_name, split in b.splits.items():
+            inside, absent, _ = _mask_colour_checks(split)
+            assert inside.all() and absent.all(), (name, split_name, inside.mean(), absent.mean())
+
+
+def test_isic_patch_only_on_benign_and_outside_the_lesion(flat):
+    for split in flat["isic-synth"].splits.values():
+        inside, absent, outside_colours = _mask_colour_checks(split)
+        assert inside.all() and absent.all()  # the patch colour never enters the lesion mask
+        patch = split.spurious.numpy() == 1
+        assert (outside_colours[patch] == 2).all()  # skin + patch
+        assert (outside_colours[~patch] == 1).all()  # skin only: no patch on no-patch (incl. malignant) images
+
+
+def test_background_colour_comes_from_the_spurious_family(flat):
+    for name in ("waterbirds-synth", "imagenet9-synth", "nico-synth"):
+        b = flat[name]
+        for split in b.splits.values():
+            corners = torch.stack([split.images[:, :, 0, 0], split.images[:, :, 0, -1], split.images[:, :, -1, 0],
+                                   split.images[:, :, -1, -1]], dim=1).numpy()
+            corner_masks = torch.stack([split.masks[:, 0, 0], split.masks[:, 0, -1], split.masks[:, -1, 0],
+                                        split.masks[:, -1, -1]], dim=1).numpy()
+            pick = np.argmin(corner_masks, axis=1)  # a corner the object does not cover
+            assert not corner_masks[np.arange(len(pick)), pick].any()
+            hsv = rgb_to_hsv(corners[np.arange(len(pick)), pick] / 255.0)
+            for i, family in enumerate(split.spurious.numpy()):
+                tex = syn._PRESET_TEXTURES[syn.PRESET_KINDS[name][1][family]]
+                h, s, v = hsv[i]
+                assert tex.val[0] - 0.01 <= v <= tex.val[1] + 0.01, (name, family, v)
+                if s > 0.15 and tex.hue[1] < 0.5:
+                    assert abs((h - tex.hue[0] + 0.5) % 1.0 - 0.5) <= tex.hue[1] + 0.02, (name, family, h)
+
+
+def test_hair_lightness_carries_the_celeba_label():
+    b = syn.make_benchmark("celeba-synth", "tiny", 2, difficulty={**FLAT, "distinctness": 1.0})
+    split = b.splits["train"]
+    images = split.images.permute(0, 2, 3, 1).numpy()
+    first = np.argmax(split.masks.numpy().reshape(len(split), -1), axis=1)
+    hair_value = images.reshape(len(split), -1, 3)[np.arange(len(split)), first].max(axis=1)
+    blond = split.labels.numpy() == 1
+    assert hair_value[blond].min() > hair_value[~blond].max()  # distinctness 1: no overlap
+    # and the default (distinctness < 1) overlaps, which is what makes the spurious beard useful
+    split = syn.make_benchmark("celeba-synth", "tiny", 2, difficulty=FLAT).splits["train"]
+    images = split.images.permute(0, 2, 3, 1).numpy()
+    first = np.argmax(split.masks.numpy().reshape(len(split), -1), axis=1)
+    hair_value = images.reshape(len(split), -1, 3)[np.arange(len(split)), first].max(axis=1)
+    assert hair_value[split.labels.numpy() == 1].min() < hair_value[split.labels.numpy() == 0].max()
+
+
+def test_blob_rasterisation_matches_analytic_area():
+    """Area of r(theta) = R (1 + sum a_k cos(k theta + p_k)) is pi R^2 (1 + sum a_k^2 / 2)."""
+    size, radius = 256, 0.3
+    coeffs = np.zeros((3, syn._HARMONICS), dtype=np.complex64)
+    coeffs[1, 2] = 0.3  # trefoil
+    coeffs[2, 1], coeffs[2, 4] = 0.2j, 0.15  # oval + 5 lobes
+    n = len(coeffs)
+    half = np.full(n, 0.5, np.float32)
+    u, v = syn._frame(size, half, half, np.full(n, radius, np.float32), np.zeros(n, np.float32))
+    area = syn._blob_mask(u, v, coeffs).sum(axis=(1, 2)) / size**2
+    expected = np.pi * radius**2 * (1 + (np.abs(coeffs) ** 2).sum(axis=1) / 2)
+    np.testing.assert_allclose(area, expected, rtol=0.01)
+
+
+def test_source_task_balanced_deterministic_and_disjoint():
+    images, labels = syn.make_source_task(205, 32, seed=3)
+    assert images.dtype == torch.uint8 and images.shape == (205, 3, 32, 32) and labels.dtype == torch.int64
+    counts = torch.bincount(labels, minlength=10)
+    assert counts.max() - counts.min() <= 1 and counts.sum() == 205
+    again, labels_again = syn.make_source_task(205, 32, seed=3)
+    assert torch.equal(images, again) and torch.equal(labels, labels_again)
+    assert not torch.equal(images, syn.make_source_task(205, 32, seed=4)[0])
+    four, four_labels = syn.make_source_task(40, 64, seed=0, num_classes=4)
+    assert four.shape == (40, 3, 64, 64) and torch.bincount(four_labels).tolist() == [10] * 4
+    preset_shapes = {s for shapes, _ in syn.PRESET_KINDS.values() for s in shapes}
+    preset_textures = {t for _, textures in syn.PRESET_KINDS.values() for t in textures}
+    assert preset_shapes.isdisjoint(syn.SOURCE_SHAPES) and len(set(syn.SOURCE_SHAPES)) == 10
+    assert preset_textures.isdisjoint(syn.SOURCE_TEXTURES)
+    preset_patterns = {syn._PRESET_TEXTURES[t].pattern for t in preset_textures}
+    assert preset_patterns.isdisjoint(syn._SOURCE_TEXTURES[t].pattern for t in syn.SOURCE_TEXTURES)
+
+
+def test_source_shapes_differ_in_area():
+    """The ten source kinds are distinct shapes: their unrotated masks pairwise differ a lot."""
+    size = 64
+    half = np.full(1, 0.5, np.float32)
+    u, v = syn._frame(size, half, half, np.full(1, 0.3, np.float32), np.zeros(1, np.float32))
+    masks = np.stack([syn._SOURCE_SHAPES[k](u, v)[0] for k in syn.SOURCE_SHAPES])
+    assert masks.reshape(10, -1).sum(axis=1).min() > 40
+    overlap = (masks[:, None] & masks[None]).sum(axis=(2, 3)) / (masks[:, None] | masks[None]).sum(axis=(2, 3))
+    assert (overlap[~np.eye(10, dtype=bool)] < 0.9).all()
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: syn.make_benchmark("nope", "tiny", 0), "unknown synthetic preset"),
+    (lambda: syn.make_benchmark("waterbirds-synth", "huge", 0), "unknown scale"),
+    (lambda: syn.make_benchmark("waterbirds-synth", "tiny", -1), "seed"),
+    (lambda: syn.make_benchmark("waterbirds-synth", "tiny", 0, difficulty={"spice": 1}), "unknown difficulty"),
+    (lambda: syn.make_benchmark("waterbirds-synth", "tiny", 0, difficulty={"noise": -1}), "non-negative"),
+    (lambda: syn.make_source_task(5, 32, 0), "at least one image per class"),
+    (lambda: syn.make_source_task(100, 32, 0, num_classes=11), "num_classes"),
+])
+def test_bad_input_is_a_one_line_harness_error(call, message):
+    with pytest.raises(HarnessError, match=message):
+        call()
+
+
+def test_presets_listed_with_descriptions_and_frozen_knobs():
+    assert set(syn.PRESETS) == {"waterbirds-synth", "celeba-synth", "isic-synth", "nico-synth", "imagenet9-synth"}
+    assert all(isinstance(d, str) and d for d in syn.PRESETS.values())
+    knobs = syn.preset_difficulty("waterbirds-synth")
+    with pytest.raises(AttributeError):
+        knobs.noise = 0.5  # type: ignore[misc]
