@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -12,14 +14,16 @@ from harness.hparams_registry import SCALES, parse_override
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", required=True, help="a name from `python -m harness datasets`")
     p.add_argument("--method", required=True, help="erm, jtt, gdro, dfr, slim-tr or slim-val")
-    p.add_argument("--arch", default="resnet18", help="resnet18/34/50, vit_tiny/small/base (default resnet18)")
+    p.add_argument("--arch", default="resnet18",
+                   help="resnet18/34/50, vit_tiny/small/base (default resnet18)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scale", choices=SCALES, default="tiny", help="synthetic preset size (default tiny)")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the generated data (synthetic presets)")
     p.add_argument("--data-root", help="folder of a real dataset in its published layout")
     p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
                    help="dataset option, e.g. target=Blond_Hair (repeatable)")
-    p.add_argument("--weights", help="local pretrained weights file (timm .safetensors/.pth) instead of the stand-in")
+    p.add_argument("--weights",
+                   help="local pretrained weights file (timm .safetensors/.pth) instead of the stand-in")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override a hyperparameter, e.g. --set epochs=5 (repeatable)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
@@ -67,13 +71,13 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_sweep_options(p: argparse.ArgumentParser, out_default: str | None) -> None:
+def _add_sweep_options(p: argparse.ArgumentParser, out_default: str | None, cpu_jobs: str = "1") -> None:
     p.add_argument("--out", type=Path, default=Path(out_default) if out_default else None,
                    help=f"output folder (default {out_default or 'out/<sweep name>'}); "
                         "starting again there resumes")
     p.add_argument("--executor", choices=("local", "submitit"), default="local",
                    help="local worker processes (default) or submitit jobs (the file's [submitit] table)")
-    p.add_argument("--jobs", type=int, help="runs at a time (default: one per GPU, else 1)")
+    p.add_argument("--jobs", type=int, help=f"runs at a time (default: one per GPU, else {cpu_jobs})")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override a hyperparameter of every run, e.g. --set epochs=1 (repeatable)")
@@ -83,18 +87,18 @@ def _add_sweep_options(p: argparse.ArgumentParser, out_default: str | None) -> N
 def _sweep(args: argparse.Namespace, source: str, out_dir: Path | None):
     """Expand and run a sweep file; returns (spec, out folder, outcome)."""
     from harness.executors import make_executor
-    from harness.sweeps import expand, load_sweep, run_sweep, stage_report
+    from harness.sweeps import expand, load_sweep, run_sweep
 
     spec = load_sweep(source)
     out_dir = out_dir or Path("out") / spec.name
-    configs = expand(spec, device=args.device, extra_overrides=dict(parse_override(o) for o in args.overrides))
+    overrides = dict(parse_override(o) for o in args.overrides)
+    configs = expand(spec, device=args.device, extra_overrides=overrides)
     executor = make_executor(args.executor, out_dir=out_dir, jobs=args.jobs, device=args.device,
                              submitit_options=spec.submitit, show_progress=not args.quiet)
     try:
         outcome = run_sweep(configs, out_dir, executor, name=spec.name, show_progress=not args.quiet)
     finally:
         executor.close()
-    print(f"stage times:\n{stage_report(outcome.stage_seconds)}")
     return spec, out_dir, outcome
 
 
@@ -107,10 +111,11 @@ def _sweep_exit(outcome) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from harness.sweeps import sweep_records
+    from harness.sweeps import stage_report, sweep_records
     from harness.tables import write_tables
 
     _, out_dir, outcome = _sweep(args, args.file, args.out)
+    print(f"stage times:\n{stage_report(outcome.stage_seconds)}")
     written = write_tables(sweep_records(out_dir, outcome.run_ids), out_dir / "tables", "markdown")
     print(f"{len(outcome.run_ids)} runs in {out_dir / 'runs'}; tables: {written[-1] if written else 'none'}")
     return _sweep_exit(outcome)
@@ -124,6 +129,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     from harness.tables import write_tables
 
     started = time.monotonic()
+    if args.jobs is None and args.executor == "local" and _on_cpu(args.device):
+        args.jobs = os.cpu_count() or 1  # one single-threaded run per core
     spec, out_dir, outcome = _sweep(args, args.config, args.out)
     records = sweep_records(out_dir, outcome.run_ids)
     stage_seconds = dict(outcome.stage_seconds)
@@ -131,16 +138,23 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     tables = [p for fmt in ("markdown", "latex") for p in write_tables(records, out_dir / "tables", fmt)]
     stage_seconds["tables"] = time.monotonic() - clock
     clock = time.monotonic()
-    figures = write_figures(records, out_dir / "figures") + collect_run_figures(out_dir / "runs", out_dir / "figures")
+    figures = write_figures(records, out_dir / "figures")
+    figures += collect_run_figures(out_dir / "runs", out_dir / "figures")
     stage_seconds["figures"] = time.monotonic() - clock
     readme = write_reproduction_readme(
         out_dir, spec=spec, outcome=outcome, records=records, stage_seconds=stage_seconds,
-        wall_seconds=time.monotonic() - started, command=" ".join(["python -m harness", *sys.argv[1:]]),
+        wall_seconds=time.monotonic() - started, command=args.command_line,
         device=args.device, outputs=tables + figures,
     )
     print(f"stage times (tables and figures included):\n{stage_report(stage_seconds)}")
     print(f"reproduction written to {out_dir} (summary: {readme})")
     return _sweep_exit(outcome)
+
+
+def _on_cpu(device: str) -> bool:
+    import torch
+
+    return device == "cpu" or (device == "auto" and not torch.cuda.is_available())
 
 
 def _runs_folder(path: Path) -> Path:
@@ -191,7 +205,8 @@ def _cmd_regression(args: argparse.Namespace) -> int:
     from harness.regression import run_regression
 
     return run_regression(config=args.config, baseline_path=args.baseline, update=args.update_baseline,
-                          out_dir=args.out, jobs=args.jobs, show_progress=not args.quiet)
+                          out_dir=args.out, jobs=args.jobs, show_progress=not args.quiet,
+                          command=args.command_line)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -211,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     reproduce = sub.add_parser("reproduce", help="run a sweep, then write its tables, figures and README")
     reproduce.add_argument("--config", default="quick", help="sweep file or shipped config (default quick)")
-    _add_sweep_options(reproduce, "results/reproduce")
+    _add_sweep_options(reproduce, "results/reproduce", cpu_jobs="one per core")
     reproduce.set_defaults(func=_cmd_reproduce)
 
     for name, what in (("tables", "paper-style result tables"), ("figures", "sweep plots and run figures")):
@@ -229,7 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     regression.add_argument("--update-baseline", action="store_true",
                             help="rewrite the baseline from this run (intentional changes only)")
     regression.add_argument("--out", type=Path,
-                            help="keep the runs here (default: a temporary folder; an existing folder resumes)")
+                            help="keep the runs here (default: a temporary folder; "
+                                 "an existing folder resumes)")
     regression.add_argument("--jobs", type=int, help="runs at a time (default: one per core)")
     regression.add_argument("--quiet", action="store_true", help="no progress bars")
     regression.set_defaults(func=_cmd_regression)
@@ -239,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.command_line = "python -m harness " + shlex.join(sys.argv[1:] if argv is None else argv)
     try:
         return args.func(args)
     except HarnessError as exc:

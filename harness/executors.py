@@ -144,7 +144,8 @@ class LocalExecutor:
         if gpus:
             self.workers = min(jobs or gpus, gpus)
             if jobs and jobs > gpus:
-                log(f"--jobs {jobs}: only {gpus} GPU(s) visible, running {gpus} run(s) at a time (one per GPU)")
+                log(f"--jobs {jobs}: only {gpus} GPU(s) visible, running {gpus} run(s) at a time "
+                    "(one per GPU)")
         else:
             self.workers = jobs or 1
         self.gpus = gpus
@@ -164,11 +165,11 @@ class LocalExecutor:
             hp = config["hparams"]
             if hp.get("pretrained", "standin") != "standin":
                 continue
-            key = (config["arch"], image_size(config["dataset"], config["scale"]), hp.get("width", 1.0),
-                   hp.get("depth"))
+            arch, size = config["arch"], image_size(config["dataset"], config["scale"])
+            key = (arch, size, hp.get("width", 1.0), hp.get("depth"))
             if key not in done:
                 done.add(key)
-                standin_weights(key[0], key[1], width=key[2], depth=key[3], device=resolve_device(self.device),
+                standin_weights(arch, size, width=key[2], depth=key[3], device=resolve_device(self.device),
                                 show_progress=self.show_progress)
 
     def map(self, configs: list[dict[str, Any]], out_dir: Path, cache_dir: Path) -> Iterator[RunOutcome]:
@@ -198,7 +199,8 @@ class LocalExecutor:
                     config = futures[future]
                     if record_status(out_dir, _run_id(config)) == "ok":
                         continue
-                    yield record_failure(config, out_dir, f"worker process died ({type(exc).__name__}: {exc})")
+                    reason = f"worker process died ({type(exc).__name__}: {exc})"
+                    yield record_failure(config, out_dir, reason)
         finally:
             for future in futures:
                 future.cancel()
@@ -209,8 +211,8 @@ class LocalExecutor:
             gpu_ids = None
             if self.gpus:
                 gpu_ids = context.Queue()
-                for index in range(self.workers):
-                    gpu_ids.put(index)
+                for gpu in visible_gpus(self.gpus)[:self.workers]:
+                    gpu_ids.put(gpu)
             self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker,
                                              initargs=(gpu_ids, self.threads))
         return self._pool
@@ -224,6 +226,12 @@ class LocalExecutor:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+
+def visible_gpus(count: int) -> list[str]:
+    """The ids to give workers' CUDA_VISIBLE_DEVICES: those this process may use, in order."""
+    listed = [g.strip() for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
+    return listed[:count] if listed else [str(i) for i in range(count)]
 
 
 def _init_worker(gpu_ids: Any, threads: int) -> None:
@@ -251,7 +259,8 @@ class SubmititExecutor:
     """
 
     prepares_locally = False
-    ALIASES = {"partition": "slurm_partition", "timeout": "timeout_min", "array_parallelism": "slurm_array_parallelism"}
+    ALIASES = {"partition": "slurm_partition", "timeout": "timeout_min",
+               "array_parallelism": "slurm_array_parallelism"}
 
     def __init__(self, folder: Path, options: dict[str, Any], *, jobs: int | None = None) -> None:
         import submitit

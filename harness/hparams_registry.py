@@ -110,7 +110,9 @@ def default_hparams(method: str, dataset: str, scale: str) -> dict[str, Any]:
         else:
             tr, val = _SLIM_PAPER[paper_dataset(dataset)]
             budget, frac = tr if method == "slim-tr" else val
-        hp.update(budget=budget, subset_frac=frac)
+        from slim.pipeline import DEFAULT_SETTINGS  # the pipeline's stage settings live beside their code
+
+        hp.update(DEFAULT_SETTINGS, budget=budget, subset_frac=frac, figures=True)
     return hp
 
 

@@ -32,17 +32,25 @@ class LinearHead:
 
 def fit_logistic(features: np.ndarray, labels: np.ndarray, *, C: float, num_classes: int,
                  scaler: StandardScaler, random_state: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """L1 logistic regression on standardised features; returns (coef (K, D), intercept (K,))."""
-    clf = l1_logistic_regression(C, random_state)
-    clf.fit(scaler.transform(features), labels)
-    coef, intercept = clf.coef_, clf.intercept_
-    if num_classes == 2:  # sklearn stores one row for binary problems: logits (0, z) give the same softmax
-        coef = np.vstack([np.zeros_like(coef), coef])
-        intercept = np.concatenate([[0.0], intercept])
-    elif len(clf.classes_) < num_classes:  # a class absent from the data gets a very negative logit
-        full_c, full_i = np.zeros((num_classes, coef.shape[1])), np.full(num_classes, -1e4)
-        full_c[clf.classes_], full_i[clf.classes_] = coef, intercept
-        coef, intercept = full_c, full_i
+    """L1 logistic regression on standardised features; returns (coef (K, D), intercept (K,)).
+
+    Two classes: one binary fit, stored as logits (0, z), which give the same softmax. More classes:
+    one-vs-rest, class k's row from the binary fit "k vs the rest" (liblinear in scikit-learn >= 1.8 takes
+    two classes only). A class absent from ``labels`` gets a zero row and a very negative intercept, so it
+    is never predicted; if a single class is present, it is always predicted.
+    """
+    x = scaler.transform(features)
+    present = np.unique(labels)
+    coef, intercept = np.zeros((num_classes, x.shape[1])), np.full(num_classes, -1e4)
+    if len(present) == 1:
+        intercept[present[0]] = 0.0
+    elif num_classes == 2:
+        clf = l1_logistic_regression(C, random_state).fit(x, labels)
+        coef[1], intercept[0], intercept[1] = clf.coef_[0], 0.0, clf.intercept_[0]
+    else:
+        for k in present:
+            clf = l1_logistic_regression(C, random_state).fit(x, (labels == k).astype(np.int64))
+            coef[k], intercept[k] = clf.coef_[0], clf.intercept_[0]
     return coef, intercept
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import shutil
-import sys
 import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -58,7 +57,8 @@ def summarize(records: Iterable[dict[str, Any]]) -> dict[Cell, dict[str, Any]]:
         for metric in METRICS:
             if metric not in metrics:
                 raise HarnessError(f"record {record['run_id']} has no {SPLIT} {metric}")
-            values[(record["dataset"], record["method"])][metric][int(record["seed"])] = float(metrics[metric])
+            cell = (record["dataset"], record["method"])
+            values[cell][metric][int(record["seed"])] = float(metrics[metric])
     summary: dict[Cell, dict[str, Any]] = {}
     for cell, per_metric in sorted(values.items()):
         seeds = sorted(per_metric[METRICS[0]])
@@ -132,8 +132,9 @@ def render(rows: Iterable[Row]) -> str:
 
     table = [(r.dataset, r.method, r.metric, pts(r.before), pts(r.after), pts(r.difference, True),
               f"{100 * r.tolerance:.1f}", r.verdict) for r in rows]
-    return tabulate(table, headers=["dataset", "method", "metric", "before", "after", "difference", "tolerance",
-                                    "verdict"], tablefmt="simple", disable_numparse=True)
+    headers = ["dataset", "method", "metric", "before", "after", "difference", "tolerance", "verdict"]
+    return (f"{SPLIT} accuracy in percent, mean over seeds (before: baseline, after: this run)\n"
+            + tabulate(table, headers=headers, tablefmt="simple", disable_numparse=True))
 
 
 def make_baseline(summary: dict[Cell, dict[str, Any]], tol: dict[str, float], *, sigmas: float, floor: float,
@@ -166,14 +167,14 @@ def load_baseline(path: Path) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise HarnessError(f"regression baseline {path} is not valid JSON: {exc}") from None
     if baseline.get("schema") != BASELINE_SCHEMA or "cells" not in baseline or "tolerances" not in baseline:
-        raise HarnessError(f"regression baseline {path} is not a schema-{BASELINE_SCHEMA} baseline; recreate it "
-                           "with --update-baseline")
+        raise HarnessError(f"regression baseline {path} is not a schema-{BASELINE_SCHEMA} baseline; "
+                           "recreate it with --update-baseline")
     return baseline
 
 
 def run_regression(*, config: str = "regression", baseline_path: Path = BASELINE_PATH, update: bool = False,
                    out_dir: Path | None = None, jobs: int | None = None, show_progress: bool = True,
-                   log: Callable[[str], None] = print) -> int:
+                   log: Callable[[str], None] = print, command: str = "python -m harness regression") -> int:
     """Run the pinned grid and compare it with (or, with ``update``, write) the baseline; the exit status."""
     from harness.executors import LocalExecutor
     from harness.sweeps import expand, load_sweep, run_sweep, sweep_records
@@ -182,7 +183,8 @@ def run_regression(*, config: str = "regression", baseline_path: Path = BASELINE
     settings = dict(spec.regression)
     stray = sorted(set(settings) - {"sigmas", "floor"})
     if stray:
-        raise HarnessError(f"{spec.source}: [regression] has unknown key(s) {', '.join(stray)}; known: sigmas, floor")
+        raise HarnessError(f"{spec.source}: [regression] has unknown key(s) {', '.join(stray)}; "
+                           "known: sigmas, floor")
     if not update:
         baseline = load_baseline(baseline_path)  # fail before the runs, not after
     configs = expand(spec, device="cpu")
@@ -208,10 +210,11 @@ def run_regression(*, config: str = "regression", baseline_path: Path = BASELINE
         if outcome.failed:
             log("baseline not written: every run must succeed")
             return 1
-        sigmas, floor = float(settings.get("sigmas", DEFAULT_SIGMAS)), float(settings.get("floor", DEFAULT_FLOOR))
+        sigmas = float(settings.get("sigmas", DEFAULT_SIGMAS))
+        floor = float(settings.get("floor", DEFAULT_FLOOR))
         tol = tolerances(summary, sigmas, floor)
         baseline = make_baseline(summary, tol, sigmas=sigmas, floor=floor, config=spec.name,
-                                 run_ids=outcome.run_ids, command=" ".join(["python -m harness", *sys.argv[1:]]))
+                                 run_ids=outcome.run_ids, command=command)
         atomic_write_json(Path(baseline_path), baseline)
         log(render(compare(baseline, summary)))
         log(f"baseline written to {baseline_path} (tolerances: "

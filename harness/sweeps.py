@@ -124,7 +124,10 @@ def parse_sweep(raw: dict[str, Any], source: str = "<sweep>") -> SweepSpec:
         raise fail(f"scale {scale!r} is not one of {', '.join(SCALES)}")
     seeds = _int_list(raw["seeds"], "seeds", fail)
     overrides_by = {}
-    for axis, allowed in (("arch", raw["archs"]), ("dataset", raw["datasets"]), ("method", raw["methods"])):
+    swept = raw.get("slim_sweeps") if isinstance(raw.get("slim_sweeps"), dict) else {}
+    named = {"arch": raw["archs"] + list(swept.get("archs", [])),
+             "dataset": raw["datasets"] + list(swept.get("datasets", [])), "method": raw["methods"]}
+    for axis, allowed in named.items():
         table = _table(raw, f"overrides_by_{axis}", fail)
         stray = sorted(set(table) - set(allowed))
         if stray:
@@ -139,9 +142,10 @@ def parse_sweep(raw: dict[str, Any], source: str = "<sweep>") -> SweepSpec:
             raise fail(f"[data.{dataset}] has unknown key(s) {', '.join(stray)}; known: root, options")
         data[dataset] = DataSource(entry["root"], {k: str(v) for k, v in entry.get("options", {}).items()})
     return SweepSpec(
-        name=str(raw.get("name", Path(source).stem)), source=source, description=str(raw.get("description", "")),
-        scale=scale, datasets=tuple(raw["datasets"]), methods=tuple(raw["methods"]), archs=tuple(raw["archs"]),
-        seeds=tuple(seeds), data_seed=int(raw.get("data_seed", 0)), overrides=_table(raw, "overrides", fail),
+        name=str(raw.get("name", Path(source).stem)), source=source,
+        description=str(raw.get("description", "")), scale=scale, datasets=tuple(raw["datasets"]),
+        methods=tuple(raw["methods"]), archs=tuple(raw["archs"]), seeds=tuple(seeds),
+        data_seed=int(raw.get("data_seed", 0)), overrides=_table(raw, "overrides", fail),
         overrides_by=overrides_by, data=data,
         slim_sweeps=_parse_slim_sweeps(raw, seeds, fail) if "slim_sweeps" in raw else None,
         submitit=_table(raw, "submitit", fail), regression=_table(raw, "regression", fail),
@@ -161,7 +165,8 @@ def _int_list(values: Any, key: str, fail: Callable[[str], HarnessError]) -> lis
     return values
 
 
-def _parse_slim_sweeps(raw: dict[str, Any], seeds: list[int], fail: Callable[[str], HarnessError]) -> SlimSweeps:
+def _parse_slim_sweeps(raw: dict[str, Any], seeds: list[int],
+                       fail: Callable[[str], HarnessError]) -> SlimSweeps:
     table = _table(raw, "slim_sweeps", fail)
     stray = sorted(set(table) - {"datasets", "archs", "seeds", *SLIM_AXES})
     if stray:
@@ -182,7 +187,8 @@ def _parse_slim_sweeps(raw: dict[str, Any], seeds: list[int], fail: Callable[[st
             for dataset in datasets:
                 listed = per_dataset[dataset]
                 if not isinstance(listed, list) or not all(isinstance(v, int | float) for v in listed):
-                    raise fail(f"[slim_sweeps.{axis}.{method}] values for {dataset} must be a list of numbers")
+                    raise fail(f"[slim_sweeps.{axis}.{method}] values for {dataset} must be a list of "
+                               "numbers")
             values[axis][method] = {d: list(per_dataset[d]) for d in datasets}
     return SlimSweeps(
         datasets=tuple(datasets), archs=tuple(table.get("archs", raw["archs"])),
@@ -207,7 +213,8 @@ def expand(spec: SweepSpec, *, device: str = "auto", extra_overrides: dict[str, 
     configs: dict[str, dict[str, Any]] = {}
     variant_of: dict[str, int] = {}
 
-    def add(dataset: str, method: str, arch: str, seed: int, axis_values: dict[str, Any], variant: int) -> None:
+    def add(dataset: str, method: str, arch: str, seed: int, axis_values: dict[str, Any],
+            variant: int) -> None:
         by = spec.overrides_by
         overrides = {**spec.overrides, **by["arch"].get(arch, {}), **by["dataset"].get(dataset, {}),
                      **by["method"].get(method, {}), **(extra_overrides or {}), **axis_values}
@@ -239,7 +246,8 @@ def expand(spec: SweepSpec, *, device: str = "auto", extra_overrides: dict[str, 
     return order_runs(list(configs.values()), spec, variant_of)
 
 
-def order_runs(configs: list[dict[str, Any]], spec: SweepSpec, variant_of: dict[str, int]) -> list[dict[str, Any]]:
+def order_runs(configs: list[dict[str, Any]], spec: SweepSpec,
+               variant_of: dict[str, int]) -> list[dict[str, Any]]:
     """ERM first (it creates the shared reference models), then the methods in the file's order.
 
     Within a method the main-grid runs go before the SLIM sweep values, and consecutive runs differ in
@@ -274,21 +282,25 @@ def check_inputs(spec: SweepSpec) -> None:
     from harness.datasets import is_synthetic, list_datasets
 
     known = {e.name for e in list_datasets()}
-    for dataset in spec.datasets:
+    swept = spec.slim_sweeps.datasets if spec.slim_sweeps else ()
+    for dataset in dict.fromkeys(spec.datasets + swept):
         if dataset not in known:
-            raise HarnessError(f"{spec.source}: unknown dataset {dataset!r}; `python -m harness datasets` lists them")
+            raise HarnessError(f"{spec.source}: unknown dataset {dataset!r}; "
+                               "`python -m harness datasets` lists them")
         if is_synthetic(dataset):
             continue
         source = spec.data.get(dataset)
         if source is None:
-            raise HarnessError(f"{spec.source}: {dataset} is read from disk; add [data.{dataset}] root = \"...\"")
+            raise HarnessError(f"{spec.source}: {dataset} is read from disk; "
+                               f"add [data.{dataset}] root = \"...\"")
         if not Path(source.root).expanduser().is_dir():
             raise HarnessError(f"{spec.source}: data folder of {dataset} not found: {source.root} "
                                f"(put the dataset there or edit [data.{dataset}] root)")
     tables = [spec.overrides, *(t for by in spec.overrides_by.values() for t in by.values())]
     for table in tables:
         choice = table.get("pretrained")
-        if isinstance(choice, str) and choice not in ("standin", "none") and not Path(choice).expanduser().is_file():
+        is_file_choice = isinstance(choice, str) and choice not in ("standin", "none")
+        if is_file_choice and not Path(choice).expanduser().is_file():
             raise HarnessError(f"{spec.source}: pretrained weights file not found: {choice} "
                                "(place the timm weights there or edit the file's pretrained setting)")
 
@@ -354,7 +366,8 @@ def run_sweep(configs: list[dict[str, Any]], out_dir: Path, executor: Executor, 
         log(f"  {outcome.status:6s} {outcome.label} ({outcome.seconds:.0f} s) {outcome.run_id}"
             + (f": {outcome.error}" if outcome.error else ""))
     if failed:
-        log(f"{len(failed)} run(s) failed (records with status 'failed'; they are retried on the next start):")
+        log(f"{len(failed)} run(s) failed (records with status 'failed'; "
+            "they are retried on the next start):")
         for outcome in failed:
             log(f"  {outcome.label} {outcome.run_id}: {outcome.error}")
     return SweepOutcome(run_ids, skipped, completed, failed, stage_seconds)
@@ -370,8 +383,8 @@ def _stages(configs: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any
     return stages
 
 
-def _outcomes(stages: list[tuple[str, list[dict[str, Any]]]], executor: Executor, out_dir: Path, cache_dir: Path,
-              stage_seconds: dict[str, float]) -> Iterator[RunOutcome]:
+def _outcomes(stages: list[tuple[str, list[dict[str, Any]]]], executor: Executor, out_dir: Path,
+              cache_dir: Path, stage_seconds: dict[str, float]) -> Iterator[RunOutcome]:
     for method, configs in stages:
         started = time.monotonic()
         yield from executor.map(configs, out_dir, cache_dir)
@@ -411,19 +424,20 @@ def machine_description(device: str) -> str:
 
 
 def write_reproduction_readme(out_dir: Path, *, spec: SweepSpec, outcome: SweepOutcome,
-                              records: list[dict[str, Any]], stage_seconds: dict[str, float], wall_seconds: float,
-                              command: str, device: str, outputs: list[Path]) -> Path:
+                              records: list[dict[str, Any]], stage_seconds: dict[str, float],
+                              wall_seconds: float, command: str, device: str, outputs: list[Path]) -> Path:
     """OUT/README.md: when, how and on what the results were made, stage times, and links to them."""
     import platform
 
     import torch
 
     ok = sum(r.get("status") == "ok" for r in records)
+    links = [p.relative_to(out_dir) for p in outputs if p.is_relative_to(out_dir)]
+    per_run = sum(link.parent.name == "runs" for link in links)
     lines = [
         f"# Reproduction: {spec.name}",
         "",
-        spec.description.strip(),
-        "",
+        *([spec.description.strip(), ""] if spec.description.strip() else []),
         f"- date: {now_iso()}",
         f"- command: `{command}`",
         f"- machine: {machine_description(device)}",
@@ -442,13 +456,14 @@ def write_reproduction_readme(out_dir: Path, *, spec: SweepSpec, outcome: SweepO
         "",
         "## Outputs",
         "",
-        *(f"- [{p.relative_to(out_dir)}]({p.relative_to(out_dir)})" for p in outputs
-          if p.is_relative_to(out_dir)),
+        *(f"- [{link}]({link})" for link in links if link.parent.name != "runs"),
         "",
+        f"Figures the runs drew (attention spaces, elbow curves): {per_run} files in `figures/runs/`. "
         "Run records (one JSON file per run, named by its config hash) are in `runs/`.",
     ]
     if outcome.failed:
-        lines += ["", "## Failed runs", "", *(f"- {o.label} (`{o.run_id}`): {o.error}" for o in outcome.failed)]
+        lines += ["", "## Failed runs", ""]
+        lines += [f"- {o.label} (`{o.run_id}`): {o.error}" for o in outcome.failed]
     path = Path(out_dir) / "README.md"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -12,6 +12,7 @@ Everything is vectorised numpy over chunks of images; the output depends only on
 """
 from __future__ import annotations
 
+import json
 import zlib
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Callable, Mapping
@@ -745,7 +746,8 @@ def make_benchmark(name: str, scale: str, seed: int, difficulty: Mapping[str, An
         for split, group_counts in counts.items()
     }
     info = {"scale": scale, "seed": int(seed), "image_size": size, "synthetic": True,
-            "generator_version": GENERATOR_VERSION, "difficulty": asdict(knobs)}
+            "generator_version": GENERATOR_VERSION, "difficulty": asdict(knobs),
+            "difficulty_id": json.dumps(asdict(knobs), sort_keys=True)}  # a string, so cache keys see it
     return Benchmark(name=name, class_names=list(preset.class_names), spurious_names=list(preset.spurious_names),
                      group_names=[g[0] for g in preset.groups], splits=splits, info=info)
 

@@ -146,7 +146,7 @@ class SlimVal(_Slim):
                                f"(warnings: {'; '.join(curation.warnings) or 'none'})")
         c, holdout = choose_c(features, labels, rows, ctx.benchmark.num_classes, random_state=ctx.seed)
         scaler = StandardScaler().fit(features[rows])
-        coef, intercept = fit_head(features[rows], labels[rows], C=c, num_classes=ctx.benchmark.num_classes,
+        coef, intercept = fit_logistic(features[rows], labels[rows], C=c, num_classes=ctx.benchmark.num_classes,
                                    scaler=scaler, random_state=ctx.seed)
         reference, _ = ctx.reference_model()
         model = with_head(reference, head_from(coef, intercept, scaler))
@@ -177,27 +177,9 @@ def choose_c(features: np.ndarray, labels: np.ndarray, rows: np.ndarray, num_cla
     scaler = StandardScaler().fit(features[fit_rows])
     scores = {}
     for c in grid:
-        coef, intercept = fit_head(features[fit_rows], labels[fit_rows], C=c, num_classes=num_classes,
+        coef, intercept = fit_logistic(features[fit_rows], labels[fit_rows], C=c, num_classes=num_classes,
                                    scaler=scaler, random_state=random_state)
         head = head_from(coef, intercept, scaler)
         scores[str(c)] = float((head.logits(features[test_rows]).argmax(1) == labels[test_rows]).mean())
     best = max(grid, key=lambda c: (scores[str(c)], -c))
     return best, scores
-
-
-def fit_head(features: np.ndarray, labels: np.ndarray, *, C: float, num_classes: int, scaler: StandardScaler,
-             random_state: int) -> tuple[np.ndarray, np.ndarray]:
-    """``harness.last_layer.fit_logistic``, one-vs-rest for more than two classes.
-
-    scikit-learn >= 1.8's liblinear refuses more than two classes, so each class k gets the binary fit
-    "k vs the rest" (its class-1 row); a class absent from ``labels`` gets a zero row and a very negative
-    intercept. Remove once ``fit_logistic`` does this itself.
-    """
-    if num_classes == 2:
-        return fit_logistic(features, labels, C=C, num_classes=2, scaler=scaler, random_state=random_state)
-    coef, intercept = np.zeros((num_classes, features.shape[1])), np.full(num_classes, -1e4)
-    for k in np.unique(labels):
-        rows, bias = fit_logistic(features, (labels == k).astype(np.int64), C=C, num_classes=2, scaler=scaler,
-                                  random_state=random_state)
-        coef[k], intercept[k] = rows[1], bias[1]
-    return coef, intercept

@@ -68,6 +68,7 @@ class Curation:
     quotas: dict[tuple[int, int], int]
     indices: np.ndarray  # rows of the split forming the curated subset (repeats allowed)
     repeats: int
+    subset_classes: dict[int, int]  # rows of the subset per class (repeats counted)
     warnings: list[str] = field(default_factory=list)
 
     def details(self) -> dict[str, Any]:
@@ -94,6 +95,7 @@ class Curation:
             "subset_size": int(len(self.indices)),
             "subset_fraction": len(self.indices) / n,
             "repeats": int(self.repeats),
+            "subset_classes": {str(c): n for c, n in self.subset_classes.items()},
             "warnings": list(self.warnings),
         }
 
@@ -121,9 +123,9 @@ class SlimCurator:
         if not (len(fa) == len(fabar) == len(labels)):
             raise HarnessError(f"F_A, F_Abar and labels must have one row per instance, got "
                                f"{len(fa)}, {len(fabar)}, {len(labels)}")
-        if isinstance(self.subset_size, bool) or not isinstance(self.subset_size, (int, np.integer)) \
-                or self.subset_size < 1:
-            raise HarnessError(f"curated subset size must be a positive integer, got {self.subset_size!r}")
+        size = self.subset_size
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+            raise HarnessError(f"curated subset size must be a positive integer, got {size!r}")
         if embedding is None:
             space = make_space(s, rs)
             embedding, space_mode = space.fit_transform(fa), space.mode_
@@ -139,19 +141,22 @@ class SlimCurator:
         if len(kept_rows) == 0:
             raise HarnessError("screening kept no instance: the oracle judged the reference model's "
                                "attention wrong everywhere it asked (see the query log)")
-        warnings = list(spreading.warnings_)
-        warnings += [f"class {c}: screening kept no instance" for c, n in screening.kept_.items() if n == 0]
+        notes = list(spreading.warnings_)
+        notes += [f"class {c}: screening kept no instance" for c, n in screening.kept_.items() if n == 0]
         disentangler = Disentangler(k_range=(s["cluster_k_min"], s["cluster_k_max"]),
                                     pca_dims=_none_or(s["cluster_pca_dims"]), random_state=rs)
         disentangler.fit(fa[kept_rows], fabar[kept_rows])
         core, env = disentangler.core_, disentangler.env_
-        quotas = allocate(core.labels, core.distances, env.labels, env.distances, int(self.subset_size))
+        quotas = allocate(core.labels, core.distances, env.labels, env.distances, int(size))
         draw = SubgroupSampler(random_state=rs).fit(np.hstack([core.points, env.points]), core.labels,
                                                     env.labels, quotas)
+        indices = kept_rows[draw.indices_]
+        classes, counts = np.unique(labels[indices], return_counts=True)
         return Curation(
             embedding=embedding, space_mode=dict(space_mode or {}), budgets=sampler.budgets_,
             query_ids=sampler.query_ids_, answers=answers, scores=scores, spread_status=spreading.status_,
             unreached=spreading.unreached_, keep=keep, cutoffs=screening.cutoffs_, core=core, env=env,
-            quotas=quotas, indices=kept_rows[draw.indices_], repeats=draw.repeats_,
-            warnings=warnings,
+            quotas=quotas, indices=indices, repeats=draw.repeats_,
+            subset_classes={int(c): int(n) for c, n in zip(classes, counts, strict=True)},
+            warnings=notes,
         )

@@ -1,8 +1,9 @@
 """Stage 1 (paper Sec. 4.1): the attention space, a 2-D UMAP projection of the F_A of every instance.
 
 At CelebA scale (160k x 2048) a plain UMAP takes many minutes, so by default the features are first
-reduced by PCA to 50 dimensions, and above 20,000 instances UMAP is fitted on a random sample of 10,000
-and the rest are placed with ``UMAP.transform``. Both choices are parameters; ``mode_`` reports what ran.
+reduced by PCA to 50 dimensions, and above 20,000 instances UMAP is fitted on a random sample of 5,000
+(the authors' sample size) and the rest are placed with ``UMAP.transform``. Both choices are parameters;
+``mode_`` reports what ran.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from harness.errors import HarnessError
 AUTO = "auto"
 AUTO_PCA_DIMS = 50
 AUTO_SAMPLE_ABOVE = 20_000
-AUTO_SAMPLE_SIZE = 10_000
+AUTO_SAMPLE_SIZE = 5_000
 MIN_INSTANCES = 4  # UMAP's spectral initialisation needs a few more points than dimensions
 
 
@@ -25,7 +26,7 @@ class AttentionSpace:
     """UMAP of F_A to ``n_components`` dimensions (authors' settings: n_neighbors=5, min_dist=0).
 
     ``pca_dims``: "auto" (50 when the features have more), an int, or None (no PCA).
-    ``fit_sample``: "auto" (10,000 when there are more than 20,000 instances), an int (fit on that many
+    ``fit_sample``: "auto" (5,000 when there are more than 20,000 instances), an int (fit on that many
     when there are more), or None (fit on all). The sample is drawn with ``random_state``.
     """
 
@@ -98,7 +99,7 @@ class AttentionSpace:
         return embedding
 
     def describe(self) -> str:
-        """One line saying what ran, e.g. 'PCA 50 -> UMAP fit on 10000, 150000 transformed'."""
+        """One line saying what ran, e.g. 'PCA 50 -> UMAP fit on 5000, 155000 transformed'."""
         m = self.mode_
         pca = f"PCA {m['pca_dims']} -> " if m["pca_dims"] else ""
         rest = f", {m['transformed']} transformed" if m["transformed"] else ""

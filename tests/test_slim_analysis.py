@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from harness.errors import HarnessError
-from slim.analysis import consistency_curves, intra_cluster_similarity
+from slim.analysis import consistency_curves, figure4, intra_cluster_similarity
 
 
 def brute_force_similarity(labels, signal) -> float:
@@ -53,3 +53,13 @@ def test_a_space_that_groups_attention_patterns_is_more_attention_consistent():
     assert all(a > r + 0.2 for a, r in zip(aligned_curve, random_curve, strict=True))
     fig = curves.figure()
     assert len(fig.axes) == 1 and len(fig.axes[0].lines) == 2
+
+
+def test_figure4_projects_features_and_attention_weighted_features():
+    rng = np.random.default_rng(2)
+    pooled = rng.normal(size=(60, 8)).astype(np.float32)
+    cams = rng.random((60, 3, 3)).astype(np.float32)
+    fa = pooled * cams.mean((1, 2))[:, None]
+    curves = figure4(cams, pooled, fa, ks=[2, 3])
+    assert set(curves.values) == {"original feature space", "attention space"}
+    assert all(len(v) == 2 and np.isfinite(v).all() for s in curves.values.values() for v in s.values())

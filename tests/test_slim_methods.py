@@ -24,7 +24,7 @@ from slim.methods import choose_c, fit_head
 
 
 def toy():
-    return make_toy_benchmark(n_train=96)
+    return make_toy_benchmark(n_train=64)
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +166,7 @@ def untrained_reference(monkeypatch):
 
 @pytest.mark.parametrize("name", PRESETS)
 def test_slim_val_runs_on_every_synthetic_preset(name, untrained_reference, tmp_path):
-    bench = small_preset(name, per_class=12)
+    bench = small_preset(name, per_class=8)
     budget = 3 * bench.num_classes
     ctx = context("slim-val", tmp_path / "cache", bench, tmp_path, figures=False, budget=budget)
     result = get_method("slim-val")(ctx.hparams).fit(ctx)

@@ -57,6 +57,8 @@ def test_curation_spends_exactly_the_budget_and_keeps_mostly_correct_attention()
                                   "no": int((~correct[curation.query_ids]).sum()), "not_sure": 0}
     assert set(details["clusters"]) == {"core", "env"}
     assert sum(details["quotas"].values()) == 40
+    counts = np.bincount(labels[curation.indices], minlength=2)
+    assert details["subset_classes"] == {str(c): int(n) for c, n in enumerate(counts) if n}
 
 
 def test_oracle_refuses_queries_beyond_its_budget():

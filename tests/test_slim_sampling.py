@@ -105,7 +105,8 @@ def test_subgroup_sampler_takes_small_subgroups_whole_and_repeats():
 def test_hand_worked_quotas_drawn_with_repeats_where_subgroups_are_small():
     # Budget 9 quotas (above): (0,0) 1 of 2 members, (0,1) 2 of 1, (0,2) 3 of 1, (1,0) 2 of 2, (1,2) 1 of 1.
     quotas = allocate(CORE, CORE_DIST, ENV, ENV_DIST, 9)
-    sampler = SubgroupSampler(random_state=0).fit(np.column_stack([CORE, ENV]).astype(float), CORE, ENV, quotas)
+    points = np.column_stack([CORE, ENV]).astype(float)
+    sampler = SubgroupSampler(random_state=0).fit(points, CORE, ENV, quotas)
     counts = np.bincount(sampler.indices_, minlength=7)
     assert sampler.repeats_ == 3  # (0,1): one extra draw, (0,2): two
     assert counts[[2, 3, 4, 5, 6]].tolist() == [2, 3, 1, 1, 1] and counts[[0, 1]].sum() == 1

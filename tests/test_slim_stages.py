@@ -200,7 +200,7 @@ def test_attention_space_reports_its_mode_and_is_deterministic():
 
 def test_attention_space_auto_mode_and_errors():
     space = AttentionSpace()
-    assert space.resolve(160_000, 2048) == (50, 10_000)
+    assert space.resolve(160_000, 2048) == (50, 5_000)
     assert space.resolve(5_000, 2048) == (50, None)
     assert space.resolve(5_000, 32) == (None, None)
     with pytest.raises(HarnessError, match="needs"):

@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import torch
 
 from harness import cli
 from harness.errors import HarnessError
@@ -22,6 +23,15 @@ from harness.sweeps import expand, is_finished, load_sweep, parse_sweep, run_swe
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = {"epochs": 1, "pretrained": "none", "width": 0.25}  # ERM trains its own 1-epoch model: seconds
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Runs in this process use one torch thread (the sweep's default share), as the workers would."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 def grid(**changes) -> dict:
@@ -54,7 +64,8 @@ def toml_text(raw: dict) -> str:
 def test_expansion_counts_and_slim_sweeps_at_defaults():
     raw = grid(datasets=["waterbirds-synth", "isic-synth"], methods=["erm", "slim-tr", "slim-val"],
                archs=["resnet18", "vit_tiny"], seeds=[0, 1, 2], overrides={})
-    tr, val = default_hparams("slim-tr", "waterbirds-synth", "tiny"), default_hparams("slim-val", "waterbirds-synth", "tiny")
+    tr = default_hparams("slim-tr", "waterbirds-synth", "tiny")
+    val = default_hparams("slim-val", "waterbirds-synth", "tiny")
     raw["slim_sweeps"] = {
         "datasets": ["waterbirds-synth"], "archs": ["resnet18"], "seeds": [0, 1],
         # slim-tr's budget list holds its default: that run is the main grid's, not a new one
@@ -69,8 +80,8 @@ def test_expansion_counts_and_slim_sweeps_at_defaults():
     counts = Counter(c["method"] for c in configs)
     assert counts == {"erm": 12, "slim-tr": 12 + 8, "slim-val": 12 + 6}
     tr_settings = {(c["hparams"]["budget"], c["hparams"]["subset_frac"]) for c in configs
-                   if c["method"] == "slim-tr" and c["dataset"] == "waterbirds-synth" and c["arch"] == "resnet18"
-                   and c["seed"] == 0}
+                   if c["method"] == "slim-tr" and c["dataset"] == "waterbirds-synth"
+                   and c["arch"] == "resnet18" and c["seed"] == 0}
     b, f = tr["budget"], tr["subset_frac"]
     assert tr_settings == {(b // 2, f), (b, f), (b + 12, f), (b, 0.1), (b, 0.2)}  # one axis moves at a time
     val_settings = {(c["hparams"]["budget"], c["hparams"]["subset_frac"]) for c in configs
@@ -89,9 +100,10 @@ def test_expansion_counts_and_slim_sweeps_at_defaults():
 
 
 def test_override_precedence_and_device():
-    raw = grid(datasets=["waterbirds-synth", "isic-synth"], methods=["erm", "gdro"], archs=["resnet18", "vit_tiny"],
-               seeds=[0], overrides={"epochs": 3, "lr": 0.1},
-               overrides_by_arch={"vit_tiny": {"epochs": 4}}, overrides_by_dataset={"isic-synth": {"epochs": 5}},
+    raw = grid(datasets=["waterbirds-synth", "isic-synth"], methods=["erm", "gdro"],
+               archs=["resnet18", "vit_tiny"], seeds=[0], overrides={"epochs": 3, "lr": 0.1},
+               overrides_by_arch={"vit_tiny": {"epochs": 4}},
+               overrides_by_dataset={"isic-synth": {"epochs": 5}},
                overrides_by_method={"gdro": {"epochs": 6}})
     configs = expand(parse_sweep(raw), device="cpu", extra_overrides={"lr": 0.5})
     epochs = {(c["dataset"], c["method"], c["arch"]): c["hparams"]["epochs"] for c in configs}
@@ -124,7 +136,8 @@ def test_config_hash_is_stable_and_ignores_device():
     ({"seeds": []}, "'seeds' must be a non-empty list"),
     ({"scale": "huge"}, "scale 'huge'"),
     ({"overrides_by_dataset": {"celeba-synth": {"epochs": 2}}}, "overrides_by_dataset names celeba-synth"),
-    ({"slim_sweeps": {"datasets": ["waterbirds-synth"], "budget": {"erm": [1]}}}, "only slim-tr and slim-val"),
+    ({"slim_sweeps": {"datasets": ["waterbirds-synth"], "budget": {"erm": [1]}}},
+     "only slim-tr and slim-val"),
     ({"slim_sweeps": {"datasets": ["waterbirds-synth"], "budget": {"slim-tr": {"isic-synth": [1]}}}},
      "gives no values for waterbirds-synth"),
 ])
@@ -137,7 +150,8 @@ def test_missing_inputs_fail_before_any_run(tmp_path):
     with pytest.raises(HarnessError, match=r"waterbirds is read from disk; add \[data.waterbirds\]"):
         expand(parse_sweep(grid(datasets=["waterbirds"])))
     with pytest.raises(HarnessError, match="data folder of waterbirds not found"):
-        expand(parse_sweep(grid(datasets=["waterbirds"], data={"waterbirds": {"root": str(tmp_path / "nope")}})))
+        missing_root = {"waterbirds": {"root": str(tmp_path / "nope")}}
+        expand(parse_sweep(grid(datasets=["waterbirds"], data=missing_root)))
     with pytest.raises(HarnessError, match="pretrained weights file not found"):
         expand(parse_sweep(grid(overrides={"pretrained": str(tmp_path / "w.safetensors")})))
     with pytest.raises(HarnessError, match="unknown setting 'colour' for erm"):
@@ -151,8 +165,8 @@ def test_shipped_configs():
                                                 "imagenet9-synth"}
     assert {c["method"] for c in configs} == {"erm", "jtt", "gdro", "dfr", "slim-tr", "slim-val"}
     assert len({c["arch"] for c in configs}) == 2 and len(quick.seeds) >= 3
-    swept = {c["dataset"] for c in configs if c["method"] == "slim-tr" and c["hparams"]["budget"] != default_hparams(
-        "slim-tr", c["dataset"], "tiny")["budget"]}
+    swept = {c["dataset"] for c in configs if c["method"] == "slim-tr"
+             and c["hparams"]["budget"] != default_hparams("slim-tr", c["dataset"], "tiny")["budget"]}
     assert swept == {"waterbirds-synth", "celeba-synth", "isic-synth"}
     regression = expand(load_sweep("regression"), device="cpu")
     assert {c["method"] for c in regression} == {"erm", "jtt", "gdro", "dfr", "slim-tr", "slim-val"}
@@ -185,8 +199,8 @@ def test_resume_after_kill_9_recomputes_nothing(tmp_path):
     sweep_file = tmp_path / "grid.toml"
     sweep_file.write_text(toml_text(grid(seeds=[0, 1])))
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "harness", "sweep", str(sweep_file), "--out", str(out), "--device", "cpu",
-               "--quiet"]
+    command = [sys.executable, "-m", "harness", "sweep", str(sweep_file), "--out", str(out),
+               "--device", "cpu", "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     first = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
@@ -248,3 +262,19 @@ def test_a_failing_run_does_not_stop_the_sweep(tmp_path, capsys):
     assert cli.main(argv) == 1
     assert "2 finished earlier (skipped), 2 failed earlier (retried), 0 new" in capsys.readouterr().out
     assert {p: p.stat().st_mtime_ns for p in ok_times} == ok_times
+
+
+def test_reproduce_writes_tables_figures_and_a_readme(tmp_path, capsys):
+    sweep_file = tmp_path / "grid.toml"
+    sweep_file.write_text(toml_text(grid(seeds=[0], description="one ERM run")))
+    out = tmp_path / "results"
+    assert cli.main(["reproduce", "--config", str(sweep_file), "--out", str(out), "--jobs", "1", "--device", "cpu",
+                     "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "erm (shared reference models)" in printed and "figures" in printed and "total" in printed
+    readme = (out / "README.md").read_text()
+    for expected in ("# Reproduction: t", "one ERM run", "- date: ", "--jobs 1", "cores", "no GPU used",
+                     "| erm (shared reference models) |", "| tables |", "[tables/README.md](tables/README.md)"):
+        assert expected in readme
+    assert (out / "tables" / "README.md").is_file() and list((out / "tables").glob("*.tex"))
+    assert (out / "cache" / ".gitignore").read_text() == "*\n"

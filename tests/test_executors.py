@@ -1,0 +1,111 @@
+"""Executors: failed-run records, the spawn worker pool, and the submitit path (its debug executor)."""
+from __future__ import annotations
+
+import json
+import os
+import queue
+
+import pytest
+import torch
+
+from harness.errors import HarnessError
+from harness.executors import (
+    LocalExecutor,
+    SubmititExecutor,
+    _init_worker,
+    make_executor,
+    run_one,
+    visible_gpus,
+)
+from harness.records import atomic_write_json, record_path
+from harness.runner import make_config, run_id
+
+FAST = {"epochs": 1, "pretrained": "none", "width": 0.25}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def config(seed: int = 0, **overrides) -> dict:
+    return make_config(dataset="waterbirds-synth", method="erm", seed=seed, overrides={**FAST, **overrides},
+                       device="cpu")
+
+
+def test_a_raising_run_leaves_a_failed_record_under_its_run_id(tmp_path):
+    bad = config(optimizer="bogus")
+    outcome = run_one(bad, str(tmp_path), str(tmp_path / "cache"), show_progress=False)
+    assert outcome.status == "failed" and outcome.run_id == run_id(bad)
+    assert outcome.error == "HarnessError: unknown optimizer 'bogus'; choose sgd or adamw"
+    record = json.loads(record_path(tmp_path, run_id(bad)).read_text())
+    assert record["status"] == "failed" and record["error"] == outcome.error
+    assert "training.py" in record["traceback"] and record["config"] == bad
+    assert (record["dataset"], record["method"], record["seed"]) == ("waterbirds-synth", "erm", 0)
+
+
+def test_a_finished_run_is_not_run_again(tmp_path):
+    good = config(seed=7)
+    path = record_path(tmp_path, run_id(good))
+    atomic_write_json(path, {"run_id": run_id(good), "status": "ok", "marker": 1})
+    before = path.stat().st_mtime_ns
+    outcome = run_one(good, str(tmp_path), str(tmp_path / "cache"), show_progress=False)
+    assert outcome.status == "ok" and outcome.seconds == 0.0
+    assert path.stat().st_mtime_ns == before and json.loads(path.read_text())["marker"] == 1
+
+
+def test_worker_pool_runs_in_spawned_processes_with_a_log_per_run(tmp_path):
+    configs = [config(seed=0), config(seed=1, optimizer="bogus")]
+    executor = LocalExecutor(jobs=2, device="cpu", threads=1, show_progress=True)
+    try:
+        outcomes = {o.run_id: o for o in executor.map(configs, tmp_path, tmp_path / "cache")}
+    finally:
+        executor.close()
+    good, bad = (run_id(c) for c in configs)
+    assert outcomes[good].status == "ok" and outcomes[bad].status == "failed"
+    assert json.loads(record_path(tmp_path, good).read_text())["status"] == "ok"
+    assert "ERM resnet18 seed 0 1/1" in (tmp_path / "logs" / f"{good}.log").read_text()  # line progress
+    assert "unknown optimizer" in (tmp_path / "logs" / f"{bad}.log").read_text()
+
+
+def test_submitit_path_through_its_debug_executor(tmp_path):
+    # submitit's own job array and polling code, jobs run in this process (the worker-pool test above
+    # shows run_one is picklable for processes that import it, as SLURM jobs do)
+    good, bad = config(seed=0), config(seed=0, optimizer="bogus")
+    executor = make_executor("submitit", out_dir=tmp_path, submitit_options={
+        "cluster": "debug", "poll_seconds": 0.01, "timeout_min": 10, "partition": "ignored-off-slurm"})
+    assert isinstance(executor, SubmititExecutor) and not executor.prepares_locally
+    outcomes = {o.run_id: o for o in executor.map([good, bad], tmp_path, tmp_path / "cache")}
+    assert outcomes[run_id(good)].status == "ok" and outcomes[run_id(bad)].status == "failed"
+    assert "unknown optimizer" in outcomes[run_id(bad)].error
+    assert json.loads(record_path(tmp_path, run_id(good)).read_text())["status"] == "ok"
+    assert any((tmp_path / "submitit").iterdir())  # submitit's job folder
+
+
+def test_bad_executor_settings_fail_clearly(tmp_path):
+    with pytest.raises(HarnessError, match="submitit options .* rejected"):
+        SubmititExecutor(tmp_path, {"cluster": "local", "colour": "blue"})
+    with pytest.raises(HarnessError, match="unknown executor 'cloud'"):
+        make_executor("cloud", out_dir=tmp_path)
+    with pytest.raises(HarnessError, match="--jobs must be at least 1"):
+        LocalExecutor(jobs=0)
+    if not torch.cuda.is_available():
+        with pytest.raises(HarnessError, match="no GPU is visible"):
+            LocalExecutor(device="cuda")
+
+
+def test_worker_initializer_pins_one_gpu_and_the_thread_share(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
+    gpu_ids = queue.Queue()
+    gpu_ids.put(2)
+    _init_worker(gpu_ids, 1)
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "2" and torch.get_num_threads() == 1
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,6")
+    assert visible_gpus(2) == ["4", "6"]  # workers keep to the GPUs this process was given
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert visible_gpus(3) == ["0", "1", "2"]
+    executor = LocalExecutor(jobs=3, device="cpu")
+    assert executor.workers == 3 and executor.threads == 1  # one torch thread shared by three workers

@@ -1,0 +1,123 @@
+"""The CI regression: summaries and tolerances by hand, the comparison, and a broken method caught."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from baselines.erm import ERM
+from harness import methods as method_registry
+from harness.errors import HarnessError
+from harness.methods import MethodResult, RunContext
+from harness.regression import compare, failures, load_baseline, render, run_regression, summarize, tolerances
+
+
+def record(method: str, seed: int, worst: float, avg: float, dataset: str = "waterbirds-synth",
+           status: str = "ok") -> dict:
+    metrics = {"test": {"worst_group_acc": worst, "avg_acc": avg}} if status == "ok" else {}
+    return {"run_id": f"{dataset}-{method}-{seed}", "status": status, "dataset": dataset, "method": method,
+            "seed": seed, "metrics": metrics}
+
+
+GOOD = [
+    record("erm", 0, 0.60, 0.90), record("erm", 1, 0.64, 0.92), record("erm", 2, 0.62, 0.91),
+    record("slim-tr", 0, 0.80, 0.88), record("slim-tr", 1, 0.84, 0.90), record("slim-tr", 2, 0.82, 0.89),
+]
+
+
+def baseline_of(records: list[dict], sigmas: float = 2.0, floor: float = 0.01) -> dict:
+    summary = summarize(records)
+    return {"tolerances": tolerances(summary, sigmas, floor),
+            "cells": [{"dataset": d, "method": m, **stats} for (d, m), stats in summary.items()]}
+
+
+def test_summary_and_tolerance_by_hand():
+    summary = summarize(GOOD + [record("jtt", 0, 0.0, 0.0, status="failed")])
+    # the failed run is left out
+    assert set(summary) == {("waterbirds-synth", "erm"), ("waterbirds-synth", "slim-tr")}
+    erm = summary[("waterbirds-synth", "erm")]
+    assert erm["seeds"] == [0, 1, 2]
+    assert erm["worst_group_acc"]["mean"] == pytest.approx(0.62)
+    assert erm["worst_group_acc"]["std"] == pytest.approx(0.02)  # deviations -.02, .02, 0 -> sqrt(.0008 / 2)
+    assert erm["avg_acc"]["std"] == pytest.approx(0.01)
+    tol = tolerances(summary, sigmas=2.0, floor=0.01)
+    # worst: both cells have std .02 -> pooled .02 -> 2 * .02 / sqrt(3) = .0231; avg: stds .01 -> .0115
+    assert tol["worst_group_acc"] == pytest.approx(2 * 0.02 / math.sqrt(3), abs=1e-4)
+    assert tol["avg_acc"] == pytest.approx(2 * 0.01 / math.sqrt(3), abs=1e-4)
+    assert tolerances(summary, sigmas=2.0, floor=0.05) == {"worst_group_acc": 0.05, "avg_acc": 0.05}
+
+
+def test_a_method_that_ignores_its_curated_subset_is_named():
+    baseline = baseline_of(GOOD)
+    # slim-tr trained on the whole train set behaves like ERM: worst group .62 instead of .82
+    like_erm = ((0, 0.60, 0.90), (1, 0.64, 0.92), (2, 0.62, 0.91))
+    broken = GOOD[:3] + [record("slim-tr", s, w, a) for s, w, a in like_erm]
+    rows = compare(baseline, summarize(broken))
+    bad = failures(rows)
+    assert [(r.method, r.metric) for r in bad] == [("slim-tr", "worst_group_acc")]
+    assert bad[0].difference == pytest.approx(-0.20)
+    text = render(rows)
+    assert "slim-tr" in text and "FAIL" in text and "-20.0" in text and "82.0" in text and "62.0" in text
+    # its average rose by 2 points, beyond the 1.2-point tolerance: reported, not failed
+    assert {(r.method, r.metric): r.verdict for r in rows}[("slim-tr", "avg_acc")] == "improved"
+
+
+def test_drops_within_tolerance_pass_and_missing_cells_fail():
+    baseline = baseline_of(GOOD)
+    slightly_worse = [record(r["method"], r["seed"], r["metrics"]["test"]["worst_group_acc"] - 0.01,
+                             r["metrics"]["test"]["avg_acc"] - 0.005) for r in GOOD]
+    assert failures(compare(baseline, summarize(slightly_worse))) == []
+    without_slim = summarize(GOOD[:3] + [record("dfr", 0, 0.7, 0.9)])
+    rows = compare(baseline, without_slim)
+    assert {(r.method, r.verdict) for r in failures(rows)} == {("slim-tr", "missing")}
+    assert {r.verdict for r in rows if r.method == "dfr"} == {"new"}  # new cells are reported only
+
+
+def test_missing_or_foreign_baseline_fails_clearly(tmp_path):
+    with pytest.raises(HarnessError, match="create one with `python -m harness regression --update-base"):
+        load_baseline(tmp_path / "none.json")
+    (tmp_path / "old.json").write_text(json.dumps({"cells": []}))
+    with pytest.raises(HarnessError, match="not a schema-1 baseline"):
+        load_baseline(tmp_path / "old.json")
+
+
+class ConstantERM(ERM):
+    """A deliberately broken ERM: an untrained network whose head predicts the rarest test class."""
+
+    def fit(self, ctx: RunContext) -> MethodResult:
+        labels = ctx.benchmark.splits["test"].labels
+        rarest = int(torch.bincount(labels, minlength=ctx.benchmark.num_classes).argmin())
+        model = ctx.new_model()
+        with torch.no_grad():
+            model.head.weight.zero_()
+            model.head.bias.copy_(10 * nn.functional.one_hot(torch.tensor(rarest), ctx.benchmark.num_classes))
+        selection = {"criterion": "last", "uses_val_group_labels": False, "epoch": 0}
+        return MethodResult(model=model, selection=selection)
+
+
+def test_end_to_end_deterministic_then_a_broken_method_fails(tmp_path, monkeypatch):
+    grid = tmp_path / "grid.toml"
+    grid.write_text('name = "mini"\nscale = "tiny"\ndatasets = ["waterbirds-synth"]\nmethods = ["erm"]\n'
+                    'archs = ["resnet18"]\nseeds = [0]\n'
+                    '[overrides]\nepochs = 1\npretrained = "none"\nwidth = 0.25\n'
+                    '[regression]\nsigmas = 2.0\nfloor = 0.01\n')
+    baseline_path = tmp_path / "baseline.json"
+    lines: list[str] = []
+    common = dict(config=str(grid), baseline_path=baseline_path, jobs=1, show_progress=False,
+                  log=lines.append)
+    assert run_regression(update=True, **common) == 0
+    baseline = json.loads(baseline_path.read_text())
+    assert {"git_commit", "created", "environment", "tolerances", "tolerance_rule"} <= set(baseline)
+    assert baseline["cells"][0]["seeds"] == [0]
+    lines.clear()
+    assert run_regression(**common) == 0  # same code, same numbers
+    assert "regression passed" in lines[-1]
+
+    monkeypatch.setitem(method_registry._REGISTRY, "erm", ConstantERM)
+    lines.clear()
+    assert run_regression(**common) == 1
+    assert "REGRESSION: erm on waterbirds-synth: avg_acc" in lines[-1]
+    assert "FAIL" in "\n".join(lines)
