@@ -102,7 +102,7 @@ def default_hparams(method: str, dataset: str, scale: str) -> dict[str, Any]:
     if scale not in SCALES:
         raise HarnessError(f"unknown scale {scale!r}; choose from {', '.join(SCALES)}")
     hp: dict[str, Any] = dict(_training(scale, dataset), augment=True, sampler="shuffle",
-                              selection="val_avg_acc")
+                              selection="val_avg_acc", compile=False)
     hp.update(_baseline_hparams(method, dataset, scale))
     if method in ("slim-tr", "slim-val"):
         if dataset.endswith("-synth") or scale != "paper":

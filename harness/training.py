@@ -43,6 +43,7 @@ class TrainHparams:
     augment: bool = True
     sampler: str = "shuffle"
     selection: str = "val_avg_acc"
+    compile: bool = False  # torch.compile the training forward (pays on the GPU for long runs)
 
     @classmethod
     def from_dict(cls, hp: dict[str, Any]) -> "TrainHparams":
@@ -114,6 +115,7 @@ def fit(
     steps_per_epoch = math.ceil(len(indices) / hp.batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, hp.epochs * steps_per_epoch))
     images, labels, groups = _on_device(train, device)
+    forward = torch.compile(model) if hp.compile else model  # shares parameters with ``model``
 
     best_score, best_state, best_epoch = -math.inf, None, hp.epochs
     result = FitResult(selection={})
@@ -128,7 +130,7 @@ def fit(
             if hp.augment:
                 x = augment(x, gen)
             with autocast(device):
-                logits = model(x)
+                logits = forward(x)
             loss = objective(logits, labels[batch], groups[batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

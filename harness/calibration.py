@@ -1,0 +1,164 @@
+"""Calibration check of the synthetic presets: is each one hard in the right way?
+
+For every preset it runs ERM and ERM with group-balanced sampling (``--set sampler=group_balanced``, which
+reads train group labels) through the harness's own runner, then writes a markdown table and a bar chart.
+A preset is calibrated when ERM's worst-group test accuracy is at least ``GAP_MIN`` below its average
+(the spurious feature is the easier one) and group-balanced training wins back at least ``RECOVERY_MIN``
+of that gap in worst-group accuracy (the core feature is learnable)::
+
+    python -m harness.calibration [--scale quick] [--out results/calibration]
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import os
+import platform
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError
+
+GAP_MIN = 0.15  # ERM's avg - worst on the test split
+RECOVERY_MIN = 0.5  # share of ERM's gap that group-balanced training wins back in worst-group accuracy
+METHODS = {"erm": {}, "erm-gb": {"sampler": "group_balanced"}}  # label -> ERM overrides
+METHOD_TITLES = {"erm": "ERM", "erm-gb": "ERM (group-balanced)"}
+
+
+def run_calibration(presets: list[str], scale: str, out_dir: Path, *, seed: int = 0, device: str = "auto",
+                    show_progress: bool = False) -> dict[str, dict[str, dict[str, Any]]]:
+    """Run both methods on every preset; returns {preset: {method label: run record}}.
+
+    Records go to ``out_dir/records-<scale>/runs``; reference models are cached in a temporary folder.
+    """
+    import json
+
+    from harness.runner import execute, make_config
+
+    records: dict[str, dict[str, dict[str, Any]]] = {}
+    with tempfile.TemporaryDirectory(prefix="calibration-cache-") as cache:
+        for preset in presets:
+            for label, overrides in METHODS.items():
+                config = make_config(dataset=preset, method="erm", seed=seed, scale=scale, overrides=overrides,
+                                     device=device)
+                path = execute(config, out_dir / f"records-{scale}", cache_dir=Path(cache),
+                               show_progress=show_progress)
+                records.setdefault(preset, {})[label] = json.loads(path.read_text())
+                print(f"{preset} {label}: {_summary(records[preset][label])}", flush=True)
+    return records
+
+
+def _summary(record: dict[str, Any]) -> str:
+    test = record["metrics"]["test"]
+    return f"test worst {test['worst_group_acc']:.3f} avg {test['avg_acc']:.3f}"
+
+
+def verdict(erm: dict[str, Any], balanced: dict[str, Any]) -> tuple[float, float, bool]:
+    """(ERM gap avg - worst, share of it group-balancing wins back, calibrated?) on the test split."""
+    e, b = erm["metrics"]["test"], balanced["metrics"]["test"]
+    gap = e["avg_acc"] - e["worst_group_acc"]
+    recovered = (b["worst_group_acc"] - e["worst_group_acc"]) / gap if gap > 0 else 0.0
+    return gap, recovered, gap >= GAP_MIN and recovered >= RECOVERY_MIN
+
+
+def markdown_report(records: dict[str, dict[str, dict[str, Any]]], scale: str, command: str) -> str:
+    """The calibration table with the date, command and machine it came from."""
+    from tabulate import tabulate
+
+    rows = []
+    for preset, by_method in records.items():
+        gap, recovered, ok = verdict(by_method["erm"], by_method["erm-gb"])
+        for label, record in by_method.items():
+            for split in [s for s in record["metrics"] if s != "val"]:
+                m = record["metrics"][split]
+                first = label == "erm" and split == "test"
+                rows.append([preset, METHOD_TITLES[label], split, f"{100 * m['worst_group_acc']:.1f}",
+                             f"{100 * m['avg_acc']:.1f}", f"{100 * (m['avg_acc'] - m['worst_group_acc']):.1f}",
+                             f"{100 * recovered:.0f}%" if first else "", ("yes" if ok else "NO") if first else ""])
+    table = tabulate(rows, headers=["preset", "method", "split", "worst %", "avg %", "avg - worst",
+                                    "gap won back", "calibrated"], tablefmt="github",
+                     disable_numparse=True)
+    env = next(iter(next(iter(records.values())).values()))["environment"]
+    return "\n".join([
+        f"# Synthetic preset calibration ({scale} scale)",
+        "",
+        f"- date: {_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')}",
+        f"- command: `{command}`",
+        f"- machine: {platform.platform()}, {os.cpu_count()} CPUs, device {env.get('device')}"
+        + (f" ({env['gpu']})" if env.get("gpu") else "") + f", torch {env.get('torch')}",
+        f"- criterion: ERM's test avg - worst >= {100 * GAP_MIN:.0f} points, and group-balanced ERM wins back "
+        f">= {100 * RECOVERY_MIN:.0f}% of that gap in worst-group accuracy ('gap won back' = "
+        "(worst_gb - worst_erm) / (avg_erm - worst_erm)).",
+        "- avg is the plain test average over instances (not Waterbirds' train-weighted average); one seed "
+        "(0), default hyperparameters of the scale, selection by val average accuracy.",
+        "",
+        table,
+        "",
+    ])
+
+
+def bar_chart(records: dict[str, dict[str, dict[str, Any]]], path: Path, scale: str) -> None:
+    """Grouped bars: worst-group and average test accuracy per preset and method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    presets = list(records)
+    bars = [(label, key) for label in METHODS for key in ("worst_group_acc", "avg_acc")]
+    colours = {("erm", "worst_group_acc"): "#c44e52", ("erm", "avg_acc"): "#f0a6a8",
+               ("erm-gb", "worst_group_acc"): "#4c72b0", ("erm-gb", "avg_acc"): "#a6bddb"}
+    width = 0.8 / len(bars)
+    x = np.arange(len(presets))
+    fig, ax = plt.subplots(figsize=(1.9 * len(presets) + 2, 4.6))
+    for i, (label, key) in enumerate(bars):
+        values = [100 * records[p][label]["metrics"]["test"][key] for p in presets]
+        ax.bar(x + (i - (len(bars) - 1) / 2) * width, values, width, color=colours[label, key],
+               label=f"{METHOD_TITLES[label]}: {'worst group' if key == 'worst_group_acc' else 'average'}")
+    ax.set_xticks(x, [p.removesuffix("-synth") for p in presets])
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(f"Synthetic presets ({scale}): worst-group vs average test accuracy", fontsize=10)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from harness.synthetic import PRESETS, SCALES
+
+    parser = argparse.ArgumentParser(prog="python -m harness.calibration", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scale", choices=SCALES, default="quick")
+    parser.add_argument("--out", type=Path, default=Path("results/calibration"))
+    parser.add_argument("--presets", nargs="+", default=list(PRESETS), metavar="NAME")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    args = parser.parse_args(argv)
+    try:
+        unknown = [p for p in args.presets if p not in PRESETS]
+        if unknown:
+            raise HarnessError(f"unknown preset(s) {unknown}; choose from {', '.join(PRESETS)}")
+        import torch
+
+        torch.set_num_threads(args.threads)
+        args.out.mkdir(parents=True, exist_ok=True)
+        records = run_calibration(args.presets, args.scale, args.out, seed=args.seed, device=args.device)
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    command = "python -m harness.calibration " + shlex.join(argv if argv is not None else sys.argv[1:])
+    report = args.out / f"calibration-{args.scale}.md"
+    report.write_text(markdown_report(records, args.scale, command.strip()))
+    bar_chart(records, args.out / f"calibration-{args.scale}.png", args.scale)
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
