@@ -85,7 +85,7 @@ def markdown_report(records: dict[str, dict[str, dict[str, Any]]], scale: str, c
     return "\n".join([
         f"# Synthetic preset calibration ({scale} scale)",
         "",
-        f"- date: {_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')}",
+        f"- date: {_dt.datetime.now(_dt.UTC).isoformat(timespec='seconds')}",
         f"- command: `{command}`",
         f"- machine: {platform.platform()}, {os.cpu_count()} CPUs, device {env.get('device')}"
         + (f" ({env['gpu']})" if env.get("gpu") else "") + f", torch {env.get('torch')}",

@@ -46,7 +46,7 @@ class Split:
     def image_size(self) -> int:
         return int(self.images.shape[-1])
 
-    def subset(self, indices: np.ndarray | torch.Tensor) -> "Split":
+    def subset(self, indices: np.ndarray | torch.Tensor) -> Split:
         """A new split with the rows at ``indices`` (repeats allowed)."""
         idx = torch.as_tensor(np.asarray(indices), dtype=torch.long)
         return Split(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import time
 import traceback
 from collections.abc import Iterator
@@ -71,20 +72,28 @@ def record_failure(config: dict[str, Any], out_dir: Path, error: str, trace: str
 
 
 def run_one(config: dict[str, Any], out_dir: str, cache_dir: str, log_path: str | None = None,
-            show_progress: bool = True) -> RunOutcome:
-    """Run one config (skipping it if its record is already ``ok``); never raises for a failing run."""
+            show_progress: bool = True, threads: int | None = None) -> RunOutcome:
+    """Run one config (skipping it if its record is already ``ok``); never raises for a failing run.
+
+    ``threads`` resets torch's thread count first, in case an earlier run in this process changed it.
+    """
     from harness.runner import execute, run_id
 
     rid = run_id(config)
     if record_status(Path(out_dir), rid) == "ok":
         return RunOutcome(rid, describe(config), "ok", 0.0)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     started = time.monotonic()
     with _output_to(log_path):
         try:
             execute(config, Path(out_dir), cache_dir=Path(cache_dir), show_progress=show_progress)
         except Exception as exc:  # noqa: BLE001  (any error of a run becomes its failed record)
             trace = "".join(traceback.format_exception(exc, limit=-TRACEBACK_FRAMES))
-            print(trace, flush=True)
+            if log_path is not None:
+                print(trace, flush=True)  # into the run's log; the record holds it too
             return record_failure(config, Path(out_dir), f"{type(exc).__name__}: {exc}", trace,
                                   time.monotonic() - started)
     return RunOutcome(rid, describe(config), "ok", time.monotonic() - started)
@@ -99,6 +108,13 @@ def _output_to(log_path: str | None) -> Iterator[None]:
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         yield
+
+
+def scratch_folder(path: Path) -> Path:
+    """Create ``path`` with a .gitignore that ignores it all (caches, logs: regenerable, not results)."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / ".gitignore").write_text("*\n")
+    return path
 
 
 class Executor(Protocol):
@@ -177,17 +193,20 @@ class LocalExecutor:
             import torch
 
             previous = torch.get_num_threads()
-            torch.set_num_threads(self.threads)
+            limit_numba_threads(self.threads)
             try:
                 for config in configs:
-                    yield run_one(config, str(out_dir), str(cache_dir), None, self.show_progress)
+                    yield run_one(config, str(out_dir), str(cache_dir), None, self.show_progress,
+                                  self.threads)
             finally:
                 torch.set_num_threads(previous)
             return
         pool = self._get_pool()
+        scratch_folder(Path(out_dir) / "logs")
         futures = {
             pool.submit(run_one, config, str(out_dir), str(cache_dir),
-                        str(Path(out_dir) / "logs" / f"{_run_id(config)}.log"), self.show_progress): config
+                        str(Path(out_dir) / "logs" / f"{_run_id(config)}.log"), self.show_progress,
+                        self.threads): config
             for config in configs
         }
         try:
@@ -234,10 +253,22 @@ def visible_gpus(count: int) -> list[str]:
     return listed[:count] if listed else [str(i) for i in range(count)]
 
 
+def limit_numba_threads(threads: int) -> None:
+    """Give numba (UMAP's compiler, used by SLIM) the same thread count as torch, if not yet loaded.
+
+    Otherwise numba's OpenMP layer sets the shared OpenMP runtime to all cores when UMAP runs, which
+    changes torch's thread count behind its back; with more threads than free cores, every later
+    training step in the process spins (measured: 20x slower on a busy 2-core machine).
+    """
+    if "numba" not in sys.modules:
+        os.environ["NUMBA_NUM_THREADS"] = str(threads)
+
+
 def _init_worker(gpu_ids: Any, threads: int) -> None:
     """Pin a worker to one GPU (before CUDA starts) and to its share of the CPU threads."""
     if gpu_ids is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu_ids.get())
+    limit_numba_threads(threads)
     import torch
 
     torch.set_num_threads(threads)
@@ -272,7 +303,7 @@ class SubmititExecutor:
         if jobs is not None:
             parameters["slurm_array_parallelism"] = jobs
         try:
-            self.executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
+            self.executor = submitit.AutoExecutor(folder=scratch_folder(Path(folder)), cluster=cluster)
             self.executor.update_parameters(**parameters)
         except (AssertionError, NameError, RuntimeError, ValueError) as exc:
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

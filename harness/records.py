@@ -103,7 +103,7 @@ def git_commit() -> str | None:
 
 
 def now_iso() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def record_path(out_dir: Path, run_id: str) -> Path:

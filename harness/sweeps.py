@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.executors import Executor, RunOutcome, record_status
+from harness.executors import Executor, RunOutcome, record_status, scratch_folder
 from harness.progress import progress
 from harness.records import atomic_write_json, now_iso, record_path
 
@@ -199,9 +199,9 @@ def _parse_slim_sweeps(raw: dict[str, Any], seeds: list[int],
 # ---------------------------------------------------------------------------------------- expansion
 
 
-def expand(spec: SweepSpec, *, device: str = "auto", extra_overrides: dict[str, Any] | None = None,
-           ) -> list[dict[str, Any]]:
-    """Every run config of the sweep, each once, in run order (see :func:`order_runs`).
+def expand(spec: SweepSpec, *, device: str = "auto",
+           extra_overrides: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Every run config of the sweep, each once, in run order (see :func:`_order_runs`).
 
     ``extra_overrides`` (the command line's ``--set``) win over the file's overrides; the SLIM sweep
     values win over both.
@@ -243,11 +243,11 @@ def expand(spec: SweepSpec, *, device: str = "auto", extra_overrides: dict[str, 
                     for value in per_dataset[dataset]:
                         cast = int(value) if axis == "budget" else float(value)
                         add(dataset, method, arch, seed, {axis: cast, other: defaults[other]}, 1)
-    return order_runs(list(configs.values()), spec, variant_of)
+    return _order_runs(list(configs.values()), spec, variant_of)
 
 
-def order_runs(configs: list[dict[str, Any]], spec: SweepSpec,
-               variant_of: dict[str, int]) -> list[dict[str, Any]]:
+def _order_runs(configs: list[dict[str, Any]], spec: SweepSpec,
+                variant_of: dict[str, int]) -> list[dict[str, Any]]:
     """ERM first (it creates the shared reference models), then the methods in the file's order.
 
     Within a method the main-grid runs go before the SLIM sweep values, and consecutive runs differ in
@@ -339,9 +339,7 @@ def run_sweep(configs: list[dict[str, Any]], out_dir: Path, executor: Executor, 
 
     out_dir = Path(out_dir)
     check_writable(out_dir)
-    cache_dir = out_dir / "cache"
-    cache_dir.mkdir(exist_ok=True)
-    (cache_dir / ".gitignore").write_text("*\n")  # models and features: regenerable, never committed
+    cache_dir = scratch_folder(out_dir / "cache")  # models and features: regenerable, never committed
     run_ids = [run_id(c) for c in configs]
     atomic_write_json(out_dir / "sweep.json", {"name": name, "created": now_iso(), "run_ids": run_ids})
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -547,8 +548,9 @@ _PRESETS: dict[str, _Preset] = {
         render=_render_birds,
         shapes=("landbird", "waterbird"),
         textures=("forest", "water"),
-        difficulty=Difficulty(object_size=(0.17, 0.24), distinctness=0.6, shape_jitter=0.06, rotation=15.0,
-                              colour_jitter=1.0, core_hue_gap=0.0, texture_contrast=0.5, noise=0.04,
+        # Landbirds warm (hue 0.05 +- 0.125), waterbirds purple (0.05 + 0.75 = -0.2 mod 1), plus the body plan.
+        difficulty=Difficulty(object_size=(0.22, 0.3), distinctness=1.0, shape_jitter=0.06, rotation=15.0,
+                              colour_jitter=0.25, core_hue_gap=0.75, texture_contrast=0.5, noise=0.04,
                               object_pattern=0.0),
     ),
     "celeba-synth": _Preset(
@@ -563,7 +565,7 @@ _PRESETS: dict[str, _Preset] = {
         render=_render_faces,
         shapes=("face_hair",),
         textures=("studio",),
-        difficulty=Difficulty(object_size=(0.85, 1.05), distinctness=0.5, shape_jitter=0.0, rotation=8.0,
+        difficulty=Difficulty(object_size=(0.85, 1.05), distinctness=1.0, shape_jitter=0.0, rotation=8.0,
                               colour_jitter=0.02, core_hue_gap=0.0, texture_contrast=0.4, noise=0.04,
                               object_pattern=0.0),
     ),
@@ -593,8 +595,9 @@ _PRESETS: dict[str, _Preset] = {
         render=_blobs_on_contexts(_NICO_CLASSES, _NICO_CONTEXTS),
         shapes=_NICO_CLASSES,
         textures=_NICO_CONTEXTS,
+        # Class c's objects: blob kind c and hue c / 6 +- 0.075 (neighbouring classes' hues do not overlap).
         difficulty=Difficulty(object_size=(0.2, 0.28), distinctness=0.8, shape_jitter=0.04, rotation=180.0,
-                              colour_jitter=1.0, core_hue_gap=0.0, texture_contrast=0.5, noise=0.04,
+                              colour_jitter=0.15, core_hue_gap=1 / 6, texture_contrast=0.5, noise=0.04,
                               object_pattern=0.0),
     ),
     "imagenet9-synth": _Preset(

@@ -46,7 +46,7 @@ class TrainHparams:
     compile: bool = False  # torch.compile the training forward (pays on the GPU for long runs)
 
     @classmethod
-    def from_dict(cls, hp: dict[str, Any]) -> "TrainHparams":
+    def from_dict(cls, hp: dict[str, Any]) -> TrainHparams:
         names = cls.__dataclass_fields__
         made = cls(**{k: v for k, v in hp.items() if k in names})
         if made.sampler not in SAMPLERS:

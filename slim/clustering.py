@@ -131,7 +131,8 @@ def cluster_by_elbow(points: np.ndarray, k_range: tuple[int, int], *, n_init: in
 class Disentangler:
     """Stage 6: core clusters from F_A and environment clusters from F_Abar of the kept instances.
 
-    As in the paper, both clusterings run over the whole kept set (not per class). Features are first
+    Both clusterings run over the rows given: the whole kept set, or one class's kept rows (the pipeline's
+    ``curation_scope``). Features are first
     reduced by PCA to ``pca_dims`` (None: raw features); distances in eqs. (3) and (5) are measured there.
     The number of clusters of each is the elbow of the k-means inertia over ``k_range`` (default 2..5).
     """

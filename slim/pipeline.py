@@ -30,6 +30,9 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "screen_quantile": 0.5, "screen_threshold": 0.0,
     # stage 6, disentangling: elbow over k_min..k_max, on PCA-reduced features
     "cluster_k_min": 2, "cluster_k_max": 5, "cluster_pca_dims": 50,
+    # stages 6-7 over each class's kept instances, the subset split equally over classes ("class"), or over
+    # the whole kept set at once ("all", the paper's literal reading, which can leave a class out)
+    "curation_scope": "class",
 }
 
 
@@ -63,9 +66,9 @@ class Curation:
     unreached: dict[int, int]
     keep: np.ndarray  # (N,) bool, screening result
     cutoffs: dict[int, float]
-    core: Clustering  # over the kept instances
-    env: Clustering
-    quotas: dict[tuple[int, int], int]
+    core: dict[str, Clustering]  # per scope ("all", or "class k"): clusters of the kept instances
+    env: dict[str, Clustering]
+    quotas: dict[tuple[str, int, int], int]  # (scope, core cluster, env cluster) -> rows
     indices: np.ndarray  # rows of the split forming the curated subset (repeats allowed)
     repeats: int
     subset_classes: dict[int, int]  # rows of the subset per class (repeats counted)
@@ -86,12 +89,14 @@ class Curation:
             "unreached": {str(c): u for c, u in self.unreached.items()},
             "kept": int(self.keep.sum()),
             "screening_cutoffs": {str(c): v for c, v in self.cutoffs.items()},
-            "clusters": {"core": self.core.k, "env": self.env.k},
-            "elbow_curves": {"core": {str(k): v for k, v in self.core.curve.items()},
-                             "env": {str(k): v for k, v in self.env.curve.items()}},
-            "quotas": {f"{c},{e}": q for (c, e), q in self.quotas.items()},
-            "subgroup_sizes": {f"{c},{e}": int(((self.core.labels == c) & (self.env.labels == e)).sum())
-                               for (c, e) in self.quotas},
+            "clusters": {scope: {"core": self.core[scope].k, "env": self.env[scope].k} for scope in self.core},
+            "elbow_curves": {scope: {"core": {str(k): v for k, v in self.core[scope].curve.items()},
+                                     "env": {str(k): v for k, v in self.env[scope].curve.items()}}
+                             for scope in self.core},
+            "quotas": {f"{scope}: {c},{e}": q for (scope, c, e), q in self.quotas.items()},
+            "subgroup_sizes": {f"{scope}: {c},{e}": int(((self.core[scope].labels == c)
+                                                         & (self.env[scope].labels == e)).sum())
+                               for (scope, c, e) in self.quotas},
             "subset_size": int(len(self.indices)),
             "subset_fraction": len(self.indices) / n,
             "repeats": int(self.repeats),
@@ -143,20 +148,40 @@ class SlimCurator:
                                "attention wrong everywhere it asked (see the query log)")
         notes = list(spreading.warnings_)
         notes += [f"class {c}: screening kept no instance" for c, n in screening.kept_.items() if n == 0]
-        disentangler = Disentangler(k_range=(s["cluster_k_min"], s["cluster_k_max"]),
-                                    pca_dims=_none_or(s["cluster_pca_dims"]), random_state=rs)
-        disentangler.fit(fa[kept_rows], fabar[kept_rows])
-        core, env = disentangler.core_, disentangler.env_
-        quotas = allocate(core.labels, core.distances, env.labels, env.distances, int(size))
-        draw = SubgroupSampler(random_state=rs).fit(np.hstack([core.points, env.points]), core.labels,
-                                                    env.labels, quotas)
-        indices = kept_rows[draw.indices_]
+        scopes = self._scopes(kept_rows, labels, int(size))
+        core, env, quotas, parts, repeats = {}, {}, {}, [], 0
+        for scope, (rows, scope_size) in scopes.items():
+            disentangler = Disentangler(k_range=(s["cluster_k_min"], s["cluster_k_max"]),
+                                        pca_dims=_none_or(s["cluster_pca_dims"]), random_state=rs)
+            disentangler.fit(fa[rows], fabar[rows])
+            core[scope], env[scope] = disentangler.core_, disentangler.env_
+            scope_quotas = allocate(core[scope].labels, core[scope].distances, env[scope].labels,
+                                    env[scope].distances, scope_size)
+            draw = SubgroupSampler(random_state=rs).fit(np.hstack([core[scope].points, env[scope].points]),
+                                                        core[scope].labels, env[scope].labels, scope_quotas)
+            quotas.update({(scope, c, e): q for (c, e), q in scope_quotas.items()})
+            parts.append(rows[draw.indices_])
+            repeats += draw.repeats_
+        indices = np.concatenate(parts)
         classes, counts = np.unique(labels[indices], return_counts=True)
         return Curation(
             embedding=embedding, space_mode=dict(space_mode or {}), budgets=sampler.budgets_,
             query_ids=sampler.query_ids_, answers=answers, scores=scores, spread_status=spreading.status_,
             unreached=spreading.unreached_, keep=keep, cutoffs=screening.cutoffs_, core=core, env=env,
-            quotas=quotas, indices=indices, repeats=draw.repeats_,
+            quotas=quotas, indices=indices, repeats=repeats,
             subset_classes={int(c): int(n) for c, n in zip(classes, counts, strict=True)},
             warnings=notes,
         )
+
+    def _scopes(self, kept_rows: np.ndarray, labels: np.ndarray, size: int) -> dict[str, tuple[np.ndarray, int]]:
+        """Where stages 6-7 run: each class's kept rows with an equal share of the subset (remainder to the
+        lower class ids), or the whole kept set with all of it."""
+        scope = self.settings["curation_scope"]
+        if scope == "all":
+            return {"all": (kept_rows, size)}
+        if scope != "class":
+            raise HarnessError(f"curation_scope must be 'class' or 'all', got {scope!r}")
+        classes = np.unique(labels[kept_rows])
+        share, extra = divmod(size, len(classes))
+        return {f"class {c}": (kept_rows[labels[kept_rows] == c], share + (i < extra))
+                for i, c in enumerate(classes) if share + (i < extra) > 0}

@@ -56,9 +56,11 @@ def attention_space_figure(curation: Curation, groups: np.ndarray, group_names: 
 
 
 def elbow_figure(curation: Curation) -> Figure:
-    fig = Figure(figsize=(9, 3.6), layout="constrained")
-    axes = fig.subplots(1, 2)
-    panels = (("core (F_A)", curation.core), ("environment (F_Abar)", curation.env))
+    scopes = list(curation.core)
+    fig = Figure(figsize=(9, 3.6 * len(scopes)), layout="constrained")
+    axes = fig.subplots(len(scopes), 2, squeeze=False).ravel()
+    panels = [(f"{scope}: {kind}", clusters[scope]) for scope in scopes
+              for kind, clusters in (("core (F_A)", curation.core), ("environment (F_Abar)", curation.env))]
     for ax, (title, clustering) in zip(axes, panels, strict=True):
         ks = sorted(clustering.curve)
         ax.plot(ks, [clustering.curve[k] for k in ks], "o-", color="tab:blue")

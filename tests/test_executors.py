@@ -69,6 +69,7 @@ def test_worker_pool_runs_in_spawned_processes_with_a_log_per_run(tmp_path):
     assert json.loads(record_path(tmp_path, good).read_text())["status"] == "ok"
     assert "ERM resnet18 seed 0 1/1" in (tmp_path / "logs" / f"{good}.log").read_text()  # line progress
     assert "unknown optimizer" in (tmp_path / "logs" / f"{bad}.log").read_text()
+    assert (tmp_path / "logs" / ".gitignore").read_text() == "*\n"  # logs are not results
 
 
 def test_submitit_path_through_its_debug_executor(tmp_path):
