@@ -78,7 +78,7 @@ def plain_train_loop(model: torch.nn.Module, split: Split, device: torch.device,
     images = split.images.to(device)
     labels = split.labels.to(device)
     model.train()
-    for step in range(steps):
+    for _ in range(steps):
         idx = torch.randint(0, len(split), (batch,), device=device)
         with autocast(device):
             loss = F.cross_entropy(model(to_float(images[idx])).float(), labels[idx])

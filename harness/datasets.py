@@ -67,4 +67,5 @@ def load_benchmark(
 
 def dataset_fingerprint(benchmark: Benchmark) -> dict:
     """What identifies a benchmark's content for cache keys (name and generation/source facts)."""
-    return {"name": benchmark.name, **{k: v for k, v in benchmark.info.items() if isinstance(v, (str, int, float, bool))}}
+    scalars = {k: v for k, v in benchmark.info.items() if isinstance(v, (str, int, float, bool))}
+    return {"name": benchmark.name, **scalars}

@@ -357,24 +357,22 @@ def _render_birds(labels: np.ndarray, spurious: np.ndarray, rng: np.random.Gener
     """Waterbirds stand-in: a bird silhouette (class = body plan) on a land or water texture (spurious)."""
     n = len(labels)
     canvas = _backgrounds(rng, spurious, ("forest", "water"), size, d.texture_contrast)
-    part = {}
+    sign = np.where(labels == 1, 1.0, -1.0)  # towards the waterbird (+) or the landbird (-) body plan
+    p = {}
     for key, (land, water) in _BIRD_PARTS.items():
         mid, half = (land + water) / 2, (water - land) / 2
-        sign = np.where(labels == 1, 1.0, -1.0)
-        part[key] = (mid + d.distinctness * half * sign + d.shape_jitter * rng.standard_normal(n)).astype(np.float32)
+        p[key] = (mid + d.distinctness * half * sign + d.shape_jitter * rng.standard_normal(n)).astype(np.float32)
     for key in ("body_w", "body_h", "head_r", "neck_w", "tail_w", "tail_len"):
-        part[key] = np.maximum(part[key], 0.06)
+        p[key] = np.maximum(p[key], 0.06)
     radius = _uniform(rng, d.object_size, n)
     cx, cy = _placement(rng, n, radius, 1.4)
     u, v = _frame(size, cx, cy, radius, _angles(rng, n, d))
     u = u * _col(np.where(rng.random(n) < 0.5, -1.0, 1.0).astype(np.float32))  # face left or right
     v = -v
-    p = part
     body = _ellipse(u, v, 0.0, 0.0, p["body_w"], p["body_h"])
     head = _ellipse(u, v, p["head_x"], p["head_y"], p["head_r"], p["head_r"])
     neck = _capsule(u, v, (0.5 * p["head_x"], 0.5 * p["body_h"]), (p["head_x"], p["head_y"]), p["neck_w"])
-    tail = _capsule(u, v, (-0.6 * p["body_w"], 0.0 * p["tail_y"]),
-                    (-p["body_w"] - p["tail_len"], p["tail_y"]), p["tail_w"])
+    tail = _capsule(u, v, (-0.6 * p["body_w"], 0.0), (-p["body_w"] - p["tail_len"], p["tail_y"]), p["tail_w"])
     mask = body | head | neck | tail
     _paint(canvas, mask, _object_colours(rng, labels, 0.05, d))
     return canvas, mask
@@ -428,8 +426,7 @@ def _render_lesions(labels: np.ndarray, spurious: np.ndarray, rng: np.random.Gen
     coeffs[:, 1:5] += d.shape_jitter * rng.standard_normal((n, 4)) * np.exp(1j * rng.uniform(0, _TAU, (n, 4)))
     coeffs = _cap_wobble(coeffs)
     radius = _uniform(rng, d.object_size, n)
-    cx, cy = _placement(rng, n, np.minimum(radius, 0.3), 1.2)
-    cx, cy = 0.5 + 0.3 * (cx - 0.5), 0.5 + 0.3 * (cy - 0.5)  # lesions stay near the middle
+    cx, cy = (0.5 + 0.07 * rng.uniform(-1, 1, (2, n))).astype(np.float32)  # lesions stay near the middle
     u, v = _frame(size, cx, cy, radius, _angles(rng, n, d))
     lesion = _blob_mask(u, v, coeffs)
 

@@ -20,7 +20,7 @@ def _train(benchmark, seed, **hp):
 def test_same_seed_same_weights_on_cpu(toy_benchmark):
     a, ra = _train(toy_benchmark, seed=3)
     b, rb = _train(toy_benchmark, seed=3)
-    for (ka, va), (_, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+    for (ka, va), (_, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert torch.equal(va, vb), ka
     assert ra.history == rb.history
     c, _ = _train(toy_benchmark, seed=4)
