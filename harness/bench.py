@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = SIZES[args.size or ("paper" if device.type == "cuda" else "small")]
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     lines = [f"# Bench {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC", "",
-             f"Command: `python -m harness bench {' '.join(sys.argv[1:] if argv is None else argv)}`  ",
+             f"Command: `python -m harness bench {' '.join(sys.argv[2:] if argv is None else argv)}`  ",
              f"Device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}; "
              f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
              f"{torch.get_num_threads()} CPU threads  ",

@@ -249,13 +249,21 @@ def build_parser() -> argparse.ArgumentParser:
     regression.add_argument("--jobs", type=int, help="runs at a time (default: one per core)")
     regression.add_argument("--quiet", action="store_true", help="no progress bars")
     regression.set_defaults(func=_cmd_regression)
+
+    # listed here for --help; main() hands its arguments to harness.bench, which parses them itself
+    sub.add_parser("bench", help="time ours beside plain PyTorch references (bench --help for options)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        from harness.bench import main as bench_main
+
+        return bench_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.command_line = "python -m harness " + shlex.join(sys.argv[1:] if argv is None else argv)
+    args.command_line = "python -m harness " + shlex.join(argv)
     try:
         return args.func(args)
     except HarnessError as exc:

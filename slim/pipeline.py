@@ -142,12 +142,12 @@ class SlimCurator:
         scores = spreading.fit_transform(embedding, labels, sampler.query_ids_, answers)
         screening = Screening(quantile=_none_or(s["screen_quantile"]), threshold=s["screen_threshold"])
         keep = screening.fit_predict(scores, labels)
-        kept_rows = np.flatnonzero(keep)
-        if len(kept_rows) == 0:
-            raise HarnessError("screening kept no instance: the oracle judged the reference model's "
-                               "attention wrong everywhere it asked (see the query log)")
         notes = list(spreading.warnings_)
-        notes += [f"class {c}: screening kept no instance" for c, n in screening.kept_.items() if n == 0]
+        for c in np.unique(labels):  # screening never empties a class: the subset must represent every class
+            if not keep[labels == c].any():
+                keep[labels == c] = True
+                notes.append(f"class {c}: screening kept no instance, so the class is kept unscreened")
+        kept_rows = np.flatnonzero(keep)
         scopes = self._scopes(kept_rows, labels, int(size))
         core, env, quotas, parts, repeats = {}, {}, {}, [], 0
         for scope, (rows, scope_size) in scopes.items():

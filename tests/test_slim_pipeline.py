@@ -87,20 +87,23 @@ def test_a_subset_larger_than_the_kept_set_repeats_instances():
     assert curation.keep[curation.indices].all()  # only screened-in instances are drawn
 
 
-def test_all_wrong_attention_everywhere_is_a_clear_error():
+def test_all_wrong_attention_everywhere_keeps_every_class_unscreened_with_warnings():
     fa, fabar, labels, _, _, _, masks = toy_split()
     wrong = (~masks).astype(np.float32)
-    with pytest.raises(HarnessError, match="screening kept no instance"):
-        SlimCurator(6, 20).curate(fa, fabar, labels, oracle_for(wrong, masks, 6), embedding=pca2(fa))
+    curation = SlimCurator(6, 20).curate(fa, fabar, labels, oracle_for(wrong, masks, 6), embedding=pca2(fa))
+    assert (curation.scores == 0).all()  # nothing is marked correct (the authors' code marks all correct)
+    assert curation.keep.all() and set(labels[curation.indices]) == {0, 1}
+    assert sum("kept unscreened" in w for w in curation.warnings) == 2
 
 
-def test_one_class_answered_only_no_is_dropped_with_a_warning():
-    fa, fabar, labels, _, _, maps, masks = toy_split()
+def test_one_class_answered_only_no_is_scored_zero_and_kept_unscreened_with_a_warning():
+    fa, fabar, labels, _, correct, maps, masks = toy_split()
     maps = np.where((labels == 1)[:, None, None], ~masks, maps).astype(np.float32)  # class 1: always wrong
     curation = SlimCurator(12, 30).curate(fa, fabar, labels, oracle_for(maps, masks, 12), embedding=pca2(fa))
-    assert curation.spread_status[1] == "all_no"
-    assert not curation.keep[labels == 1].any() and (labels[curation.indices] == 0).all()
-    assert any("class 1" in w for w in curation.details()["warnings"])
+    assert curation.spread_status[1] == "all_no" and (curation.scores[labels == 1] == 0).all()
+    assert curation.keep[labels == 1].all()  # the class stays in the subset, unscreened
+    assert not curation.keep[(labels == 0) & ~correct].all()  # class 0 is still screened
+    assert any("class 1" in w and "unscreened" in w for w in curation.details()["warnings"])
 
 
 def test_curation_rejects_inconsistent_inputs():
