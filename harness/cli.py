@@ -20,6 +20,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scale", choices=SCALES, default="tiny", help="synthetic preset size (default tiny)")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the generated data (synthetic presets)")
     p.add_argument("--data-root", help="folder of a real dataset in its published layout")
+    p.add_argument("--image-size", type=int, help="real datasets: decode and resize to this size (default 224)")
     p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
                    help="dataset option, e.g. target=Blond_Hair (repeatable)")
     p.add_argument("--weights",
@@ -44,7 +45,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             overrides[key] = getattr(args, key)
     config = make_config(
         dataset=args.dataset, method=args.method, arch=args.arch, seed=args.seed, scale=args.scale,
-        data_seed=args.data_seed, data_root=args.data_root,
+        data_seed=args.data_seed, data_root=args.data_root, image_size=args.image_size,
         data_options=dict(o.split("=", 1) for o in _checked_options(args.data_option)),
         overrides=overrides, device=args.device,
     )

@@ -127,15 +127,16 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
-def image_size(dataset: str, scale: str) -> int:
-    """Input size of a dataset's images as the runner loads them (synthetic: per scale; real: 224 px)."""
+def image_size(config: dict[str, Any]) -> int:
+    """Input size of a run's images as the runner loads them (synthetic: per scale; real: 224 px unless
+    the config sets ``image_size``)."""
     from harness.datasets import is_synthetic
 
-    if is_synthetic(dataset):
+    if is_synthetic(config["dataset"]):
         from harness.synthetic import IMAGE_SIZE
 
-        return IMAGE_SIZE[scale]
-    return 224
+        return IMAGE_SIZE[config["scale"]]
+    return int(config.get("image_size") or 224)
 
 
 class LocalExecutor:
@@ -181,7 +182,7 @@ class LocalExecutor:
             hp = config["hparams"]
             if hp.get("pretrained", "standin") != "standin":
                 continue
-            arch, size = config["arch"], image_size(config["dataset"], config["scale"])
+            arch, size = config["arch"], image_size(config)
             key = (arch, size, hp.get("width", 1.0), hp.get("depth"))
             if key not in done:
                 done.add(key)

@@ -28,7 +28,9 @@ def standin_weights(
     show_progress: bool = True,
 ) -> Path:
     """Path of the stand-in pretrained weights for this architecture, training them on first use."""
-    task = dict(SOURCE_TASK, n=source_size or SOURCE_TASK["n"])
+    from harness.synthetic import GENERATOR_VERSION
+
+    task = dict(SOURCE_TASK, n=source_size or SOURCE_TASK["n"], generator_version=GENERATOR_VERSION)
     key = dict(arch=arch, image_size=image_size, width=width, depth=depth, task=task, hparams=PRETRAIN_HPARAMS)
     cache = ArtifactCache(Path(cache_root or default_cache_root()) / "pretrained")
 
@@ -38,10 +40,15 @@ def standin_weights(
         images, labels = make_source_task(task["n"], image_size, seed=task["seed"], num_classes=task["num_classes"])
         zeros = torch.zeros_like(labels)
         split = Split(images=images, labels=labels, spurious=zeros, groups=zeros)
+        torch.manual_seed(task["seed"])
         model = create_model(arch, task["num_classes"], image_size, width=width, depth=depth)
-        fit(model, split, TrainHparams.from_dict(PRETRAIN_HPARAMS), device=device or torch.device("cpu"),
-            seed=task["seed"],
-            num_groups=1, desc=f"pretrain {arch} (stand-in)", show_progress=show_progress)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # CPU float sums depend on the thread count: one thread, same weights anywhere
+        try:
+            fit(model, split, TrainHparams.from_dict(PRETRAIN_HPARAMS), device=device or torch.device("cpu"),
+                seed=task["seed"], num_groups=1, desc=f"pretrain {arch} (stand-in)", show_progress=show_progress)
+        finally:
+            torch.set_num_threads(threads)
         save_tensors(path, model.backbone.state_dict(), meta=key)
 
     return cache.get_or_create("standin", key, "safetensors", train)

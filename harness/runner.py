@@ -25,13 +25,14 @@ UNHASHED = ("device",)
 def make_config(
     *, dataset: str, method: str, arch: str = "resnet18", seed: int = 0, scale: str = "tiny",
     data_seed: int = 0, data_root: str | None = None, data_options: dict[str, str] | None = None,
-    overrides: dict[str, Any] | None = None, device: str = "auto",
+    image_size: int | None = None, overrides: dict[str, Any] | None = None, device: str = "auto",
 ) -> dict[str, Any]:
     """The full configuration of a run: every setting, hparams included."""
     get_method(method)  # unknown names fail here, before any work
     return {
         "dataset": dataset, "method": method, "arch": arch, "seed": seed, "scale": scale,
         "data_seed": data_seed, "data_root": data_root, "data_options": data_options or {},
+        **({"image_size": image_size} if image_size else {}),
         "hparams": run_hparams(method, dataset, scale, arch, overrides), "device": device,
     }
 
@@ -71,6 +72,7 @@ def execute(config: dict[str, Any], out_dir: Path, *, cache_dir: Path | None = N
     np.random.seed(config["seed"] % 2**32)
     benchmark = load_benchmark(config["dataset"], scale=config["scale"], data_seed=config["data_seed"],
                                data_root=config["data_root"], options=config["data_options"],
+                               image_size=config.get("image_size"),
                                show_progress=show_progress)
     method = get_method(config["method"])(config["hparams"])
     run_dir = out_dir / "runs" / rid

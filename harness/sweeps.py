@@ -7,7 +7,7 @@ A sweep file (see harness/configs/quick.toml for a commented example) names::
     [overrides_by_arch.<arch>]       ... for one architecture
     [overrides_by_dataset.<dataset>] ... for one dataset
     [overrides_by_method.<method>]   ... for one method (later tables win: global < arch < dataset < method)
-    [data.<dataset>]                 root = "...", options = {...} for real datasets read from disk
+    [data.<dataset>]                 root = "...", options = {...}, [image_size] for real datasets
     [slim_sweeps]                    SLIM ablations (paper Tables 7 and 8): datasets, [archs], [seeds],
                                      budget.<method> and subset_frac.<method> (a list, or a table of
                                      lists keyed by dataset); the other setting stays at its default
@@ -46,10 +46,11 @@ _TOP_LEVEL = {
 
 @dataclass(frozen=True)
 class DataSource:
-    """Where a real dataset lies on disk and its loader options."""
+    """Where a real dataset lies on disk, its loader options and (optionally) the image size to load."""
 
     root: str
     options: dict[str, str] = field(default_factory=dict)
+    image_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -137,10 +138,13 @@ def parse_sweep(raw: dict[str, Any], source: str = "<sweep>") -> SweepSpec:
     for dataset, entry in _table(raw, "data", fail).items():
         if not isinstance(entry, dict) or not isinstance(entry.get("root"), str):
             raise fail(f"[data.{dataset}] needs root = \"<folder of the dataset>\"")
-        stray = sorted(set(entry) - {"root", "options"})
+        stray = sorted(set(entry) - {"root", "options", "image_size"})
         if stray:
-            raise fail(f"[data.{dataset}] has unknown key(s) {', '.join(stray)}; known: root, options")
-        data[dataset] = DataSource(entry["root"], {k: str(v) for k, v in entry.get("options", {}).items()})
+            raise fail(f"[data.{dataset}] has unknown key(s) {', '.join(stray)}; known: root, options, image_size")
+        size = entry.get("image_size")
+        if size is not None and (not isinstance(size, int) or size < 1):
+            raise fail(f"[data.{dataset}] image_size must be a positive integer")
+        data[dataset] = DataSource(entry["root"], {k: str(v) for k, v in entry.get("options", {}).items()}, size)
     return SweepSpec(
         name=str(raw.get("name", Path(source).stem)), source=source,
         description=str(raw.get("description", "")), scale=scale, datasets=tuple(raw["datasets"]),
@@ -224,6 +228,7 @@ def expand(spec: SweepSpec, *, device: str = "auto",
             data_root=str(Path(source.root).expanduser().resolve()) if source else None,
             data_options=dict(source.options) if source else None,
             overrides=_resolved_paths(overrides), device=device,
+            **({"image_size": source.image_size} if source and source.image_size else {}),
         )
         rid = run_id(config)
         if rid not in configs:

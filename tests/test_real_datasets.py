@@ -582,3 +582,23 @@ def test_general_argument_errors(waterbirds, tmp_path):
         load_real("waterbirds", root, image_size=0, cache_dir=tmp_path)
     with pytest.raises(HarnessError, match=r"metadata.csv: file not found"):
         load("waterbirds", tmp_path, tmp_path)
+
+
+def test_a_run_on_a_fixture_root_goes_end_to_end(tmp_path):
+    """Waterbirds in its published layout, with CUB masks, through the runner: record, metrics, AIoU."""
+    import json
+
+    from harness.runner import execute, make_config
+
+    root = tmp_path / "waterbird_complete95_forest2water2"
+    make_waterbirds_fixture(root)
+    config = make_config(dataset="waterbirds", method="erm", scale="tiny", data_root=str(root), image_size=32,
+                         data_options={"cub_root": str(tmp_path / "CUB_200_2011")},
+                         overrides={"epochs": 1, "pretrained": "none", "width": 0.25, "batch_size": 8},
+                         device="cpu")
+    record = json.loads(execute(config, tmp_path / "out", cache_dir=tmp_path / "cache", show_progress=False)
+                        .read_text())
+    assert record["status"] == "ok" and record["dataset"] == "waterbirds"
+    test = record["metrics"]["test"]
+    assert set(test["group_acc"]) <= {"landbird/land", "landbird/water", "waterbird/land", "waterbird/water"}
+    assert "weighted_avg_acc" in test and 0.0 <= test["aiou_avg"] <= 1.0
