@@ -82,7 +82,7 @@ def execute(config: dict[str, Any], out_dir: Path, *, cache_dir: Path | None = N
     result = method.fit(ctx)
     metrics = evaluate(result.model, benchmark, device)
     masked = [name for name in benchmark.eval_splits if benchmark.splits[name].masks is not None]
-    if masked and config["hparams"].get("aiou", True):
+    if masked:
         for name, aiou in attention_metrics(result.model, benchmark, device, splits=masked).items():
             metrics[name].update(aiou)
     labels = method.labels_used(result)

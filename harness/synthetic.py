@@ -687,7 +687,7 @@ def _render_chunked(render: Render, labels: np.ndarray, spurious: np.ndarray, si
     images = torch.empty((n, 3, size, size), dtype=torch.uint8)
     masks = torch.empty((n, size, size), dtype=torch.bool)
     starts = range(0, n, _CHUNK)
-    for start, child in zip(starts, seq.spawn(len(starts))):
+    for start, child in zip(starts, seq.spawn(len(starts)), strict=True):
         rng = np.random.default_rng(child)
         rows = slice(start, start + _CHUNK)
         canvas, mask = render(labels[rows], spurious[rows], rng, size, d)

@@ -33,7 +33,7 @@ def test_same_seed_same_bytes_other_seed_differs(tiny):
 
 
 def test_shapes_dtypes_and_info(tiny):
-    for name, b in tiny.items():
+    for _name, b in tiny.items():
         assert set(b.info) >= {"scale", "seed", "image_size", "synthetic", "generator_version"}
         assert b.info["synthetic"] is True and b.info["scale"] == "tiny" and b.image_size == 32
         assert len(b.group_names) == b.num_groups and b.has_masks
@@ -135,7 +135,7 @@ def _mask_colour_checks(split):
     object_code = codes.reshape(len(codes), -1)[np.arange(len(codes)), first][:, None, None]
     inside_uniform = ((codes == object_code) | ~masks).all(axis=(1, 2))
     absent_outside = ~((codes == object_code) & ~masks).any(axis=(1, 2))
-    outside_colours = np.array([len(np.unique(c[~m])) for c, m in zip(codes, masks)])
+    outside_colours = np.array([len(np.unique(c[~m])) for c, m in zip(codes, masks, strict=True)])
     return inside_uniform, absent_outside, outside_colours
 
 
