@@ -169,7 +169,8 @@ def test_shipped_configs():
              and c["hparams"]["budget"] != default_hparams("slim-tr", c["dataset"], "tiny")["budget"]}
     assert swept == {"waterbirds-synth", "celeba-synth", "isic-synth"}
     regression = expand(load_sweep("regression"), device="cpu")
-    assert {c["method"] for c in regression} == {"erm", "jtt", "gdro", "dfr", "slim-tr", "slim-val"}
+    # SLIM is out of the pinned grid until its curation is bit-identical across processes (regression.toml)
+    assert {c["method"] for c in regression} == {"erm", "jtt", "gdro", "dfr"}
     assert {"waterbirds-synth", "isic-synth"} <= {c["dataset"] for c in regression}
     with pytest.raises(HarnessError, match="data folder of waterbirds not found"):
         expand(load_sweep("paper"))
