@@ -34,7 +34,9 @@ def fit_logistic(features: np.ndarray, labels: np.ndarray, *, C: float, num_clas
                  scaler: StandardScaler, random_state: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """L1 logistic regression on standardised features; returns (coef (K, D), intercept (K,)).
 
-    Two classes: one binary fit, stored as logits (0, z), which give the same softmax. More classes:
+    Two classes: one binary fit with decision value z, stored as logits (-z/2, z/2): the same softmax as
+    (0, z), and each class keeps a weight vector (+-w/2), so a class-0 CAM or gradient is not identically
+    zero (with (0, z) every class-0 attention map would be blank and its AIoU 0). More classes:
     one-vs-rest, class k's row from the binary fit "k vs the rest" (liblinear in scikit-learn >= 1.8 takes
     two classes only). A class absent from ``labels`` gets a zero row and a very negative intercept, so it
     is never predicted; if a single class is present, it is always predicted.
@@ -46,7 +48,8 @@ def fit_logistic(features: np.ndarray, labels: np.ndarray, *, C: float, num_clas
         intercept[present[0]] = 0.0
     elif num_classes == 2:
         clf = l1_logistic_regression(C, random_state).fit(x, labels)
-        coef[1], intercept[0], intercept[1] = clf.coef_[0], 0.0, clf.intercept_[0]
+        coef[0], coef[1] = -clf.coef_[0] / 2, clf.coef_[0] / 2
+        intercept[0], intercept[1] = -clf.intercept_[0] / 2, clf.intercept_[0] / 2
     else:
         for k in present:
             clf = l1_logistic_regression(C, random_state).fit(x, (labels == k).astype(np.int64))

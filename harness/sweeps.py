@@ -426,6 +426,15 @@ def machine_description(device: str) -> str:
     return f"{text}; no GPU used"
 
 
+def _display_path(source: str) -> str:
+    """``source`` relative to the repository (shipped configs) or the working directory when under one."""
+    path = Path(source).resolve()
+    for base in (CONFIG_DIR.parent.parent, Path.cwd()):
+        if path.is_relative_to(base):
+            return str(path.relative_to(base))
+    return source
+
+
 def write_reproduction_readme(out_dir: Path, *, spec: SweepSpec, outcome: SweepOutcome,
                               records: list[dict[str, Any]], stage_seconds: dict[str, float],
                               wall_seconds: float, command: str, device: str, outputs: list[Path]) -> Path:
@@ -445,7 +454,7 @@ def write_reproduction_readme(out_dir: Path, *, spec: SweepSpec, outcome: SweepO
         f"- command: `{command}`",
         f"- machine: {machine_description(device)}",
         f"- software: python {platform.python_version()}, torch {torch.__version__}",
-        f"- sweep file: {spec.source}",
+        f"- sweep file: {_display_path(spec.source)}",
         f"- runs: {len(outcome.run_ids)} ({ok} ok, {len(outcome.failed)} failed); "
         f"{len(outcome.skipped)} were finished by an earlier start and not rerun",
         f"- wall time of this start: {wall_seconds / 60:.1f} min",

@@ -24,7 +24,7 @@ import torch
 from harness.data import Benchmark, Split
 from harness.errors import HarnessError
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 SCALES = ("tiny", "quick", "paper")
 IMAGE_SIZE = {"tiny": 32, "quick": 32, "paper": 64}
 # Fewest instances every val/test group of positive proportion gets, so worst-group accuracy is measurable.
@@ -39,9 +39,9 @@ _TAU = 2 * np.pi
 
 @dataclass(frozen=True)
 class Difficulty:
-    """The knobs that set how hard a preset is (phase-2 calibration tunes them)."""
+    """The knobs that set how hard a preset is (``python -m harness.calibration`` checks the result)."""
 
-    object_size: tuple[float, float]  # object radius range, as a fraction of the image side
+    object_size: tuple[float, float]  # object radius range, fraction of the image side (faces: a scale)
     distinctness: float  # 0: the classes' core features are identical, 1: fully separated
     shape_jitter: float  # per-image random variation of the object's outline
     rotation: float  # objects are rotated uniformly within +-rotation degrees
@@ -70,7 +70,8 @@ def _uniform(rng: np.random.Generator, bounds: tuple[float, float], n: int) -> n
 
 
 def _object_colours(rng: np.random.Generator, labels: np.ndarray, base_hue: float, d: Difficulty,
-                    sat: tuple[float, float] = (0.5, 0.9), val: tuple[float, float] = (0.5, 0.95)) -> np.ndarray:
+                    sat: tuple[float, float] = (0.5, 0.9),
+                    val: tuple[float, float] = (0.5, 0.95)) -> np.ndarray:
     """(n, 3) object colours: hue base + class * core_hue_gap, spread by colour_jitter."""
     n = len(labels)
     hue = base_hue + labels * d.core_hue_gap + d.colour_jitter * rng.uniform(-0.5, 0.5, n)
@@ -100,7 +101,8 @@ _PRESET_TEXTURES = {
     "sand": _Texture((0.12, 0.02), (0.3, 0.5), (0.7, 0.9), "waves", (2, 4), (30, 25), (-0.02, 0.1, -0.2)),
     "snow": _Texture((0.6, 0.05), (0.0, 0.1), (0.85, 1.0), "speckle", (0, 0), (0, 0), (0.0, 0.1, -0.3)),
     "rock": _Texture((0.08, 0.05), (0.05, 0.2), (0.35, 0.6), "blotch", (8, 8), (0, 0), (0.0, 0.05, -0.25)),
-    "grass": _Texture((0.25, 0.04), (0.5, 0.8), (0.45, 0.75), "stripes", (8, 14), (0, 15), (0.05, 0.0, -0.25)),
+    "grass": _Texture((0.25, 0.04), (0.5, 0.8), (0.45, 0.75), "stripes", (8, 14), (0, 15),
+                      (0.05, 0.0, -0.25)),
     "sky": _Texture((0.55, 0.03), (0.2, 0.5), (0.8, 1.0), "gradient", (1, 1), (90, 20), (0.0, 0.3, -0.3)),
     "autumn": _Texture((0.06, 0.03), (0.6, 0.9), (0.55, 0.85), "blotch", (6, 6), (0, 0), (0.05, 0.0, -0.3)),
     "dim": _Texture((0.5, 0.5), (0.1, 0.4), (0.05, 0.25), "speckle", (0, 0), (0, 0), (0.0, 0.0, 0.15)),
@@ -161,7 +163,8 @@ def _pattern_periodic(kind: str) -> Callable[[np.random.Generator, _Texture, int
         if kind == "checker":
             return (np.mod(np.floor(f * a + phase[0]) + np.floor(f * b + phase[1]), 2) > 0).astype(np.float32)
         if kind == "dots":
-            return (np.cos(_TAU * f * a + phase[0]) * np.cos(_TAU * f * b + phase[1]) > 0.5).astype(np.float32)
+            grid = np.cos(_TAU * f * a + phase[0]) * np.cos(_TAU * f * b + phase[1])
+            return (grid > 0.5).astype(np.float32)
         if kind == "plaid":
             lines = np.maximum(np.cos(_TAU * f * a + phase[0]), np.cos(_TAU * f * b + phase[1]))
             return (lines > 0.8).astype(np.float32)
@@ -215,8 +218,12 @@ def _backgrounds(rng: np.random.Generator, family: np.ndarray, names: tuple[str,
             second = _hsv_to_rgb(h + rng.uniform(0.25, 0.75, m), s, 1.0 - 0.6 * v)
         else:
             second = _hsv_to_rgb(h + tex.second[0], s + tex.second[1], v + tex.second[2])
-        field = _PATTERNS[tex.pattern](rng, tex, m, size) if contrast > 0 else np.zeros((m, size, size), np.float32)
-        out[rows] = first[:, None, None, :] + (contrast * field)[..., None] * (second - first)[:, None, None, :]
+        if contrast > 0:
+            field = _PATTERNS[tex.pattern](rng, tex, m, size)
+        else:
+            field = np.zeros((m, size, size), np.float32)
+        step = (second - first)[:, None, None, :]
+        out[rows] = first[:, None, None, :] + (contrast * field)[..., None] * step
     return out
 
 
@@ -270,12 +277,14 @@ _SOURCE_SHAPES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "crescent": lambda u, v: (np.hypot(u, v) <= 1.0) & (np.hypot(u - 0.45, v) > 0.8),
     "l_shape": lambda u, v: _box(u, v, -0.8, -0.25, -0.9, 0.9) | _box(u, v, -0.8, 0.8, 0.35, 0.9),
     "t_shape": lambda u, v: _box(u, v, -0.9, 0.9, -0.9, -0.35) | _box(u, v, -0.28, 0.28, -0.9, 0.9),
-    "arrow": lambda u, v: _box(u, v, -0.95, 0.1, -0.22, 0.22) | ((u >= 0.1) & (np.abs(v) <= 0.9 * (0.95 - u))),
+    "arrow": lambda u, v: (_box(u, v, -0.95, 0.1, -0.22, 0.22)
+                           | ((u >= 0.1) & (np.abs(v) <= 0.9 * (0.95 - u)))),
     "semicircle": lambda u, v: (np.hypot(u, v - 0.45) <= 1.1) & (v <= 0.45),
 }
 SOURCE_SHAPES = tuple(_SOURCE_SHAPES)
 
-# Smooth radial blobs of the multi-class presets: r(theta) = 1 + sum_k a_k cos(k theta + p_k), {k: (a_k, p_k)}.
+# Smooth radial blobs of the multi-class presets: r(theta) = 1 + sum_k a_k cos(k theta + p_k),
+# given as {k: (a_k, p_k)}.
 _BLOBS: dict[str, dict[int, tuple[float, float]]] = {
     "oval": {2: (0.30, 0.0)},
     "trefoil": {3: (0.30, 0.0)},
@@ -298,11 +307,13 @@ def _blob_mask(u: np.ndarray, v: np.ndarray, coeffs: np.ndarray) -> np.ndarray:
     for k in range(1, coeffs.shape[1] + 1):
         c = coeffs[:, k - 1]
         if np.any(c != 0):
-            radius += _col(np.abs(c).astype(np.float32)) * np.cos(k * theta + _col(np.angle(c).astype(np.float32)))
+            amplitude, phase = np.abs(c).astype(np.float32), np.angle(c).astype(np.float32)
+            radius += _col(amplitude) * np.cos(k * theta + _col(phase))
     return np.hypot(u, v) <= radius
 
 
-def _blob_coeffs(rng: np.random.Generator, kinds: np.ndarray, names: tuple[str, ...], d: Difficulty) -> np.ndarray:
+def _blob_coeffs(rng: np.random.Generator, kinds: np.ndarray, names: tuple[str, ...],
+                 d: Difficulty) -> np.ndarray:
     """Outline harmonics: the class's signature scaled by distinctness plus random low-order wobble."""
     n = len(kinds)
     coeffs = np.zeros((n, _HARMONICS), dtype=np.complex64)
@@ -340,7 +351,9 @@ def _paint(canvas: np.ndarray, region: np.ndarray, colour: np.ndarray) -> None:
 
 # ----------------------------------------------------------------------------------------- presets
 
-Render = Callable[[np.ndarray, np.ndarray, np.random.Generator, int, Difficulty], tuple[np.ndarray, np.ndarray]]
+# (labels, spurious, rng, image size, knobs) -> (float canvas (n, S, S, 3) in [0, 1], core masks (n, S, S))
+Render = Callable[[np.ndarray, np.ndarray, np.random.Generator, int, Difficulty],
+                  tuple[np.ndarray, np.ndarray]]
 
 
 # Bird outline parameters (landbird, waterbird) in body-radius units, y pointing up: a compact bird with a
@@ -361,7 +374,8 @@ def _render_birds(labels: np.ndarray, spurious: np.ndarray, rng: np.random.Gener
     p = {}
     for key, (land, water) in _BIRD_PARTS.items():
         mid, half = (land + water) / 2, (water - land) / 2
-        p[key] = (mid + d.distinctness * half * sign + d.shape_jitter * rng.standard_normal(n)).astype(np.float32)
+        value = mid + d.distinctness * half * sign + d.shape_jitter * rng.standard_normal(n)
+        p[key] = value.astype(np.float32)
     for key in ("body_w", "body_h", "head_r", "neck_w", "tail_w", "tail_len"):
         p[key] = np.maximum(p[key], 0.06)
     radius = _uniform(rng, d.object_size, n)
@@ -431,7 +445,8 @@ def _render_lesions(labels: np.ndarray, spurious: np.ndarray, rng: np.random.Gen
     lesion = _blob_mask(u, v, coeffs)
 
     brown = _hsv_to_rgb(0.07 + d.colour_jitter * rng.uniform(-0.5, 0.5, n) + labels * d.core_hue_gap,
-                        rng.uniform(0.45, 0.75, n), rng.uniform(0.35, 0.65, n) - 0.1 * d.distinctness * labels)
+                        rng.uniform(0.45, 0.75, n),
+                        rng.uniform(0.35, 0.65, n) - 0.1 * d.distinctness * labels)
     dark = _hsv_to_rgb(rng.uniform(0.55, 0.7, n), rng.uniform(0.2, 0.4, n), rng.uniform(0.12, 0.25, n))
     mottling = d.object_pattern * _smooth_noise(rng, n, 4, size) * _col(malignant.astype(np.float32))
     fill = brown[:, None, None, :] + mottling[..., None] * (dark - brown)[:, None, None, :]
@@ -440,7 +455,8 @@ def _render_lesions(labels: np.ndarray, spurious: np.ndarray, rng: np.random.Gen
     corner = rng.integers(0, 4, n)
     inset = _uniform(rng, (0.12, 0.2), n)
     px = np.where(corner % 2 == 0, inset, 1 - inset).astype(np.float32)
-    py = np.where(corner < 2, _uniform(rng, (0.12, 0.2), n), 1 - _uniform(rng, (0.12, 0.2), n)).astype(np.float32)
+    top_inset, bottom_inset = _uniform(rng, (0.12, 0.2), n), _uniform(rng, (0.12, 0.2), n)
+    py = np.where(corner < 2, top_inset, 1 - bottom_inset).astype(np.float32)
     x, y = _coords(size)
     patch_r = _uniform(rng, (0.07, 0.1), n)
     patch = ((x - _col(px)) ** 2 + (y - _col(py)) ** 2 <= _col(patch_r) ** 2) & _col(spurious == 1) & ~lesion
@@ -506,7 +522,8 @@ def _shares(counts: tuple[float, ...]) -> tuple[float, ...]:
 
 def _crossed_groups(class_names: tuple[str, ...], spurious_names: tuple[str, ...]):
     """Groups label x spurious, id = label * n_spurious + spurious, named 'class/spurious'."""
-    return tuple((f"{c}/{s}", y, (a,)) for y, c in enumerate(class_names) for a, s in enumerate(spurious_names))
+    return tuple((f"{c}/{s}", y, (a,))
+                 for y, c in enumerate(class_names) for a, s in enumerate(spurious_names))
 
 
 _NICO_CLASSES = ("trefoil", "quatrefoil", "star", "egg", "gear", "peanut")
@@ -545,7 +562,8 @@ _PRESETS: dict[str, _Preset] = {
         render=_render_birds,
         shapes=("landbird", "waterbird"),
         textures=("forest", "water"),
-        # Landbirds warm (hue 0.05 +- 0.125), waterbirds purple (0.05 + 0.75 = -0.2 mod 1), plus the body plan.
+        # Landbirds warm (hue 0.05 +- 0.125), waterbirds purple (0.05 + 0.75 = -0.2 mod 1), and the
+        # body plan.
         difficulty=Difficulty(object_size=(0.22, 0.3), distinctness=1.0, shape_jitter=0.06, rotation=15.0,
                               colour_jitter=0.25, core_hue_gap=0.75, texture_contrast=0.5, noise=0.04,
                               object_pattern=0.0),
@@ -577,9 +595,9 @@ _PRESETS: dict[str, _Preset] = {
         render=_render_lesions,
         shapes=("smooth_lesion", "irregular_lesion", "patch_disc"),
         textures=("skin",),
-        difficulty=Difficulty(object_size=(0.17, 0.25), distinctness=0.7, shape_jitter=0.05, rotation=180.0,
+        difficulty=Difficulty(object_size=(0.17, 0.25), distinctness=0.85, shape_jitter=0.05, rotation=180.0,
                               colour_jitter=0.03, core_hue_gap=0.0, texture_contrast=0.4, noise=0.03,
-                              object_pattern=0.5),
+                              object_pattern=0.65),
     ),
     "nico-synth": _Preset(
         description="NICO stand-in: 6 blob kinds x 6 contexts; each class mostly in its own context in "
@@ -603,14 +621,16 @@ _PRESETS: dict[str, _Preset] = {
         class_names=tuple(f"class{c}" for c in range(9)),
         spurious_names=_IN9_BACKGROUNDS,
         groups=_in9_groups(),
-        proportions={**{split: (_IN9_MATCH / 9, (1 - _IN9_MATCH) / 9) * 9 for split in ("train", "val", "test")},
+        proportions={**{split: (_IN9_MATCH / 9, (1 - _IN9_MATCH) / 9) * 9
+                        for split in ("train", "val", "test")},
                      "test_mixed_rand": (0.0, 1 / 9) * 9},
         paper_sizes={"train": 45405, "val": 4185, "test": 4050, "test_mixed_rand": 4050},
         render=_blobs_on_contexts(_IN9_SHAPES, _IN9_BACKGROUNDS),
         shapes=_IN9_SHAPES,
         textures=_IN9_BACKGROUNDS,
-        difficulty=Difficulty(object_size=(0.2, 0.28), distinctness=0.8, shape_jitter=0.04, rotation=180.0,
-                              colour_jitter=1.0, core_hue_gap=0.0, texture_contrast=0.5, noise=0.04,
+        # Class c's objects: blob kind c and hue c / 9 +- 0.05 (the classes' hues do not overlap).
+        difficulty=Difficulty(object_size=(0.22, 0.3), distinctness=1.0, shape_jitter=0.04, rotation=180.0,
+                              colour_jitter=0.1, core_hue_gap=1 / 9, texture_contrast=0.3, noise=0.04,
                               object_pattern=0.0),
     ),
 }
@@ -657,7 +677,8 @@ def _with_overrides(base: Difficulty, overrides: Mapping[str, Any] | None) -> Di
     if "object_size" in values:
         size = tuple(float(x) for x in values["object_size"])
         if len(size) != 2 or not 0 < size[0] <= size[1]:
-            raise HarnessError(f"object_size must be (low, high) with 0 < low <= high, got {values['object_size']!r}")
+            raise HarnessError(
+                f"object_size must be (low, high) with 0 < low <= high, got {values['object_size']!r}")
         values["object_size"] = size
     for key, value in values.items():
         if key != "object_size" and (not isinstance(value, (int, float)) or value < 0):
@@ -666,7 +687,7 @@ def _with_overrides(base: Difficulty, overrides: Mapping[str, Any] | None) -> Di
 
 
 def _group_counts(shares: tuple[float, ...], total: int, floor: int) -> np.ndarray:
-    """Largest-remainder split of ``total`` by ``shares``, then every group of positive share raised to ``floor``."""
+    """Largest-remainder split of ``total`` by ``shares``; groups of positive share raised to ``floor``."""
     exact = np.asarray(shares) * total
     counts = np.floor(exact).astype(np.int64)
     remainder = total - counts.sum()
@@ -732,7 +753,8 @@ def split_sizes(name: str, scale: str) -> dict[str, np.ndarray]:
     return sizes
 
 
-def make_benchmark(name: str, scale: str, seed: int, difficulty: Mapping[str, Any] | None = None) -> Benchmark:
+def make_benchmark(name: str, scale: str, seed: int,
+                   difficulty: Mapping[str, Any] | None = None) -> Benchmark:
     """Draw preset ``name`` at ``scale``; the same (name, scale, seed, difficulty) gives the same bytes.
 
     ``difficulty`` optionally overrides some of the preset's knobs (calibration and tests).
@@ -750,11 +772,13 @@ def make_benchmark(name: str, scale: str, seed: int, difficulty: Mapping[str, An
     info = {"scale": scale, "seed": int(seed), "image_size": size, "synthetic": True,
             "generator_version": GENERATOR_VERSION, "difficulty": asdict(knobs),
             "difficulty_id": json.dumps(asdict(knobs), sort_keys=True)}  # a string, so cache keys see it
-    return Benchmark(name=name, class_names=list(preset.class_names), spurious_names=list(preset.spurious_names),
-                     group_names=[g[0] for g in preset.groups], splits=splits, info=info)
+    return Benchmark(name=name, class_names=list(preset.class_names),
+                     spurious_names=list(preset.spurious_names), group_names=[g[0] for g in preset.groups],
+                     splits=splits, info=info)
 
 
-def make_source_task(n: int, image_size: int, seed: int, num_classes: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+def make_source_task(n: int, image_size: int, seed: int,
+                     num_classes: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
     """Balanced pretraining task (the ImageNet stand-in): uint8 images (n, 3, H, W) and int64 labels.
 
     Class k is source shape SOURCE_SHAPES[k] on a random source texture, neither used by any preset, and
@@ -764,7 +788,8 @@ def make_source_task(n: int, image_size: int, seed: int, num_classes: int = 10) 
     if not 2 <= num_classes <= len(SOURCE_SHAPES):
         raise HarnessError(f"num_classes must be in 2..{len(SOURCE_SHAPES)}, got {num_classes}")
     if n < num_classes:
-        raise HarnessError(f"source task needs at least one image per class: n={n} < num_classes={num_classes}")
+        raise HarnessError(
+            f"source task needs at least one image per class: n={n} < num_classes={num_classes}")
     if image_size < 8:
         raise HarnessError(f"image_size must be at least 8 pixels, got {image_size}")
     seq = np.random.SeedSequence([int(seed), _crc("source-task"), int(image_size), int(num_classes)])

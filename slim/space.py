@@ -4,11 +4,19 @@ At CelebA scale (160k x 2048) a plain UMAP takes many minutes, so by default the
 reduced by PCA to 50 dimensions, and above 20,000 instances UMAP is fitted on a random sample of 5,000
 (the authors' sample size) and the rest are placed with ``UMAP.transform``. Both choices are parameters;
 ``mode_`` reports what ran.
+
+Determinism: UMAP's spectral initialisation calls ARPACK (``scipy.sparse.linalg.eigsh``), whose restart
+vectors scipy draws from fresh OS entropy unless it is given an ``rng``; umap-learn gives none, so the
+same seed gave a different embedding in every call. ``seeded_arpack`` supplies one for the duration of
+the fit.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import time
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -85,7 +93,7 @@ class AttentionSpace:
         umap = _make_umap(n_neighbors=min(self.n_neighbors, len(fit_rows) - 1), min_dist=self.min_dist,
                           n_components=self.n_components, random_state=self.random_state)
         embedding = np.empty((n, self.n_components), dtype=np.float32)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), seeded_arpack(self.random_state):
             warnings.filterwarnings("ignore", message=".*n_jobs value.*")  # a seed makes UMAP single-threaded
             embedding[fit_rows] = umap.fit_transform(fa[fit_rows])
             rest = np.setdiff1d(np.arange(n), fit_rows)
@@ -104,6 +112,30 @@ class AttentionSpace:
         pca = f"PCA {m['pca_dims']} -> " if m["pca_dims"] else ""
         rest = f", {m['transformed']} transformed" if m["transformed"] else ""
         return f"{pca}UMAP fit on {m['fit_size']}{rest}"
+
+
+@contextlib.contextmanager
+def seeded_arpack(seed: int) -> Iterator[None]:
+    """Within the block, ARPACK calls that pass no ``rng`` (umap-learn's spectral layout, and the
+    ``SpectralEmbedding`` it uses to place disconnected components) draw their random vectors from a
+    generator seeded with ``seed`` instead of from OS entropy."""
+    import scipy.sparse.linalg
+    from sklearn.manifold import _spectral_embedding
+
+    original = scipy.sparse.linalg.eigsh
+
+    @functools.wraps(original)
+    def eigsh(*args: Any, rng: Any = None, **kwargs: Any):
+        return original(*args, rng=np.random.default_rng(seed) if rng is None else rng, **kwargs)
+
+    owners = [m for m in (scipy.sparse.linalg, _spectral_embedding) if getattr(m, "eigsh", None) is original]
+    for module in owners:
+        module.eigsh = eigsh
+    try:
+        yield
+    finally:
+        for module in owners:
+            module.eigsh = original
 
 
 def _make_umap(**kwargs: Any):

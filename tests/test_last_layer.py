@@ -21,6 +21,9 @@ def test_binary_fit_matches_sklearn_decision_function():
     ref = LogisticRegression(C=1.0, l1_ratio=1.0, solver="liblinear", random_state=0).fit(scaler.transform(x), y)
     logits = scaler.transform(x) @ coef.T + intercept
     assert np.allclose(logits[:, 1] - logits[:, 0], ref.decision_function(scaler.transform(x)))
+    # symmetric logits: class 0's weights are the negation of class 1's, never a zero row (blank class-0 CAMs)
+    assert np.allclose(coef[0], -coef[1]) and np.abs(coef[0]).sum() > 0
+    assert np.allclose(logits.sum(axis=1), 0.0)
 
 
 def test_multiclass_is_one_vs_rest_and_absent_classes_are_never_predicted():

@@ -10,7 +10,7 @@ from simulated_oracle import Answer
 from slim.annotation import NO, NOT_SURE, YES, AnnotationSampler, ask, split_budget
 from slim.clustering import Disentangler, cluster_by_elbow, elbow, nearest_to_centres
 from slim.expansion import ALL_NO, ALL_YES, NO_ANSWERS, SPREAD, AttentionLabelSpreading, Screening
-from slim.space import AttentionSpace
+from slim.space import AttentionSpace, seeded_arpack
 
 
 def blobs(centres, per_blob: int, spread: float, seed: int = 0) -> np.ndarray:
@@ -196,6 +196,24 @@ def test_attention_space_reports_its_mode_and_is_deterministic():
     # the two blobs stay apart in the attention space
     gap = np.linalg.norm(embedding[:41].mean(0) - embedding[41:].mean(0))
     assert gap > 3 * max(embedding[:41].std(0).max(), embedding[41:].std(0).max())
+
+
+def test_seeded_arpack_makes_eigsh_repeatable_and_restores_it():
+    import scipy.sparse
+    import scipy.sparse.linalg
+    from sklearn.manifold import _spectral_embedding
+
+    # a path-graph Laplacian; without v0 ARPACK starts from a random vector, which scipy draws from OS
+    # entropy when no rng is given (what umap-learn's spectral initialisation does)
+    n = 300
+    laplacian = scipy.sparse.diags([np.full(n - 1, -1.0), np.full(n, 2.0), np.full(n - 1, -1.0)], [-1, 0, 1])
+    original = scipy.sparse.linalg.eigsh
+    with seeded_arpack(7):
+        assert scipy.sparse.linalg.eigsh is not original and _spectral_embedding.eigsh is not original
+        first = scipy.sparse.linalg.eigsh(laplacian, 3, which="LM", tol=1e-3)[1]
+        second = scipy.sparse.linalg.eigsh(laplacian, 3, which="LM", tol=1e-3)[1]
+    assert np.array_equal(first, second)
+    assert scipy.sparse.linalg.eigsh is original and _spectral_embedding.eigsh is original
 
 
 def test_attention_space_auto_mode_and_errors():

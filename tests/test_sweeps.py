@@ -149,6 +149,9 @@ def test_bad_sweep_files_fail_with_a_clear_message(change, message):
 def test_missing_inputs_fail_before_any_run(tmp_path):
     with pytest.raises(HarnessError, match=r"waterbirds is read from disk; add \[data.waterbirds\]"):
         expand(parse_sweep(grid(datasets=["waterbirds"])))
+    binary = expand(load_sweep("binary-quick"), device="cpu")
+    assert {(c["dataset"], c["scale"]) for c in binary} == {("waterbirds-synth", "quick"), ("isic-synth", "quick")}
+    assert len(binary) == 2 * 6 * 3
     with pytest.raises(HarnessError, match="data folder of waterbirds not found"):
         missing_root = {"waterbirds": {"root": str(tmp_path / "nope")}}
         expand(parse_sweep(grid(datasets=["waterbirds"], data=missing_root)))
@@ -169,9 +172,11 @@ def test_shipped_configs():
              and c["hparams"]["budget"] != default_hparams("slim-tr", c["dataset"], "tiny")["budget"]}
     assert swept == {"waterbirds-synth", "celeba-synth", "isic-synth"}
     regression = expand(load_sweep("regression"), device="cpu")
-    # SLIM is out of the pinned grid until its curation is bit-identical across processes (regression.toml)
-    assert {c["method"] for c in regression} == {"erm", "jtt", "gdro", "dfr"}
+    assert {c["method"] for c in regression} == {"erm", "jtt", "gdro", "dfr", "slim-tr", "slim-val"}
     assert {"waterbirds-synth", "isic-synth"} <= {c["dataset"] for c in regression}
+    binary = expand(load_sweep("binary-quick"), device="cpu")
+    assert {(c["dataset"], c["scale"]) for c in binary} == {("waterbirds-synth", "quick"), ("isic-synth", "quick")}
+    assert len(binary) == 2 * 6 * 3
     with pytest.raises(HarnessError, match="data folder of waterbirds not found"):
         expand(load_sweep("paper"))
     with pytest.raises(HarnessError, match="shipped configs: .*quick"):

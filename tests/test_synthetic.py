@@ -28,7 +28,8 @@ def test_same_seed_same_bytes_other_seed_differs(tiny):
         other = syn.make_benchmark(name, "tiny", 1)
         for split, s in tiny[name].splits.items():
             for field in ("images", "labels", "spurious", "groups", "masks"):
-                assert torch.equal(getattr(s, field), getattr(again.splits[split], field)), (name, split, field)
+                same = torch.equal(getattr(s, field), getattr(again.splits[split], field))
+                assert same, (name, split, field)
             assert not torch.equal(s.images, other.splits[split].images)
 
 
@@ -42,7 +43,8 @@ def test_shapes_dtypes_and_info(tiny):
             assert split.images.dtype == torch.uint8 and split.images.shape == (n, 3, 32, 32)
             assert split.masks.dtype == torch.bool and split.masks.shape == (n, 32, 32)
             assert split.labels.dtype == split.spurious.dtype == split.groups.dtype == torch.int64
-            assert int(split.labels.max()) < b.num_classes and int(split.spurious.max()) < len(b.spurious_names)
+            assert int(split.labels.max()) < b.num_classes
+            assert int(split.spurious.max()) < len(b.spurious_names)
             assert split.images.float().std() > 10  # not a blank canvas
 
 
@@ -152,17 +154,16 @@ def test_isic_patch_only_on_benign_and_outside_the_lesion(flat):
         assert inside.all() and absent.all()  # the patch colour never enters the lesion mask
         patch = split.spurious.numpy() == 1
         assert (outside_colours[patch] == 2).all()  # skin + patch
-        assert (outside_colours[~patch] == 1).all()  # skin only: no patch on no-patch (incl. malignant) images
+        assert (outside_colours[~patch] == 1).all()  # skin only: no patch elsewhere (malignant included)
 
 
 def test_background_colour_comes_from_the_spurious_family(flat):
     for name in ("waterbirds-synth", "imagenet9-synth", "nico-synth"):
         b = flat[name]
         for split in b.splits.values():
-            corners = torch.stack([split.images[:, :, 0, 0], split.images[:, :, 0, -1], split.images[:, :, -1, 0],
-                                   split.images[:, :, -1, -1]], dim=1).numpy()
-            corner_masks = torch.stack([split.masks[:, 0, 0], split.masks[:, 0, -1], split.masks[:, -1, 0],
-                                        split.masks[:, -1, -1]], dim=1).numpy()
+            at = [(0, 0), (0, -1), (-1, 0), (-1, -1)]
+            corners = torch.stack([split.images[:, :, y, x] for y, x in at], dim=1).numpy()
+            corner_masks = torch.stack([split.masks[:, y, x] for y, x in at], dim=1).numpy()
             pick = np.argmin(corner_masks, axis=1)  # a corner the object does not cover
             assert not corner_masks[np.arange(len(pick)), pick].any()
             hsv = rgb_to_hsv(corners[np.arange(len(pick)), pick] / 255.0)
@@ -182,10 +183,12 @@ def _hair_brightness(split) -> np.ndarray:
 
 
 def test_hair_lightness_carries_the_celeba_label():
-    split = syn.make_benchmark("celeba-synth", "tiny", 2, difficulty={**FLAT, "distinctness": 1.0}).splits["train"]
+    knobs = {**FLAT, "distinctness": 1.0}
+    split = syn.make_benchmark("celeba-synth", "tiny", 2, difficulty=knobs).splits["train"]
     value, blond = _hair_brightness(split), split.labels.numpy() == 1
     assert value[blond].min() > value[~blond].max()  # distinctness 1: the hair alone separates the classes
-    split = syn.make_benchmark("celeba-synth", "tiny", 2, difficulty={**FLAT, "distinctness": 0.5}).splits["train"]
+    knobs = {**FLAT, "distinctness": 0.5}
+    split = syn.make_benchmark("celeba-synth", "tiny", 2, difficulty=knobs).splits["train"]
     value, blond = _hair_brightness(split), split.labels.numpy() == 1
     assert value[blond].min() < value[~blond].max()  # lower distinctness: the classes' hair colours overlap
 
@@ -229,7 +232,8 @@ def test_source_shapes_differ_in_area():
     u, v = syn._frame(size, half, half, np.full(1, 0.3, np.float32), np.zeros(1, np.float32))
     masks = np.stack([syn._SOURCE_SHAPES[k](u, v)[0] for k in syn.SOURCE_SHAPES])
     assert masks.reshape(10, -1).sum(axis=1).min() > 40
-    overlap = (masks[:, None] & masks[None]).sum(axis=(2, 3)) / (masks[:, None] | masks[None]).sum(axis=(2, 3))
+    both, either = masks[:, None] & masks[None], masks[:, None] | masks[None]
+    overlap = both.sum(axis=(2, 3)) / either.sum(axis=(2, 3))
     assert (overlap[~np.eye(10, dtype=bool)] < 0.9).all()
 
 
@@ -237,7 +241,7 @@ def test_source_shapes_differ_in_area():
     (lambda: syn.make_benchmark("nope", "tiny", 0), "unknown synthetic preset"),
     (lambda: syn.make_benchmark("waterbirds-synth", "huge", 0), "unknown scale"),
     (lambda: syn.make_benchmark("waterbirds-synth", "tiny", -1), "seed"),
-    (lambda: syn.make_benchmark("waterbirds-synth", "tiny", 0, difficulty={"spice": 1}), "unknown difficulty"),
+    (lambda: syn.make_benchmark("waterbirds-synth", "tiny", 0, {"spice": 1}), "unknown difficulty"),
     (lambda: syn.make_benchmark("waterbirds-synth", "tiny", 0, difficulty={"noise": -1}), "non-negative"),
     (lambda: syn.make_source_task(5, 32, 0), "at least one image per class"),
     (lambda: syn.make_source_task(100, 32, 0, num_classes=11), "num_classes"),
@@ -248,7 +252,8 @@ def test_bad_input_is_a_one_line_harness_error(call, message):
 
 
 def test_presets_listed_with_descriptions_and_frozen_knobs():
-    assert set(syn.PRESETS) == {"waterbirds-synth", "celeba-synth", "isic-synth", "nico-synth", "imagenet9-synth"}
+    names = {"waterbirds-synth", "celeba-synth", "isic-synth", "nico-synth", "imagenet9-synth"}
+    assert set(syn.PRESETS) == names
     assert all(isinstance(d, str) and d for d in syn.PRESETS.values())
     knobs = syn.preset_difficulty("waterbirds-synth")
     with pytest.raises(AttributeError):

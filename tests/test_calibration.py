@@ -1,0 +1,47 @@
+"""The calibration check's verdict and report, on hand-made records (the runs themselves are the runner's)."""
+from __future__ import annotations
+
+import pytest
+
+from harness.calibration import bar_chart, markdown_report, verdict
+
+
+def record(worst: float, avg: float, **extra_splits: tuple[float, float]) -> dict:
+    splits = {"test": (worst, avg), "val": (worst, avg), **extra_splits}
+    return {"metrics": {s: {"worst_group_acc": w, "avg_acc": a} for s, (w, a) in splits.items()},
+            "environment": {"device": "cpu", "torch": "x"}}
+
+
+def test_verdict_by_hand():
+    # gap 0.8 - 0.2 = 0.6; group-balanced wins back (0.53 - 0.2) / 0.6 = 55 %, GroupDRO (0.29 - 0.2) / 0.6 = 15 %
+    gap, recovered, ok = verdict({"erm": record(0.2, 0.8), "erm-gb": record(0.53, 0.85), "gdro": record(0.29, 0.8)})
+    assert gap == pytest.approx(0.6)
+    assert recovered == pytest.approx({"erm-gb": 0.55, "gdro": 0.15})
+    assert ok  # the better of the two fixes counts
+    # GroupDRO alone can calibrate a preset that balanced sampling does not
+    assert verdict({"erm": record(0.2, 0.8), "erm-gb": record(0.3, 0.8), "gdro": record(0.6, 0.8)})[2]
+    # no spurious gap (0.1 < 0.15), however much is "won back"
+    assert not verdict({"erm": record(0.7, 0.8), "erm-gb": record(0.8, 0.8)})[2]
+    # a gap nobody closes: the core feature is not learnable
+    assert not verdict({"erm": record(0.1, 0.9), "erm-gb": record(0.3, 0.9), "gdro": record(0.4, 0.9)})[2]
+
+
+def test_report_and_chart(tmp_path):
+    records = {
+        "waterbirds-synth": {"erm": record(0.04, 0.83), "erm-gb": record(0.92, 0.97), "gdro": record(0.9, 0.95)},
+        "imagenet9-synth": {"erm": record(0.16, 0.91, test_mixed_rand=(0.34, 0.51)),
+                            "erm-gb": record(0.2, 0.9, test_mixed_rand=(0.4, 0.6)),
+                            "gdro": record(0.25, 0.9, test_mixed_rand=(0.4, 0.6))},
+    }
+    text = markdown_report(records, "quick", "python -m harness.calibration")
+    lines = [line for line in text.splitlines() if line.startswith("| ")]
+    assert len(lines) == 1 + 3 + 6  # header, waterbirds' three test rows, imagenet9's test + mixed_rand rows
+    wb_erm = next(line for line in lines if "waterbirds-synth" in line and "| ERM " in line)
+    assert "| 4.0 " in wb_erm and "| 83.0 " in wb_erm and "| 79.0 " in wb_erm and "yes" in wb_erm
+    wb_gb = next(line for line in lines if "waterbirds-synth" in line and "group-balanced" in line)
+    assert "111%" in wb_gb  # (92 - 4) / 79
+    in9_erm = next(line for line in lines if "imagenet9-synth" in line and "| ERM " in line and "| test " in line)
+    assert "NO" in in9_erm  # 12 % and 12 % of a 75-point gap
+    assert "test_mixed_rand" in text and "`python -m harness.calibration`" in text
+    bar_chart(records, tmp_path / "c.png", "quick")
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
