@@ -182,33 +182,36 @@ def write_figures(records: Iterable[Record], out_dir: Path) -> list[Path]:
 def collect_run_figures(runs_dir: Path, out_dir: Path) -> list[Path]:
     """Copy the PNGs runs saved beside their records (``runs_dir/<run_id>/*.png``) into ``out_dir/runs/``.
 
+    One run per (dataset, method, arch, scale) is shown: the lowest seed at the main setting (SLIM at its
+    default budget and subset fraction); the other runs' figures stay beside their records.
     ``runs_dir`` is the folder of the ``<run_id>.json`` records; copies are named
     ``<dataset>_<method>_<arch>_seed<seed>_<run id prefix>_<original name>.png``.
     """
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise HarnessError(f"runs directory {runs_dir} does not exist")
-    dest = Path(out_dir) / "runs"
-    copied: list[Path] = []
+    shown: dict[tuple[str, ...], tuple[int, Path, dict]] = {}
     for record_path in sorted(runs_dir.glob("*.json")):
-        pngs = sorted((runs_dir / record_path.stem).glob("*.png"))
-        if not pngs:
+        if not any((runs_dir / record_path.stem).glob("*.png")):
             continue
         try:
             rec = json.loads(record_path.read_text())
         except json.JSONDecodeError as exc:
             raise HarnessError(f"run record {record_path} is not valid JSON: {exc}") from None
         rec = tables.check_records([rec])[0]
-        parts = (
-            rec["dataset"],
-            rec.get("method_label") or rec["method"],
-            rec["arch"],
-            f"seed{rec['seed']}",
-            record_path.stem[:8],
-        )
+        if not tables.is_main_setting(rec):
+            continue
+        cell = (rec["dataset"], rec.get("method_label") or rec["method"], rec["arch"], rec["scale"])
+        if cell not in shown or int(rec["seed"]) < shown[cell][0]:
+            shown[cell] = (int(rec["seed"]), record_path, rec)
+    dest = Path(out_dir) / "runs"
+    copied: list[Path] = []
+    for _, record_path, rec in sorted(shown.values(), key=lambda item: item[1]):
+        parts = (rec["dataset"], rec.get("method_label") or rec["method"], rec["arch"], f"seed{rec['seed']}",
+                 record_path.stem[:8])
         prefix = "_".join(tables.slug(str(p)) for p in parts)
         dest.mkdir(parents=True, exist_ok=True)
-        for png in pngs:
+        for png in sorted((runs_dir / record_path.stem).glob("*.png")):
             target = dest / f"{prefix}_{tables.slug(png.stem)}.png"
             shutil.copyfile(png, target)
             copied.append(target)

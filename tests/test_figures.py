@@ -92,6 +92,12 @@ def test_collect_run_figures(tmp_path):
     (runs / run_id / "attention_space.png").write_bytes(PNG_MAGIC + b"scatter")
     (runs / run_id / "notes.txt").write_text("not a figure")
     (runs / "fedcba9876543210.json").write_text(json.dumps(make_record("erm")))  # no figures
+    # not shown: a higher seed of the same cell, and a run of a budget sweep
+    for other_id, other in (("1111111111111111", make_record("slim-tr", seed=3)),
+                            ("2222222222222222", make_record("slim-tr", seed=0, budget=TR_BUDGET + 5))):
+        (runs / f"{other_id}.json").write_text(json.dumps(other))
+        (runs / other_id).mkdir()
+        (runs / other_id / "attention_space.png").write_bytes(PNG_MAGIC + b"other")
     copied = figures.collect_run_figures(runs, tmp_path / "out")
     assert [p.name for p in copied] == [
         "waterbirds-synth_slim-tr_resnet18_seed2_01234567_attention_space.png"

@@ -44,10 +44,30 @@ def test_summary_and_tolerance_by_hand():
     assert erm["worst_group_acc"]["std"] == pytest.approx(0.02)  # deviations -.02, .02, 0 -> sqrt(.0008 / 2)
     assert erm["avg_acc"]["std"] == pytest.approx(0.01)
     tol = tolerances(summary, sigmas=2.0, floor=0.01)
-    # worst: both cells have std .02 -> pooled .02 -> 2 * .02 / sqrt(3) = .0231; avg: stds .01 -> .0115
-    assert tol["worst_group_acc"] == pytest.approx(2 * 0.02 / math.sqrt(3), abs=1e-4)
-    assert tol["avg_acc"] == pytest.approx(2 * 0.01 / math.sqrt(3), abs=1e-4)
-    assert tolerances(summary, sigmas=2.0, floor=0.05) == {"worst_group_acc": 0.05, "avg_acc": 0.05}
+    # each method's cell: worst std .02 -> 2 * .02 / sqrt(3) = .0231; avg std .01 -> .0115
+    for method in ("erm", "slim-tr"):
+        assert tol[method]["worst_group_acc"] == pytest.approx(2 * 0.02 / math.sqrt(3), abs=1e-4)
+        assert tol[method]["avg_acc"] == pytest.approx(2 * 0.01 / math.sqrt(3), abs=1e-4)
+    assert tolerances(summary, sigmas=2.0, floor=0.05)["erm"] == {"worst_group_acc": 0.05, "avg_acc": 0.05}
+
+
+def test_tolerance_is_pooled_per_method_over_its_datasets():
+    # jtt: worst-group stds .02 (waterbirds) and .14 (isic, values .5 .7 .78 -> deviations -.16 .04 .12)
+    noisy = [record("jtt", s, w, 0.9, dataset="isic-synth") for s, w in ((0, 0.50), (1, 0.70), (2, 0.78))]
+    steady = [record("jtt", s, w, 0.9) for s, w in ((0, 0.60), (1, 0.64), (2, 0.62))]
+    tol = tolerances(summarize(GOOD + noisy + steady), sigmas=2.0, floor=0.01)
+    isic_std = math.sqrt((0.16 ** 2 + 0.04 ** 2 + 0.12 ** 2) / 2)
+    pooled = math.sqrt((0.02 ** 2 + isic_std ** 2) / 2)
+    assert tol["jtt"]["worst_group_acc"] == pytest.approx(2 * pooled / math.sqrt(3), abs=1e-4)
+    # ERM's tolerance is its own, not widened by JTT's noise; a constant metric gets the floor
+    assert tol["erm"]["worst_group_acc"] == pytest.approx(2 * 0.02 / math.sqrt(3), abs=1e-4)
+    assert tol["jtt"]["avg_acc"] == 0.01
+    # an ERM drop of 3 points fails even though it is well inside JTT's tolerance
+    baseline = baseline_of(GOOD + noisy + steady)
+    worse_erm = [record("erm", r["seed"], r["metrics"]["test"]["worst_group_acc"] - 0.03, 0.91)
+                 for r in GOOD[:3]]
+    bad = failures(compare(baseline, summarize(worse_erm + GOOD[3:] + noisy + steady)))
+    assert [(r.method, r.metric) for r in bad] == [("erm", "worst_group_acc")]
 
 
 def test_a_method_that_ignores_its_curated_subset_is_named():
@@ -80,7 +100,7 @@ def test_missing_or_foreign_baseline_fails_clearly(tmp_path):
     with pytest.raises(HarnessError, match="create one with `python -m harness regression --update-base"):
         load_baseline(tmp_path / "none.json")
     (tmp_path / "old.json").write_text(json.dumps({"cells": []}))
-    with pytest.raises(HarnessError, match="not a schema-1 baseline"):
+    with pytest.raises(HarnessError, match="not a schema-2 baseline"):
         load_baseline(tmp_path / "old.json")
 
 
@@ -111,6 +131,7 @@ def test_end_to_end_deterministic_then_a_broken_method_fails(tmp_path, monkeypat
     assert run_regression(update=True, **common) == 0
     baseline = json.loads(baseline_path.read_text())
     assert {"git_commit", "created", "environment", "tolerances", "tolerance_rule"} <= set(baseline)
+    assert set(baseline["tolerances"]) == {"erm"}
     assert baseline["cells"][0]["seeds"] == [0]
     lines.clear()
     assert run_regression(**common) == 0  # same code, same numbers
