@@ -41,6 +41,7 @@ class _Slim(Method):
     """The curation both variants share; subclasses set ``name``, ``attention_split`` and train."""
 
     attention_split: ClassVar[str]
+    title: ClassVar[str]  # the name its figures show
 
     def __init__(self, hparams: dict[str, Any], oracle: Oracle | None = None) -> None:
         super().__init__(hparams)
@@ -90,6 +91,14 @@ class _Slim(Method):
 
     def result(self, ctx: RunContext, model: torch.nn.Module, selection: dict[str, Any], curation: Curation,
                oracle: Oracle, **details: Any) -> MethodResult:
+        """The run's result; with figures on and test masks known, also ``cam_gallery.png``: f_r's worst
+        test group under f_r's and this model's attention (paper Table 5, left)."""
+        if self.hparams.get("figures", True) and ctx.benchmark.splits["test"].masks is not None:
+            from harness.gallery import save_cam_gallery
+
+            reference, _ = ctx.reference_model()
+            save_cam_gallery(ctx.run_dir / "cam_gallery.png", {"ERM (f_r)": reference, self.title: model},
+                             ctx.benchmark, ctx.device)
         return MethodResult(
             model=model, selection=selection,
             extra_training_fraction=len(curation.indices) / len(ctx.benchmark.splits["train"]),
@@ -119,6 +128,7 @@ class SlimTr(_Slim):
     """SLIM_Tr: ERM of a fresh model on the curated train subset."""
 
     name = "slim-tr"
+    title = "SLIM_Tr"
     attention_split = "train"
 
     def fit(self, ctx: RunContext) -> MethodResult:
@@ -134,6 +144,7 @@ class SlimVal(_Slim):
     """SLIM_Val: last-layer retraining of the reference model on the curated val subset."""
 
     name = "slim-val"
+    title = "SLIM_Val"
     attention_split = "val"
 
     def fit(self, ctx: RunContext) -> MethodResult:

@@ -73,6 +73,7 @@ def test_runs_end_to_end_through_the_runner(method, split, shared_cache, tmp_pat
     log = [json.loads(line) for line in (run_dir / "queries.jsonl").read_text().splitlines()]
     assert len(log) == budget and all(0 <= row["instance_id"] < size for row in log)
     assert (run_dir / "attention_space.png").stat().st_size > 0 and (run_dir / "elbow.png").exists()
+    assert (run_dir / "cam_gallery.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_no_stage_reads_group_labels(shared_cache, tmp_path):
