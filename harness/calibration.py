@@ -33,13 +33,14 @@ Record = dict[str, Any]  # a run record (harness/records.py)
 
 def run_calibration(presets: list[str], scale: str, out_dir: Path, *, seed: int = 0, device: str = "auto",
                     resume: bool = False, show_progress: bool = False) -> dict[str, dict[str, Record]]:
-    """Run both methods on every preset; returns {preset: {method label: run record}}.
+    """Run every method of ``METHODS`` on every preset; returns {preset: {method label: run record}}.
 
     Records go to ``out_dir/records-<scale>/runs``; with ``resume`` a run whose record is already there
     (same configuration, status ok) is not run again. Reference models are cached in a temporary folder.
     """
     import json
 
+    from harness.executors import record_status
     from harness.records import record_path
     from harness.runner import execute, make_config, run_id
 
@@ -49,10 +50,11 @@ def run_calibration(presets: list[str], scale: str, out_dir: Path, *, seed: int 
             for label, (method, overrides) in METHODS.items():
                 config = make_config(dataset=preset, method=method, seed=seed, scale=scale,
                                      overrides=overrides, device=device)
-                path = record_path(out_dir / f"records-{scale}", run_id(config))
-                if not (resume and path.is_file() and json.loads(path.read_text()).get("status") == "ok"):
-                    path = execute(config, out_dir / f"records-{scale}", cache_dir=Path(cache),
-                                   show_progress=show_progress)
+                runs, rid = out_dir / f"records-{scale}", run_id(config)
+                if resume and record_status(runs, rid) == "ok":
+                    path = record_path(runs, rid)
+                else:
+                    path = execute(config, runs, cache_dir=Path(cache), show_progress=show_progress)
                 records.setdefault(preset, {})[label] = json.loads(path.read_text())
                 print(f"{preset} {label}: {_summary(records[preset][label])}", flush=True)
     return records

@@ -21,14 +21,13 @@ from harness.errors import HarnessError
 PER_GROUP = 6
 
 
-def worst_group(model: nn.Module, split: Split, num_groups: int, device: torch.device | str) -> int:
+def worst_group(model: nn.Module, split: Split, group_names: list[str], device: torch.device | str) -> int:
     """The non-empty group on which ``model`` has the lowest accuracy (ties: the lowest id)."""
-    from harness.evaluation import predict_logits
+    from harness.evaluation import group_metrics, predict_logits
 
-    correct = (predict_logits(model, split, torch.device(device)).argmax(1) == split.labels).numpy()
-    groups = split.groups.numpy()
-    accuracy = [correct[groups == g].mean() if (groups == g).any() else np.inf for g in range(num_groups)]
-    return int(np.argmin(accuracy))
+    preds = predict_logits(model, split, torch.device(device)).argmax(1).numpy()
+    accuracy = group_metrics(preds, split.labels.numpy(), split.groups.numpy(), group_names)["group_acc"]
+    return group_names.index(min(accuracy, key=accuracy.get))
 
 
 def cam_gallery_figure(models: Mapping[str, nn.Module], split: Split, ids: np.ndarray,
@@ -70,7 +69,7 @@ def save_cam_gallery(path: Path, models: Mapping[str, nn.Module], benchmark: Ben
                      device: torch.device | str, *, split: str = "test", per_group: int = PER_GROUP) -> Path:
     """Draw the gallery of the first model's worst group on ``split`` into ``path`` (PNG)."""
     data = benchmark.splits[split]
-    group = worst_group(next(iter(models.values())), data, benchmark.num_groups, device)
+    group = worst_group(next(iter(models.values())), data, benchmark.group_names, device)
     ids = np.flatnonzero(data.groups.numpy() == group)[:per_group]
     names = " vs ".join(models)
     title = (f"{benchmark.name} {split}, group {benchmark.group_names[group]} (worst group of "

@@ -227,8 +227,8 @@ def expand(spec: SweepSpec, *, device: str = "auto",
             dataset=dataset, method=method, arch=arch, seed=seed, scale=spec.scale, data_seed=spec.data_seed,
             data_root=str(Path(source.root).expanduser().resolve()) if source else None,
             data_options=dict(source.options) if source else None,
+            image_size=source.image_size if source else None,
             overrides=_resolved_paths(overrides), device=device,
-            **({"image_size": source.image_size} if source and source.image_size else {}),
         )
         rid = run_id(config)
         if rid not in configs:

@@ -149,10 +149,10 @@ class SlimCurator:
                 notes.append(f"class {c}: screening kept no instance, so the class is kept unscreened")
         kept_rows = np.flatnonzero(keep)
         scopes = self._scopes(kept_rows, labels, int(size))
+        disentangler = Disentangler(k_range=(s["cluster_k_min"], s["cluster_k_max"]),
+                                    pca_dims=_none_or(s["cluster_pca_dims"]), random_state=rs)
         core, env, quotas, parts, repeats = {}, {}, {}, [], 0
         for scope, (rows, scope_size) in scopes.items():
-            disentangler = Disentangler(k_range=(s["cluster_k_min"], s["cluster_k_max"]),
-                                        pca_dims=_none_or(s["cluster_pca_dims"]), random_state=rs)
             disentangler.fit(fa[rows], fabar[rows])
             core[scope], env[scope] = disentangler.core_, disentangler.env_
             scope_quotas = allocate(core[scope].labels, core[scope].distances, env[scope].labels,

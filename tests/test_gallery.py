@@ -24,13 +24,14 @@ class Constant(nn.Module):
 
 
 def test_worst_group_is_the_least_accurate_non_empty_group():
-    split = make_toy_benchmark().splits["test"]
+    bench = make_toy_benchmark()
+    split, names = bench.splits["test"], bench.group_names
     # always "square": both plus groups (ids 2, 3) score 0, the lowest id wins the tie
-    assert worst_group(Constant(0), split, 4, "cpu") == 2
-    assert worst_group(Constant(1), split, 4, "cpu") == 0
+    assert worst_group(Constant(0), split, names, "cpu") == 2
+    assert worst_group(Constant(1), split, names, "cpu") == 0
     # an empty group is never the worst: without plus/green, always "square" is worst on plus/blue
     no_group_2 = split.subset(np.flatnonzero(split.groups.numpy() != 2))
-    assert worst_group(Constant(0), no_group_2, 4, "cpu") == 3
+    assert worst_group(Constant(0), no_group_2, names, "cpu") == 3
 
 
 def test_gallery_layout_and_scores(tmp_path):
