@@ -40,6 +40,7 @@ from harness.errors import HarnessError
 from harness.evaluation import autocast, to_float
 from harness.methods import RunContext
 from harness.progress import progress
+from simulated_oracle.aiou import ATTENTION_CORRECT
 
 TARGETS = ("label", "prediction")
 # grad-cam package methods selectable by name (method name -> class in pytorch_grad_cam).
@@ -361,7 +362,7 @@ def extract(model: nn.Module, split: Split, device: torch.device | str, *, targe
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in AttentionPass.FIELDS}
     starts = range(0, len(split), batch_size)
     for start in progress(starts, desc=f"attention ({method})", enabled=show_progress):
-        images = to_float(split.images[start:start + batch_size].to(device, non_blocking=True))
+        images = to_float(split.inputs[start:start + batch_size].to(device, non_blocking=True))
         labels = split.labels[start:start + batch_size].to(device)
         batch = extractor(images, labels, target=target)
         cams = minmax_normalize(batch.cams)
@@ -462,7 +463,18 @@ def attention_metrics(
         split = benchmark.splits[name]
         attention = extract(model, split, device, target="label", batch_size=batch_size,
                             show_progress=show_progress)
-        summary = attention_accuracy(split_aiou(attention, split.masks, delta), split.groups.numpy(),
-                                     benchmark.group_names)
-        results[name] = {"aiou_worst": summary["aiou_worst"], "aiou_avg": summary["aiou_avg"]}
+        scores = split_aiou(attention, split.masks, delta)
+        summary = attention_accuracy(scores, split.groups.numpy(), benchmark.group_names)
+        results[name] = {"aiou_worst": summary["aiou_worst"], "aiou_avg": summary["aiou_avg"],
+                         "group_aiou": summary["group_aiou"],
+                         "group_attention_correct": correct_shares(scores, split.groups.numpy(),
+                                                                   benchmark.group_names)}
     return results
+
+
+def correct_shares(scores: np.ndarray, groups: np.ndarray, group_names: list[str],
+                   threshold: float = ATTENTION_CORRECT) -> dict[str, float]:
+    """Per non-empty group, the share of instances whose AIoU reaches ``threshold``: attention the
+    simulated oracle calls correct (its default threshold)."""
+    return {name: float((scores[groups == g] >= threshold).mean())
+            for g, name in enumerate(group_names) if (groups == g).any()}

@@ -14,8 +14,9 @@ from harness.hparams_registry import SCALES, parse_override
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", required=True, help="a name from `python -m harness datasets`")
     p.add_argument("--method", required=True, help="erm, jtt, gdro, dfr, slim-tr or slim-val")
-    p.add_argument("--arch", default="resnet18",
-                   help="resnet18/34/50, vit_tiny/small/base (default resnet18)")
+    p.add_argument("--arch", default=None,
+                   help="efficientnet_lite0/1/2, resnet18/34/50, vit_tiny/small/base (default efficientnet_lite0; "
+                        "resnet50 on real data at --scale paper)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scale", choices=SCALES, default="tiny", help="synthetic preset size (default tiny)")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the generated data (synthetic presets)")
@@ -24,7 +25,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
                    help="dataset option, e.g. target=Blond_Hair (repeatable)")
     p.add_argument("--weights",
-                   help="local pretrained weights file (timm .safetensors/.pth) instead of the stand-in")
+                   help="local pretrained weights file (timm .safetensors or weights-only .pth); "
+                        "without it: --set pretrained=imagenet|standin|none")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override a hyperparameter, e.g. --set epochs=5 (repeatable)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
@@ -123,13 +125,17 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
+    """Recompute the grid into a fresh folder (never results/), draw tables and figures, compare every table
+    cell with the committed results, and with ``--update-results`` replace results/reproduce with it."""
     import time
 
     from harness.figures import collect_run_figures, write_figures
+    from harness.reproduction import COMMITTED, append_comparison, check_out_dir, update_results
     from harness.sweeps import stage_report, sweep_records, write_reproduction_readme
     from harness.tables import write_tables
 
     started = time.monotonic()
+    check_out_dir(args.out)
     if args.jobs is None and args.executor == "local" and _on_cpu(args.device):
         args.jobs = os.cpu_count() or 1  # one single-threaded run per core
     spec, out_dir, outcome = _sweep(args, args.config, args.out)
@@ -147,8 +153,12 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         wall_seconds=time.monotonic() - started, command=args.command_line,
         device=args.device, outputs=tables + figures,
     )
+    summary = append_comparison(readme, records, COMMITTED)
     print(f"stage times (tables and figures included):\n{stage_report(stage_seconds)}")
+    print(summary)
     print(f"reproduction written to {out_dir} (summary: {readme})")
+    if args.update_results:
+        print(f"results/ rewritten: {update_results(out_dir, COMMITTED)}")
     return _sweep_exit(outcome)
 
 
@@ -227,7 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     reproduce = sub.add_parser("reproduce", help="run a sweep, then write its tables, figures and README")
     reproduce.add_argument("--config", default="quick", help="sweep file or shipped config (default quick)")
-    _add_sweep_options(reproduce, "results/reproduce", cpu_jobs="one per core")
+    _add_sweep_options(reproduce, "out/reproduce", cpu_jobs="one per core")
+    reproduce.add_argument("--update-results", action="store_true",
+                           help="replace results/reproduce with this reproduction (on purpose only)")
     reproduce.set_defaults(func=_cmd_reproduce)
 
     for name, what in (("tables", "paper-style result tables"), ("figures", "sweep plots and run figures")):

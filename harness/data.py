@@ -24,12 +24,13 @@ class Split:
     spurious: torch.Tensor  # int64 (N,) spurious attribute (place, patch, context, ...)
     groups: torch.Tensor  # int64 (N,) group ids
     masks: torch.Tensor | None = None  # bool (N, H, W) core-object masks, if known
+    stem: torch.Tensor | None = None  # (N, ...) cached frozen-stem activations (``finetune='upper'``)
 
     def __post_init__(self) -> None:
         n = len(self.labels)
         if self.images.dtype != torch.uint8 or self.images.ndim != 4 or self.images.shape[1] != 3:
             raise HarnessError(f"images must be uint8 (N, 3, H, W), got {self.images.dtype} {tuple(self.images.shape)}")
-        for name in ("images", "spurious", "groups"):
+        for name in ("images", "spurious", "groups") + (("stem",) if self.stem is not None else ()):
             if len(getattr(self, name)) != n:
                 raise HarnessError(f"split field {name!r} has {len(getattr(self, name))} rows, labels has {n}")
         if self.masks is not None:
@@ -46,6 +47,11 @@ class Split:
     def image_size(self) -> int:
         return int(self.images.shape[-1])
 
+    @property
+    def inputs(self) -> torch.Tensor:
+        """What a model of this split is fed: the cached stem activations if there are any, else the images."""
+        return self.images if self.stem is None else self.stem
+
     def subset(self, indices: np.ndarray | torch.Tensor) -> Split:
         """A new split with the rows at ``indices`` (repeats allowed)."""
         idx = torch.as_tensor(np.asarray(indices), dtype=torch.long)
@@ -55,6 +61,7 @@ class Split:
             spurious=self.spurious[idx],
             groups=self.groups[idx],
             masks=None if self.masks is None else self.masks[idx],
+            stem=None if self.stem is None else self.stem[idx],
         )
 
     def group_counts(self, n_groups: int) -> np.ndarray:

@@ -40,7 +40,7 @@ def load_benchmark(
     scale: str,
     data_seed: int = 0,
     data_root: str | Path | None = None,
-    image_size: int | None = None,
+    image_size: int | None = None,  # synthetic: the scale's size unless given; real: 224 unless given
     options: dict[str, str] | None = None,
     cache_dir: Path | None = None,
     show_progress: bool = True,
@@ -54,7 +54,7 @@ def load_benchmark(
 
         if data_root is not None:
             raise HarnessError(f"{name} is generated; --data-root is for the real datasets")
-        return make_benchmark(name, scale, data_seed)
+        return make_benchmark(name, scale, data_seed, image_size=image_size)
     from harness.cache import default_cache_root
     from harness.real_datasets import load_real
 

@@ -17,16 +17,19 @@ def predict_logits(model: nn.Module, split: Split, device: torch.device, batch_s
     model.eval()
     out = []
     for start in range(0, len(split), batch_size):
-        images = split.images[start:start + batch_size].to(device, non_blocking=True)
+        images = split.inputs[start:start + batch_size].to(device, non_blocking=True)
         with autocast(device):
             out.append(model(to_float(images)).float().cpu())
     return torch.cat(out) if out else torch.empty(0)
 
 
-def to_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, 3, H, W) -> float in [0, 1], channels-last on the GPU."""
-    x = images.float().div_(255)
-    return x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x
+def to_float(inputs: torch.Tensor) -> torch.Tensor:
+    """Model inputs as float32: uint8 images (B, 3, H, W) -> [0, 1]; cached stem activations as they are.
+    4-d inputs are channels-last on the GPU."""
+    x = inputs.float()
+    if inputs.dtype == torch.uint8:
+        x = x.div_(255)
+    return x.contiguous(memory_format=torch.channels_last) if x.is_cuda and x.ndim == 4 else x
 
 
 def autocast(device: torch.device):

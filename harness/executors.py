@@ -128,15 +128,17 @@ class Executor(Protocol):
 
 
 def image_size(config: dict[str, Any]) -> int:
-    """Input size of a run's images as the runner loads them (synthetic: per scale; real: 224 px unless
-    the config sets ``image_size``)."""
+    """Size of a run's images as the runner loads them: the config's ``image_size`` if set, else the
+    scale's for the synthetic presets and 224 px for real datasets."""
     from harness.datasets import is_synthetic
 
+    if config.get("image_size"):
+        return int(config["image_size"])
     if is_synthetic(config["dataset"]):
         from harness.synthetic import IMAGE_SIZE
 
         return IMAGE_SIZE[config["scale"]]
-    return int(config.get("image_size") or 224)
+    return 224
 
 
 class LocalExecutor:
@@ -174,7 +176,7 @@ class LocalExecutor:
 
     def prepare(self, configs: list[dict[str, Any]]) -> None:
         """Train the pretrained stand-ins the runs need, once each (machine-wide cache)."""
-        from harness.pretrain import standin_weights
+        from harness.pretrain import resolve_input_size, standin_weights
         from harness.runner import resolve_device
 
         done = set()
@@ -182,7 +184,8 @@ class LocalExecutor:
             hp = config["hparams"]
             if hp.get("pretrained", "standin") != "standin":
                 continue
-            arch, size = config["arch"], image_size(config)
+            arch = config["arch"]
+            size = resolve_input_size(hp.get("input_size", "auto"), arch, image_size(config))
             key = (arch, size, hp.get("width", 1.0), hp.get("depth"))
             if key not in done:
                 done.add(key)

@@ -18,7 +18,7 @@ def penultimate_features(model: nn.Module, split: Split, device: torch.device, b
     model.eval().to(device)
     out = []
     for start in range(0, len(split), batch_size):
-        images = split.images[start:start + batch_size].to(device, non_blocking=True)
+        images = split.inputs[start:start + batch_size].to(device, non_blocking=True)
         with autocast(device):
             out.append(model.features(to_float(images)).float().cpu())
     return torch.cat(out)

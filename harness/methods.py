@@ -20,9 +20,12 @@ from harness.datasets import dataset_fingerprint
 from harness.errors import HarnessError
 from harness.hparams_registry import default_hparams
 from harness.models import Network, create_model
+from harness.pretrain import resolve_input_size, resolve_weights
+from harness.stem_cache import with_stem_inputs
 from harness.training import SELECTIONS, FitResult, Objective, TrainHparams, fit
+from harness.weights import Weights
 
-MODEL_KEYS = ("width", "depth", "pretrained")
+MODEL_KEYS = ("width", "depth", "pretrained", "finetune", "input_size")
 TRAIN_KEYS = tuple(TrainHparams.__dataclass_fields__)
 
 
@@ -47,28 +50,52 @@ class RunContext:
     cache: ArtifactCache
     run_dir: Path  # files a method saves beside its record (figures, query logs)
     show_progress: bool = True
+    _weights: Weights | None = field(default=None, repr=False)
 
     # ---- models ---------------------------------------------------------------------------------
-    def pretrained_file(self) -> Path | None:
-        """The starting weights: the synthetic stand-in, none, or a user's local file (``--weights``)."""
-        choice = self.hparams.get("pretrained", "standin")
-        if choice == "none":
-            return None
-        if choice == "standin":
-            from harness.pretrain import standin_weights
+    def weights(self) -> Weights:
+        """The starting weights (``pretrained``: imagenet, standin, none or a file; see harness.weights)."""
+        if self._weights is None:
+            self._weights = resolve_weights(
+                self.hparams.get("pretrained", "standin"), self.arch, self.input_size, width=self.width,
+                depth=self.hparams.get("depth"), device=self.device, show_progress=self.show_progress)
+        return self._weights
 
-            return standin_weights(self.arch, self.benchmark.image_size, width=self.hparams.get("width", 1.0),
-                                   depth=self.hparams.get("depth"), device=self.device,
-                                   show_progress=self.show_progress)
-        return Path(choice)
+    @property
+    def width(self) -> float:
+        return self.hparams.get("width", 1.0)
+
+    @property
+    def input_size(self) -> int:
+        """The size the backbone sees (``input_size='auto'``: 128 px for EfficientNets below that)."""
+        return resolve_input_size(self.hparams.get("input_size", "auto"), self.arch, self.benchmark.image_size)
+
+    @property
+    def finetune(self) -> str:
+        return self.hparams.get("finetune", "full")
+
+    def _create(self, weights: Weights | None) -> Network:
+        return create_model(self.arch, self.benchmark.num_classes, self.benchmark.image_size, width=self.width,
+                            depth=self.hparams.get("depth"), weights=weights, input_size=self.input_size,
+                            inputs="stem" if self.finetune == "upper" else "images")
 
     def new_model(self) -> Network:
         """A fresh model from the starting weights; the new head is initialised from the run's seed."""
-        path = self.pretrained_file()
+        weights = self.weights()
         torch.manual_seed(self.seed)
-        return create_model(self.arch, self.benchmark.num_classes, self.benchmark.image_size,
-                            width=self.hparams.get("width", 1.0), depth=self.hparams.get("depth"),
-                            pretrained_file=path)
+        return self._create(weights)
+
+    def use_stem_cache(self) -> None:
+        """``finetune='upper'``: give every split the frozen stem's output (computed once, cached)."""
+        if self.finetune != "upper" or self.benchmark.splits["train"].stem is not None:
+            return
+        encoder = create_model(self.arch, self.benchmark.num_classes, self.benchmark.image_size,
+                               width=self.width, depth=self.hparams.get("depth"), weights=self.weights(),
+                               input_size=self.input_size)
+        key = dict(data=dataset_fingerprint(self.benchmark), arch=self.arch, width=self.width,
+                   depth=self.hparams.get("depth"), input_size=self.input_size, weights=self.weights().describe())
+        self.benchmark = with_stem_inputs(self.benchmark, encoder, self.cache, key, self.device,
+                                          show_progress=self.show_progress)
 
     def train(self, model: nn.Module, hp: dict[str, Any], *, split: str = "train", indices=None,
               objective: Objective | None = None, desc: str = "train", seed: int | None = None) -> FitResult:
@@ -86,7 +113,7 @@ class RunContext:
 
     def reference_key(self) -> dict[str, Any]:
         return dict(data=dataset_fingerprint(self.benchmark), arch=self.arch, seed=self.seed,
-                    hparams=self.reference_hparams())
+                    hparams=self.reference_hparams(), weights=self.weights().describe()["sha256"])
 
     def reference_model(self) -> tuple[Network, dict[str, Any]]:
         """The ERM reference model f_r of (dataset, arch, seed), trained once and cached.
@@ -108,8 +135,7 @@ class RunContext:
 
     def load_model(self, path: Path) -> tuple[Network, dict[str, Any]]:
         state, meta = load_tensors(path)
-        model = create_model(self.arch, self.benchmark.num_classes, self.benchmark.image_size,
-                             width=self.hparams.get("width", 1.0), depth=self.hparams.get("depth"))
+        model = self._create(None)
         model.load_state_dict(state)
         return model.to(self.device).eval(), meta.get("selection", {})
 

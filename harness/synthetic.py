@@ -753,17 +753,20 @@ def split_sizes(name: str, scale: str) -> dict[str, np.ndarray]:
     return sizes
 
 
-def make_benchmark(name: str, scale: str, seed: int,
-                   difficulty: Mapping[str, Any] | None = None) -> Benchmark:
-    """Draw preset ``name`` at ``scale``; the same (name, scale, seed, difficulty) gives the same bytes.
+def make_benchmark(name: str, scale: str, seed: int, difficulty: Mapping[str, Any] | None = None,
+                   image_size: int | None = None) -> Benchmark:
+    """Draw preset ``name`` at ``scale``; the same (name, scale, seed, difficulty, size) gives the same bytes.
 
-    ``difficulty`` optionally overrides some of the preset's knobs (calibration and tests).
+    ``difficulty`` optionally overrides some of the preset's knobs (calibration and tests); ``image_size``
+    renders at another size than the scale's (``IMAGE_SIZE``), e.g. 32 px for the stand-in ResNet grids.
     """
     preset = _preset(name)
     _check_seed(seed)
     counts = split_sizes(name, scale)
     knobs = _with_overrides(preset.difficulty, difficulty)
-    size = IMAGE_SIZE[scale]
+    size = IMAGE_SIZE[scale] if image_size is None else int(image_size)
+    if size < 16:
+        raise HarnessError(f"synthetic presets render at 16 px or more, got --image-size {size}")
     splits = {
         split: _make_split(preset, group_counts, size, knobs,
                            np.random.SeedSequence([int(seed), _crc(name), _crc(scale), _crc(split)]))

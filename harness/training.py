@@ -127,7 +127,7 @@ def fit(
         for start in range(0, len(order), hp.batch_size):
             batch = torch.from_numpy(order[start:start + hp.batch_size]).to(device)
             x = to_float(images[batch])
-            if hp.augment:
+            if hp.augment and images.dtype == torch.uint8:  # cached stem activations are not augmented
                 x = augment(x, gen)
             with autocast(device):
                 logits = forward(x)
@@ -203,7 +203,7 @@ def _optimizer(params: list[nn.Parameter], hp: TrainHparams) -> torch.optim.Opti
 
 def _on_device(split: Split, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The split's tensors on ``device``: images go to the GPU whole when they fit in a third of its memory."""
-    images = split.images
+    images = split.inputs
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         if images.numel() < free / 3:

@@ -15,6 +15,7 @@ import numpy as np
 from harness.errors import HarnessError
 
 DEFAULT_DELTA = 0.8
+ATTENTION_CORRECT = 0.5  # AIoU from which attention counts as correct (the simulated oracle's default threshold)
 RANGE_TOLERANCE = 1e-6  # attention may leave [0, 1] by this much (float rounding of a min-max scaling)
 
 

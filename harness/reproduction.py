@@ -1,0 +1,67 @@
+"""What makes ``python -m harness reproduce`` a reproduction: it recomputes into a folder of its own (never
+the committed ``results/reproduce``, whose records would otherwise count as finished runs), ends with a
+comparison of every table cell against the committed results, and replaces them only when asked
+(``--update-results``)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from harness.comparison import compare, markdown
+from harness.errors import HarnessError
+
+COMMITTED = Path("results/reproduce")
+COPIED = ("README.md", "sweep.json", "tables", "figures", "runs")
+
+
+def check_out_dir(out_dir: Path | None) -> None:
+    """Refuse an output folder inside the committed results: their records are references, not a cache."""
+    if out_dir is None:
+        return
+    resolved, results = Path(out_dir).resolve(), COMMITTED.parent.resolve()
+    if resolved == results or results in resolved.parents:
+        raise HarnessError(f"--out {out_dir} lies in {COMMITTED.parent}/: a reproduction recomputes into its "
+                           "own folder (default out/reproduce); --update-results copies it there afterwards")
+
+
+def committed_records(folder: Path) -> list[dict[str, Any]]:
+    runs = Path(folder) / "runs"
+    records = []
+    for path in sorted(runs.glob("*.json")) if runs.is_dir() else []:
+        record = json.loads(path.read_text())
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def append_comparison(readme: Path, records: list[dict[str, Any]], committed: Path) -> str:
+    """Append the cell-by-cell comparison with ``committed`` to the reproduction's README; return its last line."""
+    old = committed_records(committed)
+    if not old:
+        text = f"No committed results in {committed}/ to compare with."
+    else:
+        text = markdown(compare(old, records))
+    with open(readme, "a") as handle:
+        handle.write(f"\n## Against the committed results ({committed}/)\n\n"
+                     "Test accuracy in %, mean ± std over seeds; 'within noise' means the two means differ by "
+                     "at most two standard errors of their difference (at least half a point).\n\n"
+                     f"{text}\n")
+    return text.splitlines()[-1]
+
+
+def update_results(out_dir: Path, committed: Path) -> Path:
+    """Replace ``committed`` with the reproduction's README, sweep summary, tables, figures and records."""
+    committed.mkdir(parents=True, exist_ok=True)
+    for name in COPIED:
+        source, target = Path(out_dir) / name, committed / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("*.log", "*.lock", ".*"))
+        elif source.exists():
+            shutil.copy2(source, target)
+    return committed

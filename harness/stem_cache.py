@@ -1,0 +1,51 @@
+"""The ``upper`` fine-tuning protocol's input cache: the frozen stem's output, computed once per image.
+
+With ``finetune='upper'`` every method trains the same part of the network (the target layer's block and
+the linear head) on top of a frozen ImageNet stem, as DFR caches penultimate features. The stem's output
+for every image of every split is computed once per (data, architecture, weights, input size), stored as
+float16 safetensors in the run's artifact cache and shared by every method and seed that starts from the
+same weights. Models of this protocol take those activations as their input (``Network(inputs='stem')``).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness.cache import ArtifactCache, load_tensors, save_tensors
+from harness.data import Benchmark, Split
+from harness.evaluation import autocast, to_float
+from harness.models import Network
+from harness.progress import progress
+
+STORAGE = torch.float16
+
+
+@torch.no_grad()
+def encode_split(model: Network, split: Split, device: torch.device, *, batch_size: int = 128,
+                 desc: str = "stem", show_progress: bool = True) -> torch.Tensor:
+    """(N, ...) stem activations of every image of ``split``, in order, as float16 on the CPU."""
+    model.eval().to(device)
+    out = []
+    for start in progress(range(0, len(split), batch_size), desc=desc, enabled=show_progress):
+        images = split.images[start:start + batch_size].to(device, non_blocking=True)
+        with autocast(device):
+            out.append(model.encode(to_float(images)).to(STORAGE).cpu())
+    return torch.cat(out)
+
+
+def with_stem_inputs(benchmark: Benchmark, model: Network, cache: ArtifactCache, key: dict[str, Any],
+                     device: torch.device, *, show_progress: bool = True) -> Benchmark:
+    """A copy of ``benchmark`` whose splits also carry the frozen stem's output of ``model``, cached by
+    ``key`` (which must identify the data, the architecture and the starting weights) and split name."""
+    splits = {}
+    for name, split in benchmark.splits.items():
+        def compute(path: Path, split: Split = split, name: str = name) -> None:
+            stem = encode_split(model, split, device, desc=f"frozen stem ({name})", show_progress=show_progress)
+            save_tensors(path, {"stem": stem})
+
+        path = cache.get_or_create("stem", dict(key, split=name, storage=str(STORAGE)), "safetensors", compute)
+        splits[name] = replace(split, stem=load_tensors(path)[0]["stem"])
+    return replace(benchmark, splits=splits)
