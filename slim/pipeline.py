@@ -122,6 +122,7 @@ class Curation:
     kept_share: dict[int, float]
     core: dict[str, Clustering]  # per scope ("all", or "class k"): clusters of the kept instances
     env: dict[str, Clustering]
+    scope_rows: dict[str, np.ndarray]  # per scope: the rows of the split its clusterings describe
     quotas: dict[tuple[str, int, int], int]  # (scope, core cluster, env cluster) -> rows
     indices: np.ndarray  # rows of the split forming the curated subset (repeats allowed)
     repeats: int
@@ -258,7 +259,8 @@ class SlimCurator:
             embedding=embedding, space_mode=dict(space_mode or {}), settings=dict(s), budgets=sampler.budgets_,
             query_ids=sampler.query_ids_, answers=answers, scores=scores, spread_status=spreading.status_,
             unreached=spreading.unreached_, unreached_scores=spreading.priors_, keep=keep,
-            cutoffs=screening.cutoffs_, kept_share=kept_share, core=core, env=env, quotas=quotas,
+            cutoffs=screening.cutoffs_, kept_share=kept_share, core=core, env=env,
+            scope_rows={scope: rows for scope, (rows, _) in scopes.items()}, quotas=quotas,
             indices=indices, repeats=repeats,
             subset_classes={int(c): int(n) for c, n in zip(classes, counts, strict=True)},
             warnings=notes,
