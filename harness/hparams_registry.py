@@ -31,6 +31,16 @@ _PAPER_SPLIT_SIZES = {
 SLIM_TR_MIN_EPOCHS = 50
 
 
+MIN_QUERIES_PER_CLASS = 2  # a budget drawn from a share asks at least this many per class
+
+
+def budget_from_share(share: float, split_size: int, num_classes: int) -> int:
+    """SLIM's attention budget as ``share`` of a split: rounded, at least MIN_QUERIES_PER_CLASS per class."""
+    if not 0 < share <= 1:
+        raise HarnessError(f"budget_share must be in (0, 1], got {share}")
+    return max(MIN_QUERIES_PER_CLASS * num_classes, round(share * split_size))
+
+
 def slim_shares(method: str, dataset: str) -> tuple[float, float]:
     """(share of the split annotated, curated subset fraction) of paper Table 4 for ``dataset`` (datasets
     the paper has not use Waterbirds'): e.g. SLIM_Tr on Waterbirds 120 / 4795 = 2.5 % and 0.1."""

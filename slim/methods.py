@@ -33,6 +33,7 @@ from harness.attention import cached_attention
 from harness.cache import load_tensors, save_tensors
 from harness.errors import HarnessError
 from harness.features import reference_features
+from harness.hparams_registry import budget_from_share
 from harness.last_layer import fit_logistic, head_from, with_head
 from harness.methods import Method, MethodResult, RunContext, register
 from harness.records import atomic_write_bytes
@@ -43,20 +44,17 @@ from slim.diagnostics import stage_diagnostics
 from slim.pipeline import ABLATIONS, Curation, SlimCurator, Truth, make_space, settings_from
 
 ATTENTION_METHOD, ATTENTION_TARGET = "gradcam", "label"  # GradCAM for the true class, as the authors do
-MIN_QUERIES_PER_CLASS = 2  # a budget drawn from a share asks at least this many per class
 TRUTH_BATCH = 512  # instances whose noise-free answers are computed at once
 
 
 def resolve_budget(hparams: dict[str, Any], labels: np.ndarray) -> tuple[int, dict[str, Any]]:
     """The attention budget of a run and how it came about: ``budget`` when set, else ``budget_share`` of
-    the split (rounded, at least MIN_QUERIES_PER_CLASS per class)."""
+    the split (:func:`harness.hparams_registry.budget_from_share`)."""
     n, classes = len(labels), len(np.unique(labels))
     if hparams.get("budget") is not None:
         return int(hparams["budget"]), {"rule": "budget", "budget": int(hparams["budget"]), "split_size": n}
     share = float(hparams["budget_share"])
-    if not 0 < share <= 1:
-        raise HarnessError(f"budget_share must be in (0, 1], got {share}")
-    budget = max(MIN_QUERIES_PER_CLASS * classes, round(share * n))
+    budget = budget_from_share(share, n, classes)
     return budget, {"rule": "budget_share", "share": share, "split_size": n, "budget": budget}
 
 
