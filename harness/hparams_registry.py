@@ -133,7 +133,7 @@ def default_hparams(method: str, dataset: str, scale: str) -> dict[str, Any]:
             budget = _SLIM_PAPER[paper_dataset(dataset)][0 if method == "slim-tr" else 1][0]
         from slim.pipeline import DEFAULT_SETTINGS  # the pipeline's stage settings live beside their code
 
-        hp.update(DEFAULT_SETTINGS, budget=budget, budget_share=share, subset_frac=frac, figures=True)
+        hp.update(DEFAULT_SETTINGS, budget=budget, budget_share=share, subset_frac=frac, figures=True, figure4=True)
         if method == "slim-tr":  # selection reads class labels only; a training budget in steps (see above)
             hp.update(selection="val_class_balanced_acc", slim_tr_steps="match_erm",
                       slim_tr_min_epochs=SLIM_TR_MIN_EPOCHS)

@@ -130,6 +130,8 @@ class _Slim(Method):
             from slim.plots import save_figures
 
             save_figures(ctx.run_dir, curation, split.groups.numpy(), ctx.benchmark.group_names)
+            if self.hparams.get("figure4", True):
+                save_figure4(ctx, name, attention, embedding, settings)
         details: dict[str, Any] = {"budget_rule": budget_rule, "oracle_seed": seed}
         if truth is not None:
             details["diagnostics"] = stage_diagnostics(curation, oracle.log, truth.correct, labels,
@@ -155,13 +157,15 @@ class _Slim(Method):
         )
 
 
-def cached_space(ctx: RunContext, split: str, fa: np.ndarray,
-                 settings: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
-    """The attention space of ``split`` (stage 1), cached on the attention pass's identity and the UMAP
-    settings; returns the embedding and what ran (``AttentionSpace.mode_``)."""
+def cached_space(ctx: RunContext, split: str, fa: np.ndarray, settings: dict[str, Any],
+                 features: str = "fa") -> tuple[np.ndarray, dict[str, Any]]:
+    """The attention space of ``split`` (stage 1), cached on the attention pass's identity, the UMAP
+    settings and which ``features`` of the pass were projected ("fa", or "pooled" for Fig. 4's original
+    feature space); returns the embedding and what ran (``AttentionSpace.mode_``)."""
     space = make_space(settings, ctx.seed)
     key = dict(reference=ctx.reference_key(), split=split, attention=ATTENTION_METHOD,
-               target=ATTENTION_TARGET, device=torch.device(ctx.device).type, space=space.params())
+               target=ATTENTION_TARGET, device=torch.device(ctx.device).type, space=space.params(),
+               features=features)
 
     def compute(path: Path) -> None:
         embedding = space.fit_transform(fa)
@@ -169,6 +173,23 @@ def cached_space(ctx: RunContext, split: str, fa: np.ndarray,
 
     tensors, mode = load_tensors(ctx.cache.get_or_create("attention_space", key, "safetensors", compute))
     return tensors["embedding"].numpy(), mode
+
+
+def save_figure4(ctx: RunContext, split: str, attention: Any, embedding: np.ndarray,
+                 settings: dict[str, Any]) -> None:
+    """Paper Fig. 4 for this run's split: neighbour consistency of the attention maps and the features
+    under k-means of the original feature space (UMAP of the pooled features F) and of the attention space;
+    ``figure4.png`` and its numbers ``figure4.json`` beside the record (``python -m harness figure4``
+    averages them over runs)."""
+    from slim.analysis import FIG4_FILE, FIG4_KS, consistency_curves
+
+    pooled = attention.pooled.numpy()
+    original, _ = cached_space(ctx, split, pooled, settings, features="pooled")
+    curves = consistency_curves({"original feature space": original, "attention space": embedding},
+                                {"attention": attention.cams.numpy(), "features": pooled}, FIG4_KS,
+                                random_state=ctx.seed)
+    curves.figure(title=f"Fig. 4: {ctx.benchmark.name} {split}").savefig(ctx.run_dir / "figure4.png", dpi=110)
+    atomic_write_bytes(ctx.run_dir / FIG4_FILE, json.dumps(curves.to_json()).encode())
 
 
 @register
