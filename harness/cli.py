@@ -127,8 +127,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
     from harness.figures import collect_run_figures, write_figures
     from harness.sweeps import stage_report, sweep_records, write_reproduction_readme
-    from slim.analysis import write_figure4
     from harness.tables import write_tables
+    from slim.analysis import write_figure4
 
     started = time.monotonic()
     if args.jobs is None and args.executor == "local" and _on_cpu(args.device):

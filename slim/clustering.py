@@ -16,6 +16,7 @@ from threadpoolctl import threadpool_limits
 
 from harness.errors import HarnessError
 
+
 def kmeans(points: np.ndarray, k: int, *, n_init: int, random_state: int) -> KMeans:
     """scikit-learn k-means, on one OpenMP thread: its result then does not depend on the machine's thread
     count (and on small problems one thread is also the fastest)."""

@@ -59,9 +59,10 @@ def allocate(core_labels: np.ndarray, core_dist: np.ndarray, env_labels: np.ndar
     - eq. (6): n(c_i, e_j) = n(c_i) * w(c_i, e_j) / sum over the non-empty subgroups of c_i, rounded by
       largest remainder to sum to n(c_i).
 
-    ``statistic="mean"`` follows the paper; ``"median"`` is what the authors' code uses. Every combination of a present core and a present
-    environment cluster is returned; empty combinations get 0. Where every weight at a level is 0 (all
-    members sit on their centres) that level is split equally. Ties in rounding go to the lower cluster id.
+    ``statistic="mean"`` follows the paper; ``"median"`` is what the authors' code uses. Every combination
+    of a present core and a present environment cluster is returned; empty combinations get 0. Where every
+    weight at a level is 0 (all members sit on their centres) that level is split equally. Ties in rounding
+    go to the lower cluster id.
     """
     core_labels, env_labels = np.asarray(core_labels), np.asarray(env_labels)
     core_dist, env_dist = np.asarray(core_dist, dtype=float), np.asarray(env_dist, dtype=float)
