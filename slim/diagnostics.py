@@ -69,10 +69,12 @@ def group_shares(rows: np.ndarray, groups: np.ndarray, num_groups: int) -> list[
 
 
 def stage_diagnostics(curation: Curation, log: Sequence[QueryLogEntry], correct: np.ndarray,
-                      labels: np.ndarray, spurious: np.ndarray, groups: np.ndarray,
-                      num_groups: int) -> dict[str, Any]:
-    """Every stage against ground truth (see the module docstring); JSON-ready."""
+                      labels: np.ndarray, spurious: np.ndarray, groups: np.ndarray, num_groups: int,
+                      empty: np.ndarray | None = None) -> dict[str, Any]:
+    """Every stage against ground truth (see the module docstring); JSON-ready. ``empty`` marks the split's
+    all-zero maps (the oracle answers them "not sure"): counted, and left out of ``base_rate_nonempty``."""
     correct, labels = np.asarray(correct, dtype=bool), np.asarray(labels)
+    empty = np.zeros(len(correct), dtype=bool) if empty is None else np.asarray(empty, dtype=bool)
     spurious, groups = np.asarray(spurious), np.asarray(groups)
     base_rate = float(correct.mean())
     answered = [e for e in log if e.answer is not Answer.NOT_SURE]
@@ -94,6 +96,8 @@ def stage_diagnostics(curation: Curation, log: Sequence[QueryLogEntry], correct:
                                    if answered else None),
             "true_yes_share_queried": float(correct[[e.instance_id for e in log]].mean()) if log else None,
             "base_rate": base_rate,
+            "empty_maps": int(empty.sum()),
+            "base_rate_nonempty": float(correct[~empty].mean()) if (~empty).any() else None,
         },
         "expansion": {
             "auroc": auroc(curation.scores, correct),

@@ -136,7 +136,8 @@ class _Slim(Method):
         if truth is not None:
             details["diagnostics"] = stage_diagnostics(curation, oracle.log, truth.correct, labels,
                                                        split.spurious.numpy(), truth.groups,
-                                                       ctx.benchmark.num_groups)
+                                                       ctx.benchmark.num_groups,
+                                                       empty=~attention.cams.flatten(1).any(1).numpy())
         return curation, oracle, details
 
     def result(self, ctx: RunContext, model: torch.nn.Module, selection: dict[str, Any], curation: Curation,

@@ -2,8 +2,9 @@
 an oracle to the rows of a curated subset.
 
 It reads no group or spurious labels: its only inputs are the reference model's attention-weighted and
-inverse-attention-weighted features, the class labels, and the oracle's answers. Every setting lives in
-:data:`DEFAULT_SETTINGS` (the run's hparams may override any of them).
+inverse-attention-weighted features, the class labels, and the oracle's answers (an ablation alone may read
+the :class:`Truth` it is given, and says so). Every setting lives in :data:`DEFAULT_SETTINGS` (the run's
+hparams may override any of them); "auto" values come from the variant (:data:`VARIANTS`).
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     # stages 2 and 7: which of the points nearest a k-means centre is picked (1: the nearest)
     "query_candidates": "auto", "pick_candidates": "auto",
     # stage 4, expansion: kernel knn_sym (W + W^T) or rbf (the authors'); alpha as in Zhou et al. 2003
+    # (spread_gamma: the rbf kernel's, on standardised coordinates; the authors' notebook uses 10 and 5)
     "spread_kernel": "auto", "spread_neighbors": 7, "spread_alpha": "auto", "spread_gamma": 10.0,
     # stage 5, screening: class_top keeps the top (1 - quantile) share of each class with score > threshold;
     # pooled_median keeps median-centred scores above their pooled median (the authors')

@@ -60,10 +60,13 @@ def test_stage_diagnostics_by_hand():
     groups = np.array([0, 1, 0, 1, 2, 2, 3, 3])
     y, no = Answer.YES, Answer.NO
     log = [entry(0, y, y), entry(2, no, no), entry(4, y, y), entry(6, no, y)]  # one flip
-    d = stage_diagnostics(curation, log, correct, np.repeat([0, 1], 4), spurious, groups, 4)
+    empty = np.array([0, 0, 1, 0, 0, 0, 1, 0], bool)  # rows 2 and 6 have all-zero maps (not correct)
+    d = stage_diagnostics(curation, log, correct, np.repeat([0, 1], 4), spurious, groups, 4, empty=empty)
     json.dumps(d)
+    # without rows 2 and 6: correct 1, 1, 0, 1, 0, 1 -> 4 of 6
     assert d["oracle"] == {"answer_accuracy": 0.75, "yes_share": 0.75, "yes_share_answered": 0.75,
-                           "true_yes_share_queried": 0.5, "base_rate": 0.5}
+                           "true_yes_share_queried": 0.5, "base_rate": 0.5, "empty_maps": 2,
+                           "base_rate_nonempty": 4 / 6}
     # pooled: positives 0.9, 0.8, 0.7, 0.3; negatives 0.2, 0.1, 0.6, 0.4 -> 4 + 4 + 4 + 2 of 16 pairs right
     assert d["expansion"]["auroc"] == 14 / 16
     assert d["expansion"]["auroc_per_class"] == {"0": 1.0, "1": 0.5}
