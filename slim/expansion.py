@@ -75,7 +75,7 @@ class AttentionLabelSpreading:
     """
 
     def __init__(self, kernel: str = "knn_sym", n_neighbors: int = 7, alpha: float = 0.99,
-                 gamma: float = 20.0, max_iter: int = 1000, tol: float = 1e-6, random_state: int = 0) -> None:
+                 gamma: float = 10.0, max_iter: int = 1000, tol: float = 1e-6, random_state: int = 0) -> None:
         self.kernel = kernel
         self.n_neighbors = n_neighbors
         self.alpha = alpha

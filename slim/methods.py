@@ -106,10 +106,12 @@ class _Slim(Method):
         settings = settings_from(self.hparams)
         attention = cached_attention(ctx, name, method=ATTENTION_METHOD, target=ATTENTION_TARGET)
         seed = oracle_seed(ctx.seed, ctx.benchmark.name, name)
+        noise_free_ablation = settings["slim_ablation"] == "noise_free_oracle"
+        if noise_free_ablation and self.oracle is not None:
+            raise HarnessError("the noise_free_oracle ablation replaces the simulated oracle: give no oracle")
         oracle = self.oracle or SimulatedOracle(
             attention=lambda ids: attention.maps(ids, split.image_size), masks=split.masks.numpy(),
-            budget=sum(budgets.values()), random_state=seed,
-            flip_prob=0.0 if settings["slim_ablation"] == "noise_free_oracle" else 0.05,
+            budget=sum(budgets.values()), random_state=seed, **({"flip_prob": 0.0} if noise_free_ablation else {}),
         )
         truth = None
         if split.masks is not None:
