@@ -42,6 +42,7 @@ from simulated_oracle import Answer, Oracle, SimulatedOracle, oracle_seed, summa
 from slim.annotation import split_budget
 from slim.diagnostics import stage_diagnostics
 from slim.pipeline import ABLATIONS, Curation, SlimCurator, Truth, make_space, settings_from
+from slim.threads import single_threaded
 
 ATTENTION_METHOD, ATTENTION_TARGET = "gradcam", "label"  # GradCAM for the true class, as the authors do
 TRUTH_BATCH = 512  # instances whose noise-free answers are computed at once
@@ -136,10 +137,11 @@ class _Slim(Method):
                 save_figure4(ctx, name, attention, embedding, settings)
         details: dict[str, Any] = {"budget_rule": budget_rule, "oracle_seed": seed}
         if truth is not None:
-            details["diagnostics"] = stage_diagnostics(curation, oracle.log, truth.correct, labels,
-                                                       split.spurious.numpy(), truth.groups,
-                                                       ctx.benchmark.num_groups,
-                                                       empty=~attention.cams.flatten(1).any(1).numpy())
+            with single_threaded():  # measurement only, but as repeatable as the stages it measures
+                details["diagnostics"] = stage_diagnostics(curation, oracle.log, truth.correct, labels,
+                                                           split.spurious.numpy(), truth.groups,
+                                                           ctx.benchmark.num_groups,
+                                                           empty=~attention.cams.flatten(1).any(1).numpy())
         return curation, oracle, details
 
     def result(self, ctx: RunContext, model: torch.nn.Module, selection: dict[str, Any], curation: Curation,
