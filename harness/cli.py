@@ -133,6 +133,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     from harness.reproduction import COMMITTED, append_comparison, check_out_dir, update_results
     from harness.sweeps import stage_report, sweep_records, write_reproduction_readme
     from harness.tables import write_tables
+    from slim.analysis import write_figure4
 
     started = time.monotonic()
     check_out_dir(args.out)
@@ -147,6 +148,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     clock = time.monotonic()
     figures = write_figures(records, out_dir / "figures")
     figures += collect_run_figures(out_dir / "runs", out_dir / "figures")
+    figures += write_figure4(out_dir / "runs", out_dir / "figures")
     stage_seconds["figures"] = time.monotonic() - clock
     readme = write_reproduction_readme(
         out_dir, spec=spec, outcome=outcome, records=records, stage_seconds=stage_seconds,
@@ -203,10 +205,24 @@ def _cmd_tables(args: argparse.Namespace) -> int:
 
 def _cmd_figures(args: argparse.Namespace) -> int:
     from harness.figures import collect_run_figures, write_figures
+    from slim.analysis import write_figure4
 
     runs = _runs_folder(args.runs)
     out = args.out or runs.parent / "figures"
     written = write_figures(_load_run_records(runs), out) + collect_run_figures(runs, out)
+    written += write_figure4(runs, out)
+    for path in written:
+        print(path)
+    return 0
+
+
+def _cmd_figure4(args: argparse.Namespace) -> int:
+    from slim.analysis import write_figure4
+
+    runs = _runs_folder(args.runs)
+    written = write_figure4(runs, args.out or runs.parent / "figure4")
+    if not written:
+        raise HarnessError(f"no SLIM run in {runs} saved Fig. 4 curves (figure4.json; runs with figures=true)")
     for path in written:
         print(path)
     return 0
@@ -242,14 +258,15 @@ def build_parser() -> argparse.ArgumentParser:
                            help="replace results/reproduce with this reproduction (on purpose only)")
     reproduce.set_defaults(func=_cmd_reproduce)
 
-    for name, what in (("tables", "paper-style result tables"), ("figures", "sweep plots and run figures")):
+    for name, what in (("tables", "paper-style result tables"), ("figures", "sweep plots and run figures"),
+                       ("figure4", "paper Fig. 4 (neighbour consistency) averaged over SLIM runs")):
         p = sub.add_parser(name, help=f"write {what} from run records")
         p.add_argument("--runs", type=Path, default=Path("out"),
                        help="a sweep's output folder or a folder of run records (default ./out)")
         p.add_argument("--out", type=Path, help=f"where to write them (default <runs folder>/../{name})")
         if name == "tables":
             p.add_argument("--format", choices=("markdown", "latex"), default="markdown")
-        p.set_defaults(func=_cmd_tables if name == "tables" else _cmd_figures)
+        p.set_defaults(func={"tables": _cmd_tables, "figures": _cmd_figures, "figure4": _cmd_figure4}[name])
 
     regression = sub.add_parser("regression", help="compare worst-group/average accuracy with the baseline")
     regression.add_argument("--config", default="regression", help="sweep file (default: shipped regression)")

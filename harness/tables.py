@@ -32,7 +32,7 @@ import numpy as np
 from tabulate import tabulate
 
 from harness.errors import HarnessError
-from harness.hparams_registry import default_hparams, paper_dataset
+from harness.hparams_registry import budget_from_share, default_hparams, paper_dataset
 
 log = logging.getLogger(__name__)
 
@@ -249,17 +249,37 @@ def datasets_of(records: Iterable[Record]) -> list[str]:
 
 
 def slim_setting(rec: Record) -> tuple[int, float]:
-    """A SLIM run's (annotation budget, curated subset fraction) from its config."""
+    """A SLIM run's (annotation budget, curated subset fraction): the budget from its config, or when that
+    is None (a share of the split) the queries it asked."""
     config = (rec.get("config") or {}).get("hparams") or {}
-    if config.get("budget") is None or config.get("subset_frac") is None:
+    budget = config.get("budget")
+    if budget is None:
+        budget = (rec.get("details") or {}).get("queries")
+    if budget is None or config.get("subset_frac") is None:
         raise HarnessError(f"SLIM run record {rec.get('run_id', '?')} lacks config.hparams budget or subset_frac")
-    return int(config["budget"]), float(config["subset_frac"])
+    return int(budget), float(config["subset_frac"])
 
 
 def default_setting(rec: Record) -> tuple[int, float]:
-    """The registry's default (budget, subset_frac) for the record's method, dataset and scale."""
+    """The registry's default (budget, subset_frac) for the record's method, dataset and scale; a default
+    that is a share of the split is resolved on the split the record curated."""
     hp = default_hparams(rec["method"], rec["dataset"], rec["scale"])
-    return int(hp["budget"]), float(hp["subset_frac"])
+    budget = hp["budget"]
+    if budget is None:  # the curated split's size is queries / query_fraction (records of every schema)
+        details = rec.get("details") or {}
+        classes = len(details.get("class_budgets") or {})
+        if not details.get("query_fraction") or not classes:
+            raise HarnessError(f"SLIM run record {rec.get('run_id', '?')} lacks details.query_fraction or "
+                               "class_budgets")
+        split_size = round(details["queries"] / details["query_fraction"])
+        budget = budget_from_share(hp["budget_share"], split_size, classes)
+    return int(budget), float(hp["subset_frac"])
+
+
+def slim_kind(rec: Record) -> tuple[str, str]:
+    """A SLIM run's (variant, ablation); ("paper", "none") for runs before both existed."""
+    hp = (rec.get("config") or {}).get("hparams") or {}
+    return str(hp.get("slim_variant", "paper")), str(hp.get("slim_ablation", "none"))
 
 
 def approx_equal(a: float, b: float) -> bool:
@@ -267,9 +287,12 @@ def approx_equal(a: float, b: float) -> bool:
 
 
 def is_main_setting(rec: Record) -> bool:
-    """True for every non-SLIM run and for SLIM runs at the default budget and subset fraction."""
+    """True for every non-SLIM run and for SLIM runs of the paper variant, without ablation, at the default
+    budget and subset fraction."""
     if rec["method"] not in SLIM_METHODS:
         return True
+    if slim_kind(rec) != ("paper", "none"):
+        return False
     return all(approx_equal(a, b) for a, b in zip(slim_setting(rec), default_setting(rec), strict=True))
 
 
@@ -290,7 +313,7 @@ def sweep_cells(records: Iterable[Record], vary: str) -> dict[tuple[str, str], d
     varied = SWEEP_INDEX[vary]
     cells: dict[tuple[str, str], dict[float, list[Record]]] = defaultdict(lambda: defaultdict(list))
     for rec in sorted(records, key=method_rank):
-        if rec["method"] not in SLIM_METHODS:
+        if rec["method"] not in SLIM_METHODS or slim_kind(rec) != ("paper", "none"):
             continue
         setting, default = slim_setting(rec), default_setting(rec)
         if approx_equal(setting[1 - varied], default[1 - varied]):
@@ -691,6 +714,72 @@ def table8(records: Iterable[Record], arch: str, scale: str, fmt: str = "markdow
     return _sweep_table(records, arch, scale, fmt, "subset_frac")
 
 
+# The stage diagnostics table: (header, path into details.diagnostics, number kind).
+DIAGNOSTIC_COLUMNS = (
+    ("Oracle acc", ("oracle", "answer_accuracy"), "pct"),
+    ("Yes", ("oracle", "yes_share"), "pct"),
+    ("Base", ("oracle", "base_rate"), "pct"),
+    ("Exp. AUROC", ("expansion", "auroc"), "aiou"),
+    ("kNN AUROC", ("expansion", "knn_vote_auroc"), "aiou"),
+    ("Kept corr.", ("screening", "kept_correct"), "pct"),
+    ("Env NMI", ("disentangling", "env_nmi_spurious"), "aiou"),
+    ("Env pur.", ("disentangling", "env_purity_spurious"), "pct"),
+    ("Min grp", ("curation", "min_group_share"), "pct"),
+    ("Min grp dist.", ("curation", "min_group_share_distinct"), "pct"),
+    ("Random", ("curation", "random_min_group_share"), "pct"),
+    ("Balanced", ("curation", "balanced_min_group_share"), "pct"),
+)
+
+
+def diagnostic_value(rec: Record, path: tuple[str, ...]) -> float | None:
+    value: Any = (rec.get("details") or {}).get("diagnostics")
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return None if value is None else float(value)
+
+
+def table_diagnostics(records: Iterable[Record], arch: str, scale: str, fmt: str = "markdown") -> str | None:
+    """SLIM's stages measured against ground truth (``details.diagnostics``, slim.diagnostics), one row per
+    dataset, method, variant and ablation, at the default budget and subset fraction."""
+    style = get_style(fmt)
+    setup = [r for r in in_setup(check_records(records), arch, scale) if r["method"] in SLIM_METHODS]
+    ok = [r for r in ok_records(setup) if (r.get("details") or {}).get("diagnostics")
+          and all(approx_equal(a, b) for a, b in zip(slim_setting(r), default_setting(r), strict=True))]
+    cells: dict[tuple[str, str, str, str], list[Record]] = defaultdict(list)
+    for rec in sorted(ok, key=lambda r: (dataset_rank(r["dataset"]), method_rank(r), slim_kind(r))):
+        cells[(rec["dataset"], method_label(rec), *slim_kind(rec))].append(rec)
+    stats = CellStats()
+    rows: list[list[Cell]] = []
+    for (dataset, label, variant, ablation), recs in cells.items():
+        runs = latest_per_seed(recs)
+        nums: list[Cell] = []
+        for _, path, kind in DIAGNOSTIC_COLUMNS:
+            values = [v for r in runs if (v := diagnostic_value(r, path)) is not None]
+            nums.append(as_num(summarize(values), kind))
+        split, _ = accuracy_columns(runs, dataset)
+        nums.append(as_num(stats.stat(runs, split, "worst_group_acc"), "pct"))
+        rows.append([style.escape(dataset_name(dataset)), style.escape(label), style.escape(variant),
+                     style.escape(ablation), *nums])
+    if not rows:
+        return None
+    headers = ["Dataset", "Method", "Variant", "Ablation", *(h for h, _, _ in DIAGNOSTIC_COLUMNS), "Worst"]
+    caption = (
+        f"SLIM stage diagnostics (arch {style.escape(arch)}, scale {style.escape(scale)}): each stage against "
+        f"the ground truth of the split SLIM curates; {stats.describe(style)}. Oracle acc: answers equal to "
+        f"the noise-free ones; Yes: share of yes answers, Base: share of the split whose attention is correct "
+        f"(AIoU at least the oracle's threshold). Exp. AUROC: the propagated score against correct attention; "
+        f"kNN AUROC: a leave-one-out k-NN vote with every true label known (the space's ceiling). Kept corr.: "
+        f"correct attention among kept instances (against Base). Env NMI / pur.: environment clusters against "
+        f"the spurious attribute. Min grp (dist.): the curated subset's smallest true-group share, rows "
+        f"(distinct instances); Random: the same for a uniform random subset (in expectation), Balanced: the "
+        f"group-balanced ideal. Worst: worst-group test accuracy. Shares in percent, AUROC and NMI as .xx. "
+        f"Ablations read ground truth (see labels_used): noise_free_oracle, true_screening, "
+        f"random_subset, group_balanced_subset."
+    )
+    footer = failed_footer([r for r in setup if r["status"] != "ok"], style)
+    return render(Table(caption, [style.escape(h) for h in headers], rows, [], footer), style)
+
+
 TABLES: tuple[tuple[str, str, Callable[..., str | None]], ...] = (
     ("table2_binary", "Table 2 (binary tasks)", table2),
     ("table3_multiclass", "Table 3 (multi-class tasks)", table3),
@@ -698,6 +787,7 @@ TABLES: tuple[tuple[str, str, Callable[..., str | None]], ...] = (
     ("table5_aiou", "Table 5 (attention accuracy)", table5),
     ("table7_budget", "Table 7 (SLIM vs annotation budget)", table7),
     ("table8_subset_frac", "Table 8 (SLIM vs subset fraction)", table8),
+    ("slim_diagnostics", "SLIM stage diagnostics", table_diagnostics),
 )
 
 

@@ -26,6 +26,7 @@ from harness.progress import progress
 SELECTIONS = {
     # criterion -> does it read val group labels?
     "val_avg_acc": False,
+    "val_class_balanced_acc": False,  # mean of the per-class accuracies: reads class labels only
     "val_worst_group_acc": True,
     "last": False,
 }
@@ -97,7 +98,7 @@ def fit(
     ``indices`` (repeats allowed) is the multiset of training rows one epoch covers (default: all rows).
     With ``sampler='group_balanced'`` each epoch instead draws as many rows with replacement, each group
     equally likely (reads train group labels). Selection picks the epoch by val average accuracy, val
-    worst-group accuracy (reads val group labels) or takes the last one.
+    class-balanced accuracy, val worst-group accuracy (reads val group labels) or takes the last one.
     """
     objective = objective or Objective()
     indices = np.arange(len(train)) if indices is None else np.asarray(indices, dtype=np.int64)
@@ -189,10 +190,16 @@ def _validate(model: nn.Module, val: Split, device: torch.device, num_groups: in
     logits = predict_logits(model, val, device)
     m = group_metrics(logits.argmax(1).numpy(), val.labels.numpy(), val.groups.numpy(),
                       [str(i) for i in range(num_groups)])
-    out = {"val_avg_acc": m["avg_acc"]}
+    predictions, labels = logits.argmax(1).numpy(), val.labels.numpy()
+    out = {"val_avg_acc": m["avg_acc"], "val_class_balanced_acc": class_balanced_accuracy(predictions, labels)}
     if SELECTIONS[selection]:  # read val group labels only when the criterion needs them
         out["val_worst_group_acc"] = m["worst_group_acc"]
     return out
+
+
+def class_balanced_accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
+    """The mean over the classes present of each class's accuracy (a majority class counts once)."""
+    return float(np.mean([(predictions[labels == c] == c).mean() for c in np.unique(labels)]))
 
 
 def _optimizer(params: list[nn.Parameter], hp: TrainHparams) -> torch.optim.Optimizer:

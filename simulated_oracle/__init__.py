@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from simulated_oracle.aiou import aiou, aiou_batch, attention_accuracy, box_mask
-from simulated_oracle.oracle import Answer, Oracle, QueryLogEntry, SimulatedOracle, load_log, summarize_log
+from simulated_oracle.oracle import Answer, Oracle, QueryLogEntry, SimulatedOracle, load_log, oracle_seed, summarize_log
 
 __all__ = [
     "Answer",
@@ -14,5 +14,6 @@ __all__ = [
     "attention_accuracy",
     "box_mask",
     "load_log",
+    "oracle_seed",
     "summarize_log",
 ]

@@ -9,6 +9,7 @@ answers on Waterbirds: 4.5 +- 1.4 s each, about 95% agreement between annotators
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from enum import StrEnum
@@ -48,6 +49,7 @@ class QueryLogEntry:
     answer: Answer
     flipped: bool
     seconds: float
+    empty_map: bool = False  # the map was all zero: the answer is NOT_SURE
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "true_answer": self.true_answer.value, "answer": self.answer.value}
@@ -61,6 +63,7 @@ class QueryLogEntry:
             answer=Answer(row["answer"]),
             flipped=bool(row["flipped"]),
             seconds=float(row["seconds"]),
+            empty_map=bool(row.get("empty_map", False)),
         )
 
 
@@ -88,16 +91,29 @@ class Oracle(Protocol):
     def total_seconds(self) -> float: ...
 
 
+def oracle_seed(seed: int, dataset: str, split: str) -> int:
+    """The seed of a simulated oracle's noise: a stable hash (CRC-32) of (run seed, dataset, split), so two
+    datasets or splits of one seed do not flip the same query positions (Python's ``hash`` of a string
+    changes between processes; CRC-32 does not)."""
+    return zlib.crc32(f"{int(seed)}/{dataset}/{split}".encode())
+
+
 def summarize_log(entries: Sequence[QueryLogEntry]) -> dict[str, int | float]:
-    """Counts and time of a query log, for a run record's labels_used and cost."""
+    """Counts and time of a query log, for a run record's labels_used and cost; ``flip_rate`` is the
+    realised share of flipped answers among those that could flip (noise-free YES or NO)."""
     answers = [entry.answer for entry in entries]
+    flippable = sum(entry.true_answer is not Answer.NOT_SURE for entry in entries)
+    flipped = sum(entry.flipped for entry in entries)
     return {
         "queries": len(entries),
         "seconds": float(sum(entry.seconds for entry in entries)),
         "yes": answers.count(Answer.YES),
         "no": answers.count(Answer.NO),
         "not_sure": answers.count(Answer.NOT_SURE),
-        "flipped": sum(entry.flipped for entry in entries),
+        "flipped": flipped,
+        "flip_rate": flipped / flippable if flippable else 0.0,
+        "flipped_positions": [i for i, entry in enumerate(entries) if entry.flipped],
+        "empty_maps": sum(entry.empty_map for entry in entries),
     }
 
 
@@ -123,7 +139,9 @@ class SimulatedOracle:
     ``attention`` is an (N, H, W) array in [0, 1] or a callable mapping an int64 array of ids to
     their (k, H, W) maps (so maps can be computed lazily); ``masks`` is bool (N, H, W); ids are 0..N-1.
     The noise-free answer is YES when AIoU >= ``threshold`` and NO otherwise, except NOT_SURE for AIoU in
-    [threshold - not_sure_band, threshold + not_sure_band) when the band is positive. A YES/NO answer
+    [threshold - not_sure_band, threshold + not_sure_band) when the band is positive, and NOT_SURE for a
+    map that is zero everywhere (it shows nothing to judge: its AIoU would be 0 and a plain NO would
+    blame the model for a map that does not exist; ``QueryLogEntry.empty_map`` counts them). A YES/NO answer
     is then flipped with probability ``flip_prob``; each answer takes a normal(``seconds_per_answer``,
     ``seconds_std``) time floored at MIN_SECONDS. All randomness comes from one generator seeded by
     ``random_state``.
@@ -205,14 +223,23 @@ class SimulatedOracle:
 
     def attention_scores(self, instance_ids: Sequence[int]) -> np.ndarray:
         """AIoU of the given instances (free: nothing is charged or logged)."""
-        ids = self._check_ids(instance_ids)
+        return self._assess(self._check_ids(instance_ids))[0]
+
+    def true_answers(self, instance_ids: Sequence[int]) -> list[Answer]:
+        """The noise-free answers to the given ids (free: nothing is charged, logged or drawn)."""
+        scores, empty = self._assess(self._check_ids(instance_ids))
+        return [self._true_answer(float(score), bool(blank)) for score, blank in zip(scores, empty, strict=True)]
+
+    def _assess(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(AIoU, map is all zero) of validated ids."""
         if self._provider is None:
             attention = self._attention[ids]
         else:
             provided = self._provider(ids.copy())
             attention = check_attention(provided, ndim=3, what="attention provider output")
         masks = check_mask(self._masks[ids], attention.shape, what="masks of the queried ids")
-        return aiou_stack_unchecked(attention, masks, self._delta)
+        empty = ~attention.any(axis=(1, 2))
+        return aiou_stack_unchecked(attention, masks, self._delta), empty
 
     def query(self, instance_ids: Sequence[int]) -> list[Answer]:
         """Answer each id in order, charging and logging every answer (see the class docstring)."""
@@ -221,15 +248,15 @@ class SimulatedOracle:
             raise HarnessError(
                 f"attention query budget exceeded: budget {self._budget}, used {self.used}, asked {len(ids)}"
             )
-        scores = self.attention_scores(ids)
+        scores, empty = self._assess(ids)
         flip_draws = self._rng.random(len(ids)) < self._flip_prob
         seconds = np.maximum(self._rng.normal(self._seconds_mean, self._seconds_std, len(ids)), MIN_SECONDS)
         answers = []
-        for instance_id, score, flip, time in zip(ids, scores, flip_draws, seconds, strict=True):
-            truth = self._true_answer(float(score))
+        for instance_id, score, blank, flip, time in zip(ids, scores, empty, flip_draws, seconds, strict=True):
+            truth = self._true_answer(float(score), bool(blank))
             flipped = bool(flip) and truth is not Answer.NOT_SURE
             given = (Answer.NO if truth is Answer.YES else Answer.YES) if flipped else truth
-            entry = QueryLogEntry(int(instance_id), float(score), truth, given, flipped, float(time))
+            entry = QueryLogEntry(int(instance_id), float(score), truth, given, flipped, float(time), bool(blank))
             self._log.append(entry)
             self._total_seconds += float(time)
             answers.append(given)
@@ -243,7 +270,9 @@ class SimulatedOracle:
         lines = "".join(json.dumps(entry.to_json()) + "\n" for entry in self._log)
         atomic_write_bytes(Path(path), lines.encode())
 
-    def _true_answer(self, score: float) -> Answer:
+    def _true_answer(self, score: float, empty: bool = False) -> Answer:
+        if empty:
+            return Answer.NOT_SURE
         band = self._not_sure_band
         if band > 0 and self._threshold - band <= score < self._threshold + band:
             return Answer.NOT_SURE

@@ -8,8 +8,11 @@ features (right panel).
 """
 from __future__ import annotations
 
+import json
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -52,15 +55,33 @@ class ConsistencyCurves:
 
     ks: list[int]
     values: dict[str, dict[str, list[float]]]
+    spread: dict[str, dict[str, list[float]]] | None = None  # std over runs, for averaged curves
 
-    def figure(self, titles: Mapping[str, str] = FIG4_TITLES) -> Figure:
-        """One panel per signal, one line per space (paper Fig. 4 layout)."""
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def mean_of(cls, curves: Sequence[ConsistencyCurves]) -> ConsistencyCurves:
+        """The mean (and population std) over runs of curves with the same ks, spaces and signals."""
+        if not curves or any(c.ks != curves[0].ks or c.values.keys() != curves[0].values.keys() for c in curves):
+            raise HarnessError("Fig. 4 curves to average must share their ks and spaces")
+        stack = {space: {signal: np.array([c.values[space][signal] for c in curves], dtype=float)
+                         for signal in signals} for space, signals in curves[0].values.items()}
+        return cls(ks=list(curves[0].ks),
+                   values={sp: {sg: a.mean(0).tolist() for sg, a in by.items()} for sp, by in stack.items()},
+                   spread={sp: {sg: a.std(0).tolist() for sg, a in by.items()} for sp, by in stack.items()})
+
+    def figure(self, titles: Mapping[str, str] = FIG4_TITLES, title: str | None = None) -> Figure:
+        """One panel per signal, one line per space (paper Fig. 4 layout); error bars: ``spread``."""
         signals = list(next(iter(self.values.values())))
         fig = Figure(figsize=(4.6 * len(signals), 3.8), layout="constrained")
         axes = np.atleast_1d(fig.subplots(1, len(signals)))
+        if title:
+            fig.suptitle(title)
         for ax, signal in zip(axes, signals, strict=True):
             for space, by_signal in self.values.items():
-                ax.plot(self.ks, by_signal[signal], "o-", label=space)
+                err = self.spread[space][signal] if self.spread else None
+                ax.errorbar(self.ks, by_signal[signal], yerr=err, fmt="o-", capsize=2, label=space)
             ax.set_xlabel("number of clusters k")
             ax.set_ylabel("intra-cluster similarity")
             ax.set_title(titles.get(signal, signal))
@@ -97,3 +118,37 @@ def figure4(cams: np.ndarray, pooled: np.ndarray, fa: np.ndarray, *, ks: Sequenc
                    "attention space": space.fit_transform(fa)}
     signals = {"attention": np.asarray(cams), "features": np.asarray(pooled)}
     return consistency_curves(projections, signals, ks, random_state=space.random_state)
+
+
+FIG4_FILE = "figure4.json"  # a SLIM run's curves, saved beside its record
+
+
+def write_figure4(runs_dir: Path, out_dir: Path) -> list[Path]:
+    """Paper Fig. 4 from the curves SLIM runs saved (``runs_dir/<run_id>/figure4.json``): one figure per
+    (dataset, curated split, arch, scale), the mean over its runs with the std as error bars, and the
+    numbers as JSON beside it. Returns the files written (none when no run saved curves)."""
+    groups: dict[tuple[str, ...], list[ConsistencyCurves]] = defaultdict(list)
+    for path in sorted(Path(runs_dir).glob(f"*/{FIG4_FILE}")):
+        record = path.parent.with_suffix(".json")
+        if not record.is_file():
+            continue
+        try:
+            rec, data = json.loads(record.read_text()), json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise HarnessError(f"{path} or its record is not valid JSON: {exc}") from None
+        if rec.get("status") != "ok":
+            continue
+        split = (rec.get("labels_used") or {}).get("attention_split") or "?"
+        key = tuple(str(rec[k]) for k in ("dataset", "arch", "scale")) + (split,)
+        groups[key].append(ConsistencyCurves(ks=data["ks"], values=data["values"]))
+    written: list[Path] = []
+    for (dataset, arch, scale, split), curves in sorted(groups.items()):
+        mean = ConsistencyCurves.mean_of(curves)
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        stem = "_".join(part.replace("/", "-") for part in ("figure4", dataset, split, arch, scale))
+        title = f"Fig. 4: {dataset} {split}, {arch} {scale} ({len(curves)} runs, mean +- std)"
+        mean.figure(title=title).savefig(out / f"{stem}.png", dpi=110)
+        (out / f"{stem}.json").write_text(json.dumps({**mean.to_json(), "runs": len(curves)}, indent=1))
+        written += [out / f"{stem}.png", out / f"{stem}.json"]
+    return written

@@ -16,24 +16,22 @@ from threadpoolctl import threadpool_limits
 
 from harness.errors import HarnessError
 
-SMALL_KMEANS_WORK = 2_000_000  # points x dims x k below which k-means runs on one thread
-
 
 def kmeans(points: np.ndarray, k: int, *, n_init: int, random_state: int) -> KMeans:
-    """scikit-learn k-means; small problems run single-threaded, as OpenMP's start-up costs more than it
-    saves there (tens of times slower on a busy two-core machine). Results do not depend on threads."""
-    model = KMeans(n_clusters=k, n_init=n_init, random_state=random_state)
-    if points.size * k >= SMALL_KMEANS_WORK:
-        return model.fit(points)
+    """scikit-learn k-means, on one OpenMP thread: its result then does not depend on the machine's thread
+    count (and on small problems one thread is also the fastest)."""
     with threadpool_limits(1, user_api="openmp"):
-        return model.fit(points)
+        return KMeans(n_clusters=k, n_init=n_init, random_state=random_state).fit(points)
 
 
-def nearest_to_centres(points: np.ndarray, k: int, *, n_init: int = 4, random_state: int = 0) -> np.ndarray:
+def nearest_to_centres(points: np.ndarray, k: int, *, n_init: int = 4, random_state: int = 0,
+                       candidates: int = 1) -> np.ndarray:
     """Rows of ``points`` nearest each of k k-means centres: k distinct rows, in centre order.
 
     Each centre takes its own cluster's member nearest to it (ties: the lower row), so the rows are
     distinct; a centre left without members (duplicate points) takes the nearest row not yet taken.
+    ``candidates`` > 1 (the authors' code) picks instead at random among that many nearest untaken
+    members, with a generator seeded by ``random_state``.
     """
     n = len(points)
     if not 0 <= k <= n:
@@ -43,14 +41,17 @@ def nearest_to_centres(points: np.ndarray, k: int, *, n_init: int = 4, random_st
     if k == n:
         return np.arange(n)
     fitted = kmeans(points, k, n_init=n_init, random_state=random_state)
+    rng = np.random.default_rng(random_state)
     taken = np.zeros(n, dtype=bool)
     picked = np.empty(k, dtype=np.int64)
     for j, centre in enumerate(fitted.cluster_centers_):
         dist = np.linalg.norm(points - centre, axis=1)
-        candidates = (fitted.labels_ == j) & ~taken
-        if not candidates.any():
-            candidates = ~taken
-        row = int(np.flatnonzero(candidates)[np.argmin(dist[candidates])])
+        pool = (fitted.labels_ == j) & ~taken
+        if not pool.any():
+            pool = ~taken
+        rows = np.flatnonzero(pool)
+        nearest = rows[np.lexsort((rows, dist[rows]))[:max(1, candidates)]]
+        row = int(nearest[0] if len(nearest) == 1 else rng.choice(nearest))
         picked[j], taken[row] = row, True
     return picked
 

@@ -1,10 +1,16 @@
 """SLIM_Tr and SLIM_Val (paper Sec. 4.4): curate a split with :class:`slim.pipeline.SlimCurator`, then train.
 
-- SLIM_Tr curates the train split and trains a fresh model by ERM on the curated subset (selected by
-  val average accuracy, which reads no group labels).
+- SLIM_Tr curates the train split and trains a fresh model by ERM on the curated subset, for at least the
+  authors' 50 epochs and at least as many SGD steps as ERM takes on the whole train split
+  (``slim_tr_steps="match_erm"``), selected by val class-balanced accuracy (reads class labels only; a val
+  split that is mostly one class does not reward predicting that class).
 - SLIM_Val curates the val split and retrains only the last linear layer of the reference model f_r on the
-  curated subset (DFR-style, ``harness.last_layer``). C is chosen without group labels: by accuracy on a
-  held-out half of the curated subset's distinct instances (see :func:`choose_c`).
+  curated subset (DFR-style, ``harness.last_layer``). C is chosen without group labels: by class-balanced
+  accuracy on a held-out half of the curated subset's distinct instances (see :func:`choose_c`).
+
+The attention budget is ``budget`` queries, or when that is None ``budget_share`` of the split (paper
+Table 4's share, at least 2 queries per class). Where the split has object masks, every record gets
+``details["diagnostics"]``: each stage measured against ground truth (:mod:`slim.diagnostics`).
 
 Both reuse the cached f_r and its cached attention pass on the split, and cache the attention space
 (UMAP) keyed on that pass and the UMAP settings, so a sweep over budgets and subset sizes repeats only the
@@ -14,6 +20,7 @@ oracle can be passed instead (``SlimTr(hparams, oracle=...)``).
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -26,15 +33,30 @@ from harness.attention import cached_attention
 from harness.cache import load_tensors, save_tensors
 from harness.errors import HarnessError
 from harness.features import reference_features
+from harness.hparams_registry import budget_from_share
 from harness.last_layer import fit_logistic, head_from, with_head
 from harness.methods import Method, MethodResult, RunContext, register
 from harness.records import atomic_write_bytes
-from harness.training import SELECTIONS
-from simulated_oracle import Oracle, SimulatedOracle, summarize_log
+from harness.training import SELECTIONS, class_balanced_accuracy
+from simulated_oracle import Answer, Oracle, SimulatedOracle, oracle_seed, summarize_log
 from slim.annotation import split_budget
-from slim.pipeline import Curation, SlimCurator, make_space, settings_from
+from slim.diagnostics import stage_diagnostics
+from slim.pipeline import ABLATIONS, Curation, SlimCurator, Truth, make_space, settings_from
+from slim.threads import single_threaded
 
 ATTENTION_METHOD, ATTENTION_TARGET = "gradcam", "label"  # GradCAM for the true class, as the authors do
+TRUTH_BATCH = 512  # instances whose noise-free answers are computed at once
+
+
+def resolve_budget(hparams: dict[str, Any], labels: np.ndarray) -> tuple[int, dict[str, Any]]:
+    """The attention budget of a run and how it came about: ``budget`` when set, else ``budget_share`` of
+    the split (:func:`harness.hparams_registry.budget_from_share`)."""
+    n, classes = len(labels), len(np.unique(labels))
+    if hparams.get("budget") is not None:
+        return int(hparams["budget"]), {"rule": "budget", "budget": int(hparams["budget"]), "split_size": n}
+    share = float(hparams["budget_share"])
+    budget = budget_from_share(share, n, classes)
+    return budget, {"rule": "budget_share", "share": share, "split_size": n, "budget": budget}
 
 
 class _Slim(Method):
@@ -48,19 +70,32 @@ class _Slim(Method):
         self.oracle = oracle
 
     def check_no_group_labels(self) -> None:
-        if SELECTIONS.get(self.hparams.get("selection", "val_avg_acc")):
-            raise HarnessError(f"{self.name} reads no group labels: selection {self.hparams['selection']!r} "
-                               "does; use val_avg_acc or last")
+        selection = self.hparams.get("selection", "val_avg_acc")
+        if SELECTIONS.get(selection):
+            raise HarnessError(f"{self.name} reads no group labels: selection {selection!r} does; use "
+                               "val_class_balanced_acc, val_avg_acc or last")
         if self.hparams.get("sampler", "shuffle") != "shuffle":
             raise HarnessError(f"{self.name} reads no group labels: use sampler=shuffle")
 
-    def curate(self, ctx: RunContext) -> tuple[Curation, Oracle]:
-        """Run the pipeline on ``attention_split``; save the query log and figures in ``ctx.run_dir``."""
+    def labels_used(self, result: MethodResult) -> dict[str, Any]:
+        """The base declaration, plus what an ablation reads (``ground_truth``): a group-balanced subset
+        reads the curated split's group labels."""
+        used = super().labels_used(result)
+        ablation = self.hparams.get("slim_ablation", "none")
+        used["ground_truth"] = ABLATIONS.get(ablation)
+        if ablation == "group_balanced_subset":
+            used["train_group_labels" if self.attention_split == "train" else "val_group_labels"] = True
+        return used
+
+    def curate(self, ctx: RunContext) -> tuple[Curation, Oracle, dict[str, Any]]:
+        """Run the pipeline on ``attention_split``; save the query log and figures in ``ctx.run_dir``.
+        Returns the curation, the oracle and the record details (the diagnostics where masks exist)."""
         self.check_no_group_labels()
         name = self.attention_split
         split = ctx.benchmark.splits[name]
         labels = split.labels.numpy()
-        budgets = split_budget(self.hparams["budget"], labels)
+        total, budget_rule = resolve_budget(self.hparams, labels)
+        budgets = split_budget(total, labels)
         subset_frac = float(self.hparams["subset_frac"])
         if subset_frac <= 0:
             raise HarnessError(f"subset_frac must be positive, got {subset_frac}")
@@ -69,17 +104,28 @@ class _Slim(Method):
                 f"the simulated oracle needs object masks, and the {name} split of {ctx.benchmark.name!r} "
                 "has none: supply masks or boxes for it (or a human oracle)"
             )
+        settings = settings_from(self.hparams)
         attention = cached_attention(ctx, name, method=ATTENTION_METHOD, target=ATTENTION_TARGET)
+        seed = oracle_seed(ctx.seed, ctx.benchmark.name, name)
+        noise_free_ablation = settings["slim_ablation"] == "noise_free_oracle"
+        if noise_free_ablation and self.oracle is not None:
+            raise HarnessError("the noise_free_oracle ablation replaces the simulated oracle: give no oracle")
         oracle = self.oracle or SimulatedOracle(
             attention=lambda ids: attention.maps(ids, split.image_size), masks=split.masks.numpy(),
-            budget=sum(budgets.values()), random_state=ctx.seed,
+            budget=sum(budgets.values()), random_state=seed, **({"flip_prob": 0.0} if noise_free_ablation else {}),
         )
-        settings = settings_from(self.hparams)
+        truth = None
+        if split.masks is not None:
+            noise_free = SimulatedOracle(lambda ids: attention.maps(ids, split.image_size), split.masks.numpy())
+            correct = np.concatenate([np.array(noise_free.true_answers(ids)) == Answer.YES
+                                      for ids in np.array_split(np.arange(len(split)),
+                                                                max(1, math.ceil(len(split) / TRUTH_BATCH)))])
+            truth = Truth(correct=correct, groups=split.groups.numpy())
         fa, fabar = attention.fa.numpy(), attention.fabar.numpy()
         embedding, mode = cached_space(ctx, name, fa, settings)
         curator = SlimCurator(budgets, max(1, round(subset_frac * len(split))), settings=settings,
                               random_state=ctx.seed)
-        curation = curator.curate(fa, fabar, labels, oracle, embedding=embedding, space_mode=mode)
+        curation = curator.curate(fa, fabar, labels, oracle, embedding=embedding, space_mode=mode, truth=truth)
         ctx.run_dir.mkdir(parents=True, exist_ok=True)
         log = "".join(json.dumps(entry.to_json()) + "\n" for entry in oracle.log)
         atomic_write_bytes(ctx.run_dir / "queries.jsonl", log.encode())
@@ -87,7 +133,16 @@ class _Slim(Method):
             from slim.plots import save_figures
 
             save_figures(ctx.run_dir, curation, split.groups.numpy(), ctx.benchmark.group_names)
-        return curation, oracle
+            if self.hparams.get("figure4", True):
+                save_figure4(ctx, name, attention, embedding, settings)
+        details: dict[str, Any] = {"budget_rule": budget_rule, "oracle_seed": seed}
+        if truth is not None:
+            with single_threaded():  # measurement only, but as repeatable as the stages it measures
+                details["diagnostics"] = stage_diagnostics(curation, oracle.log, truth.correct, labels,
+                                                           split.spurious.numpy(), truth.groups,
+                                                           ctx.benchmark.num_groups,
+                                                           empty=~attention.cams.flatten(1).any(1).numpy())
+        return curation, oracle, details
 
     def result(self, ctx: RunContext, model: torch.nn.Module, selection: dict[str, Any], curation: Curation,
                oracle: Oracle, **details: Any) -> MethodResult:
@@ -107,13 +162,15 @@ class _Slim(Method):
         )
 
 
-def cached_space(ctx: RunContext, split: str, fa: np.ndarray,
-                 settings: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
-    """The attention space of ``split`` (stage 1), cached on the attention pass's identity and the UMAP
-    settings; returns the embedding and what ran (``AttentionSpace.mode_``)."""
+def cached_space(ctx: RunContext, split: str, fa: np.ndarray, settings: dict[str, Any],
+                 features: str = "fa") -> tuple[np.ndarray, dict[str, Any]]:
+    """The attention space of ``split`` (stage 1), cached on the attention pass's identity, the UMAP
+    settings and which ``features`` of the pass were projected ("fa", or "pooled" for Fig. 4's original
+    feature space); returns the embedding and what ran (``AttentionSpace.mode_``)."""
     space = make_space(settings, ctx.seed)
     key = dict(reference=ctx.reference_key(), split=split, attention=ATTENTION_METHOD,
-               target=ATTENTION_TARGET, device=torch.device(ctx.device).type, space=space.params())
+               target=ATTENTION_TARGET, device=torch.device(ctx.device).type, space=space.params(),
+               features=features)
 
     def compute(path: Path) -> None:
         embedding = space.fit_transform(fa)
@@ -121,6 +178,23 @@ def cached_space(ctx: RunContext, split: str, fa: np.ndarray,
 
     tensors, mode = load_tensors(ctx.cache.get_or_create("attention_space", key, "safetensors", compute))
     return tensors["embedding"].numpy(), mode
+
+
+def save_figure4(ctx: RunContext, split: str, attention: Any, embedding: np.ndarray,
+                 settings: dict[str, Any]) -> None:
+    """Paper Fig. 4 for this run's split: neighbour consistency of the attention maps and the features
+    under k-means of the original feature space (UMAP of the pooled features F) and of the attention space;
+    ``figure4.png`` and its numbers ``figure4.json`` beside the record (``python -m harness figure4``
+    averages them over runs)."""
+    from slim.analysis import FIG4_FILE, FIG4_KS, consistency_curves
+
+    pooled = attention.pooled.numpy()
+    original, _ = cached_space(ctx, split, pooled, settings, features="pooled")
+    curves = consistency_curves({"original feature space": original, "attention space": embedding},
+                                {"attention": attention.cams.numpy(), "features": pooled}, FIG4_KS,
+                                random_state=ctx.seed)
+    curves.figure(title=f"Fig. 4: {ctx.benchmark.name} {split}").savefig(ctx.run_dir / "figure4.png", dpi=110)
+    atomic_write_bytes(ctx.run_dir / FIG4_FILE, json.dumps(curves.to_json()).encode())
 
 
 @register
@@ -132,11 +206,37 @@ class SlimTr(_Slim):
     attention_split = "train"
 
     def fit(self, ctx: RunContext) -> MethodResult:
-        curation, oracle = self.curate(ctx)
+        curation, oracle, details = self.curate(ctx)
+        hp = dict(self.hparams)
+        hp["epochs"], budget = training_epochs(self.hparams, ctx.reference_hparams(),
+                                               len(ctx.benchmark.splits["train"]), len(curation.indices))
         model = ctx.new_model()
-        fit = ctx.train(model, self.hparams, indices=curation.indices,
-                        desc=f"SLIM_Tr {ctx.arch} seed {ctx.seed}")
-        return self.result(ctx, model, fit.selection, curation, oracle, history=fit.history)
+        fit = ctx.train(model, hp, indices=curation.indices, desc=f"SLIM_Tr {ctx.arch} seed {ctx.seed}")
+        return self.result(ctx, model, fit.selection, curation, oracle, history=fit.history,
+                           training_budget=budget, **details)
+
+
+def training_epochs(hparams: dict[str, Any], erm: dict[str, Any], n_train: int,
+                    n_subset: int) -> tuple[int, dict[str, Any]]:
+    """SLIM_Tr's epochs on the curated subset and how they were chosen (recorded).
+
+    ``slim_tr_steps="match_erm"``: enough epochs that the SGD steps reach those of ERM's schedule on the
+    whole train split, and at least ``slim_tr_min_epochs`` (the authors train up to 50); an integer: that
+    many steps at least; "epochs": ``epochs`` as given.
+    """
+    rule = hparams.get("slim_tr_steps", "epochs")
+    per_epoch = math.ceil(n_subset / int(hparams["batch_size"]))
+    erm_steps = int(erm["epochs"]) * math.ceil(n_train / int(erm["batch_size"]))
+    if rule == "epochs":
+        epochs = int(hparams["epochs"])
+    elif rule == "match_erm":
+        epochs = max(int(hparams.get("slim_tr_min_epochs", 0)), math.ceil(erm_steps / per_epoch))
+    elif isinstance(rule, int) and not isinstance(rule, bool) and rule > 0:
+        epochs = math.ceil(rule / per_epoch)
+    else:
+        raise HarnessError(f"slim_tr_steps must be 'match_erm', 'epochs' or a positive integer, got {rule!r}")
+    return epochs, {"rule": rule, "epochs": epochs, "steps": epochs * per_epoch, "erm_steps": erm_steps,
+                    "steps_per_epoch": per_epoch}
 
 
 @register
@@ -148,7 +248,7 @@ class SlimVal(_Slim):
     attention_split = "val"
 
     def fit(self, ctx: RunContext) -> MethodResult:
-        curation, oracle = self.curate(ctx)
+        curation, oracle, details = self.curate(ctx)
         features = reference_features(ctx, "val").numpy()
         labels = ctx.benchmark.splits["val"].labels.numpy()
         rows = curation.indices
@@ -161,10 +261,10 @@ class SlimVal(_Slim):
                                    scaler=scaler, random_state=ctx.seed)
         reference, _ = ctx.reference_model()
         model = with_head(reference, head_from(coef, intercept, scaler))
-        selection = {"criterion": "curated_holdout_acc", "uses_val_group_labels": False, "epoch": None,
-                     "C": c}
+        selection = {"criterion": "curated_holdout_class_balanced_acc", "uses_val_group_labels": False,
+                     "epoch": None, "C": c}
         return self.result(ctx, model, selection, curation, oracle,
-                           last_layer={"C": c, "holdout_acc": holdout})
+                           last_layer={"C": c, "holdout_class_balanced_acc": holdout}, **details)
 
 
 def choose_c(features: np.ndarray, labels: np.ndarray, rows: np.ndarray, num_classes: int, *,
@@ -173,7 +273,8 @@ def choose_c(features: np.ndarray, labels: np.ndarray, rows: np.ndarray, num_cla
 
     The distinct instances of the curated subset are split in halves per class (repeats of an instance stay
     on one side); each C of ``grid`` is fit on one half's rows (with their repeats) and scored by accuracy
-    on the other half's distinct instances. The best wins, ties to the smaller C (stronger regularisation).
+    class-balanced accuracy (:func:`harness.training.class_balanced_accuracy`) on the other half's distinct
+    instances. The best wins, ties to the smaller C (stronger regularisation).
     When a half would lack a class, the grid's first value is returned with no scores.
     """
     rng = np.random.default_rng(random_state)
@@ -191,6 +292,6 @@ def choose_c(features: np.ndarray, labels: np.ndarray, rows: np.ndarray, num_cla
         coef, intercept = fit_logistic(features[fit_rows], labels[fit_rows], C=c, num_classes=num_classes,
                                    scaler=scaler, random_state=random_state)
         head = head_from(coef, intercept, scaler)
-        scores[str(c)] = float((head.logits(features[test_rows]).argmax(1) == labels[test_rows]).mean())
+        scores[str(c)] = class_balanced_accuracy(head.logits(features[test_rows]).argmax(1), labels[test_rows])
     best = max(grid, key=lambda c: (scores[str(c)], -c))
     return best, scores

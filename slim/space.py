@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
+from slim.threads import single_threaded
 
 AUTO = "auto"
 AUTO_PCA_DIMS = 50
@@ -72,7 +73,14 @@ class AttentionSpace:
         return pca, sample
 
     def fit_transform(self, fa: np.ndarray) -> np.ndarray:
-        """(N, n_components) float32 coordinates; sets ``mode_`` (what ran, and how long it took)."""
+        """(N, n_components) float32 coordinates; sets ``mode_`` (what ran, and how long it took).
+
+        Runs single-threaded (:func:`slim.threads.single_threaded`): the same features give the same
+        coordinates whatever the thread count."""
+        with single_threaded():
+            return self._fit_transform(fa)
+
+    def _fit_transform(self, fa: np.ndarray) -> np.ndarray:
         fa = np.asarray(fa, dtype=np.float32)
         if fa.ndim != 2 or len(fa) < MIN_INSTANCES:
             raise HarnessError(f"the attention space needs (N >= {MIN_INSTANCES}, D) features, got "

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from harness.errors import HarnessError
-from simulated_oracle import Answer, Oracle, QueryLogEntry, SimulatedOracle, load_log, summarize_log
+from simulated_oracle import Answer, Oracle, QueryLogEntry, SimulatedOracle, load_log, oracle_seed, summarize_log
 from simulated_oracle.oracle import MIN_SECONDS
 
 WIDTH = 10
@@ -78,6 +78,42 @@ def test_flip_rate_matches_flip_prob_and_logged_flips() -> None:
     tolerance = 4 * np.sqrt(n_answers * flip_prob * (1 - flip_prob))  # 4 binomial standard deviations
     assert abs(disagreements - n_answers * flip_prob) <= tolerance
     assert all(entry.true_answer == (Answer.YES if entry.aiou >= 0.5 else Answer.NO) for entry in log)
+
+
+def test_noise_seeded_by_seed_dataset_and_split_flips_at_the_nominal_rate_and_different_positions() -> None:
+    # The seed is a CRC-32 of "seed/dataset/split" (worked out independently with zlib here).
+    import zlib
+
+    assert oracle_seed(0, "waterbirds-synth", "val") == zlib.crc32(b"0/waterbirds-synth/val")
+    seeds = {oracle_seed(0, d, s) for d in ("waterbirds-synth", "celeba-synth") for s in ("train", "val")}
+    assert len(seeds) == 4
+    flip_prob, n_answers = 0.05, 40
+    positions, total = {}, 0
+    for dataset in ("waterbirds-synth", "celeba-synth", "isic-synth", "nico-synth"):
+        for split in ("train", "val"):
+            oracle = make_oracle(flip_prob=flip_prob, random_state=oracle_seed(0, dataset, split))
+            oracle.query(np.arange(n_answers) % 11)
+            positions[(dataset, split)] = tuple(oracle.summary()["flipped_positions"])
+            total += oracle.summary()["flipped"]
+            assert oracle.summary()["flip_rate"] == oracle.summary()["flipped"] / n_answers
+    assert len(set(positions.values())) == len(positions)  # no two (dataset, split) flip the same positions
+    # Over many seeds, the realised rate is the nominal one within 4 binomial standard deviations.
+    for seed in range(50):
+        oracle = make_oracle(flip_prob=flip_prob, random_state=oracle_seed(seed, "waterbirds-synth", "val"))
+        oracle.query(np.arange(n_answers) % 11)
+        total += oracle.summary()["flipped"]
+    n = n_answers * (8 + 50)
+    assert abs(total - n * flip_prob) <= 4 * np.sqrt(n * flip_prob * (1 - flip_prob))
+
+
+def test_an_all_zero_map_is_answered_not_sure_and_counted() -> None:
+    attention, masks = graded_instances()
+    attention[3] = 0.0  # a map that shows nothing
+    oracle = SimulatedOracle(attention, masks, flip_prob=1.0, random_state=0)
+    assert oracle.true_answers([3, 7, 2]) == [Answer.NOT_SURE, Answer.YES, Answer.NO]
+    assert oracle.query([3, 7]) == [Answer.NOT_SURE, Answer.NO]  # flips never touch NOT_SURE
+    assert oracle.log[0].empty_map and not oracle.log[1].empty_map
+    assert oracle.summary()["empty_maps"] == 1 and oracle.summary()["flip_rate"] == 1.0
 
 
 def test_answer_times_match_configured_distribution() -> None:

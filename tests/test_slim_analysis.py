@@ -63,3 +63,27 @@ def test_figure4_projects_features_and_attention_weighted_features():
     curves = figure4(cams, pooled, fa, ks=[2, 3])
     assert set(curves.values) == {"original feature space", "attention space"}
     assert all(len(v) == 2 and np.isfinite(v).all() for s in curves.values.values() for v in s.values())
+
+
+def test_figure4_command_averages_the_curves_runs_saved(tmp_path):
+    import json
+
+    from harness.cli import main
+    from slim.analysis import ConsistencyCurves
+
+    runs = tmp_path / "runs"
+    for i, (status, att) in enumerate((("ok", 0.2), ("ok", 0.4), ("failed", 0.9))):
+        (runs / f"r{i}").mkdir(parents=True)
+        record = {"status": status, "dataset": "waterbirds-synth", "arch": "resnet18", "scale": "tiny",
+                  "labels_used": {"attention_split": "val"}}
+        (runs / f"r{i}.json").write_text(json.dumps(record))
+        curves = ConsistencyCurves(ks=[2, 5], values={"attention space": {"attention": [att, 1.0]}})
+        (runs / f"r{i}" / "figure4.json").write_text(json.dumps(curves.to_json()))
+    assert main(["figure4", "--runs", str(tmp_path), "--out", str(tmp_path / "fig")]) == 0
+    stem = tmp_path / "fig" / "figure4_waterbirds-synth_val_resnet18_tiny"
+    mean = json.loads(stem.with_suffix(".json").read_text())
+    # the failed run is left out: mean of 0.2 and 0.4, population std 0.1
+    assert mean["runs"] == 2 and mean["values"]["attention space"]["attention"] == pytest.approx([0.3, 1.0])
+    assert mean["spread"]["attention space"]["attention"] == pytest.approx([0.1, 0.0])
+    assert stem.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["figure4", "--runs", str(tmp_path / "fig")]) == 2  # no curves there: a one-line error

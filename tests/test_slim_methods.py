@@ -47,14 +47,16 @@ def test_runs_end_to_end_through_the_runner(method, split, shared_cache, tmp_pat
     bench = toy()
     monkeypatch.setattr("harness.runner.load_benchmark", lambda *a, **k: bench)
     config = make_config(dataset="toy", method=method, overrides={**FAST_MODEL, "epochs": 2}, device="cpu")
-    budget, frac = config["hparams"]["budget"], config["hparams"]["subset_frac"]
+    frac, share = config["hparams"]["subset_frac"], config["hparams"]["budget_share"]
+    assert config["hparams"]["budget"] is None  # the toy split: the paper's share of it
     path = execute(config, tmp_path, cache_dir=shared_cache, show_progress=False)
     record = json.loads(path.read_text())
     size = len(bench.splits[split])
     subset = round(frac * size)
+    budget = max(2 * bench.num_classes, round(share * size))
     assert record["status"] == "ok" and set(record["metrics"]) == {"val", "test"}
     assert record["labels_used"] == {"train_group_labels": False, "val_group_labels": False,
-                                     "attention_queries": budget, "attention_split": split}
+                                     "attention_queries": budget, "attention_split": split, "ground_truth": None}
     assert record["model_selection"]["uses_val_group_labels"] is False
     assert record["cost"]["annotation_fraction"] == pytest.approx(budget / size)
     assert record["cost"]["annotation_seconds"] > 0
@@ -68,7 +70,9 @@ def test_runs_end_to_end_through_the_runner(method, split, shared_cache, tmp_pat
     if method == "slim-val":
         assert record["model_selection"]["C"] in C_GRID
     else:
-        assert record["model_selection"]["criterion"] == "val_avg_acc"
+        assert record["model_selection"]["criterion"] == "val_class_balanced_acc"
+        erm_steps = 1 * -(-len(bench.splits["train"]) // 64)  # the reference trains 1 epoch here
+        assert details["training_budget"]["epochs"] == max(50, erm_steps) == len(details["history"])
     run_dir = path.parent / record["run_id"]
     log = [json.loads(line) for line in (run_dir / "queries.jsonl").read_text().splitlines()]
     assert len(log) == budget and all(0 <= row["instance_id"] < size for row in log)
@@ -87,7 +91,7 @@ def test_no_stage_reads_group_labels(shared_cache, tmp_path):
         subsets = []
         for benchmark in (bench, dataclasses.replace(bench, splits=scrambled)):
             ctx = context(method, shared_cache, benchmark, tmp_path, figures=False)
-            curation, oracle = get_method(method)(ctx.hparams).curate(ctx)
+            curation, oracle, _ = get_method(method)(ctx.hparams).curate(ctx)
             subsets.append(curation.indices)
         assert np.array_equal(subsets[0], subsets[1])
 
@@ -155,7 +159,8 @@ def untrained_reference(monkeypatch):
 def test_slim_val_runs_on_every_synthetic_preset(name, untrained_reference, tmp_path):
     bench = small_preset(name, per_class=8)
     budget = 3 * bench.num_classes
-    ctx = context("slim-val", tmp_path / "cache", bench, tmp_path, figures=False, budget=budget)
+    ctx = context("slim-val", tmp_path / "cache", bench, tmp_path, figures=False, budget=budget,
+                  subset_frac=0.5)  # the paper's 0.05 of 16 rows would be a single row
     result = get_method("slim-val")(ctx.hparams).fit(ctx)
     assert result.attention_queries == budget == result.details["queries"]
     assert result.details["subset_size"] == round(ctx.hparams["subset_frac"] * len(bench.splits["val"]))

@@ -9,7 +9,16 @@ from harness.errors import HarnessError
 from simulated_oracle import Answer
 from slim.annotation import NO, NOT_SURE, YES, AnnotationSampler, ask, split_budget
 from slim.clustering import Disentangler, cluster_by_elbow, elbow, nearest_to_centres
-from slim.expansion import ALL_NO, ALL_YES, NO_ANSWERS, SPREAD, AttentionLabelSpreading, Screening
+from slim.expansion import (
+    ALL_NO,
+    ALL_YES,
+    NO_ANSWERS,
+    SPREAD,
+    AttentionLabelSpreading,
+    Screening,
+    nearest_yes_distance,
+    symmetric_knn_graph,
+)
 from slim.space import AttentionSpace, seeded_arpack
 
 
@@ -153,35 +162,86 @@ def test_spreading_edge_cases_per_class():
     assert len(spreading.warnings_) == 2
     assert "class 1" in spreading.warnings_[0] and "'no'" in spreading.warnings_[0]
     keep = Screening().fit_predict(scores, labels)
-    assert keep[:42].all() and not keep[42:84].any() and keep[84:126].all()  # all-'no' class is dropped
+    # all-'no' class is dropped; the others keep exactly their upper half (ties: the lower rows)
+    assert keep[:21].all() and not keep[21:84].any() and keep[84:105].all() and not keep[105:126].any()
 
 
-def test_spreading_gives_unreached_instances_the_nearest_answer():
-    # Blob A (rows 0-20) holds a yes and a no; blob B (rows 21-41) is far away, has no answer and its
-    # 5-nearest-neighbour graph does not touch blob A. Its nearest answered instance is row 0 (a no).
+def test_spreading_graph_is_symmetric_so_a_one_way_neighbour_is_reached():
+    # Row 3 (x = 10) is far from the others; its 2 nearest neighbours are rows 2 and 1, but it is nobody's:
+    # on W + W^T rows 2 and 3 are linked both ways.
+    points = np.array([[0.0, 0], [1, 0], [2, 0], [10, 0], [-1, 0]])
+    graph = symmetric_knn_graph(points, 2)
+    assert (graph != graph.T).nnz == 0 and graph[2, 3] > 0 and graph[3, 2] > 0
+    # A far blob with no answer is unreached on any knn graph: its points take the class's answer prior
+    # (2 yes of 3), not the answer of the nearest answered point (the no at row 20).
     a = np.column_stack([np.linspace(0, 1, 21), np.zeros(21)])
     b = np.column_stack([np.linspace(40, 41, 21), np.zeros(21)])
-    points = np.vstack([a[::-1], b])  # row 0 at x = 1 ... row 20 at x = 0; blob B starts at x = 40
-    spreading = AttentionLabelSpreading(n_neighbors=5).fit(points, np.zeros(42, int), np.array([20, 0]),
+    points = np.vstack([a, b])
+    spreading = AttentionLabelSpreading(n_neighbors=5).fit(points, np.zeros(42, int), np.array([0, 10, 20]),
+                                                           np.array([YES, YES, NO]))
+    assert spreading.unreached_ == {0: 21} and spreading.priors_ == {0: pytest.approx(2 / 3)}
+    assert np.allclose(spreading.scores_[21:], 2 / 3)
+    assert spreading.scores_[0] > spreading.scores_[20]
+
+
+def test_spreading_reaches_points_that_only_link_one_way():
+    # A line of points whose spacing doubles: every point's 2 nearest neighbours lie towards the start, so
+    # on scikit-learn's one-way graph (a point draws only from its own neighbours) the answers at the far
+    # end reach none of rows 0-9. W + W^T links both ways: all are reached.
+    x = np.cumsum(2.0 ** np.arange(12)) - 1
+    points = np.column_stack([x, np.zeros_like(x)])
+    spreading = AttentionLabelSpreading(n_neighbors=2).fit(points, np.zeros(12, int), np.array([10, 11]),
                                                            np.array([YES, NO]))
-    assert spreading.unreached_ == {0: 21}
-    assert (spreading.scores_[21:] == 0).all()
-    assert spreading.scores_[20] > spreading.scores_[0]
+    assert spreading.unreached_ == {0: 0}
+    scores = spreading.scores_
+    assert np.all((scores > 0) & (scores < 1)) and len(np.unique(np.round(scores, 9))) > 2
 
 
-def test_screening_keeps_at_least_the_median_and_above_the_threshold():
+def test_rbf_kernel_standardises_and_spreads():
+    points = two_blob_class() * 1000  # standardisation makes the scale irrelevant to gamma
+    spreading = AttentionLabelSpreading(kernel="rbf", gamma=10.0, alpha=1e-6).fit(
+        points, np.zeros(42, int), np.array([0, 21]), np.array([YES, NO]))
+    assert (spreading.scores_[:21] > 0.9).all() and (spreading.scores_[21:] < 0.1).all()
+    with pytest.raises(HarnessError, match="spread_kernel"):
+        AttentionLabelSpreading(kernel="knn").fit(points, np.zeros(42, int), np.array([0]), np.array([YES]))
+
+
+def test_screening_keeps_exactly_the_top_share_with_a_deterministic_tie_break():
+    # Class 0: 4 tied 1s and 2 zeros: the top half is 3 of the tied 1s, chosen by the tie-break (distance,
+    # smaller first), then the lower row. Class 1: 5 points, top half rounds 2.5 up to 3.
+    scores = np.array([1, 1, 1, 1, 0, 0, 0.2, 0.4, 0.6, 0.8, 0.1])
+    labels = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1])
+    tiebreak = np.array([3.0, 1.0, 2.0, 1.0, 0, 0, 0, 0, 0, 0, 0])
+    screening = Screening()
+    keep = screening.fit_predict(scores, labels, tiebreak)
+    assert keep.tolist() == [0, 1, 1, 1, 0, 0, 0, 1, 1, 1, 0]
+    assert screening.kept_ == {0: 3, 1: 3} and screening.kept_share_ == {0: 0.5, 1: 0.6}
+    assert screening.cutoffs_ == {0: 1.0, 1: 0.4}
+    assert Screening().fit_predict(scores, labels).tolist() == [1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 0]
+
+
+def test_screening_threshold_and_the_authors_pooled_median():
     scores = np.array([1, 1, 1, 0, 0, 0.2, 0.4, 0.6, 0.8, 0, 0, 0.3])
     labels = np.array([0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2])
-    screening = Screening()
-    keep = screening.fit_predict(scores, labels)
-    # class 0: median 1 -> the three 1s (ties kept); class 1: median 0.5 -> 0.6, 0.8; class 2: median 0, but
-    # a score of 0 is never kept -> 0.3 only
-    assert keep.tolist() == [1, 1, 1, 0, 0, 0, 0, 1, 1, 0, 0, 1]
-    assert screening.kept_ == {0: 3, 1: 2, 2: 1}
+    # class 2: its top share (2 of 3) holds a 0, which the threshold drops
+    assert Screening().fit_predict(scores, labels).tolist() == [1, 1, 1, 0, 0, 0, 0, 1, 1, 0, 0, 1]
     by_threshold = Screening(quantile=None, threshold=0.5).fit_predict(scores, labels)
     assert by_threshold.tolist() == [1, 1, 1, 0, 0, 0, 0, 1, 1, 0, 0, 0]
+    # pooled median: class 0 centred on 1 -> [0, 0, 0, -1, -1]; class 1 on 0.5 -> [-1, -1/3, 1/3, 1];
+    # class 2 on 0 -> [0, 0, 1]; pooled median 0: strictly above it are rows 7, 8 and 11
+    pooled = Screening(rule="pooled_median").fit_predict(scores, labels)
+    assert np.flatnonzero(pooled).tolist() == [7, 8, 11]
     with pytest.raises(HarnessError, match="quantile"):
         Screening(quantile=1.5).fit_predict(scores, labels)
+    with pytest.raises(HarnessError, match="screen_rule"):
+        Screening(rule="median").fit_predict(scores, labels)
+
+
+def test_nearest_yes_distance_is_per_class():
+    embedding = np.array([[0.0, 0], [3, 4], [10, 0], [10, 1]])
+    labels = np.array([0, 0, 1, 1])
+    dist = nearest_yes_distance(embedding, np.array([0, 2, 3]), np.array([YES, NO, NO]), labels)
+    assert dist.tolist()[:2] == [0.0, 5.0] and np.isinf(dist[2:]).all()
 
 
 # ---- attention space (a tiny UMAP) -------------------------------------------------------------------------

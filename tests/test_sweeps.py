@@ -68,22 +68,24 @@ def test_expansion_counts_and_slim_sweeps_at_defaults():
     val = default_hparams("slim-val", "waterbirds-synth", "tiny")
     raw["slim_sweeps"] = {
         "datasets": ["waterbirds-synth"], "archs": ["resnet18"], "seeds": [0, 1],
-        # slim-tr's budget list holds its default: that run is the main grid's, not a new one
-        "budget": {"slim-tr": [tr["budget"] // 2, tr["budget"], tr["budget"] + 12], "slim-val": [4, 28]},
-        "subset_frac": {"slim-tr": [0.1, 0.2], "slim-val": [0.15]},
+        # slim-tr's fraction list holds its default: that run is the main grid's, not a new one (the default
+        # budget is a share of the split, None in the config, so a listed budget is always a new run)
+        "budget": {"slim-tr": [10, 30], "slim-val": [4, 28]},
+        "subset_frac": {"slim-tr": [tr["subset_frac"], 0.2], "slim-val": [0.15]},
     }
     configs = expand(parse_sweep(raw), device="cpu")
     # main grid 2 datasets x 3 methods x 2 archs x 3 seeds = 36; sweeps on 1 dataset x 1 arch x 2 seeds:
-    # slim-tr 2 new budgets + 2 fractions, slim-val 2 budgets + 1 fraction -> (4 + 3) * 2 = 14
-    assert len(configs) == 36 + 14
+    # slim-tr 2 budgets + 1 new fraction, slim-val 2 budgets + 1 fraction -> (3 + 3) * 2 = 12
+    assert len(configs) == 36 + 12
     assert len({run_id(c) for c in configs}) == len(configs)
     counts = Counter(c["method"] for c in configs)
-    assert counts == {"erm": 12, "slim-tr": 12 + 8, "slim-val": 12 + 6}
+    assert counts == {"erm": 12, "slim-tr": 12 + 6, "slim-val": 12 + 6}
     tr_settings = {(c["hparams"]["budget"], c["hparams"]["subset_frac"]) for c in configs
                    if c["method"] == "slim-tr" and c["dataset"] == "waterbirds-synth"
                    and c["arch"] == "resnet18" and c["seed"] == 0}
     b, f = tr["budget"], tr["subset_frac"]
-    assert tr_settings == {(b // 2, f), (b, f), (b + 12, f), (b, 0.1), (b, 0.2)}  # one axis moves at a time
+    assert b is None
+    assert tr_settings == {(b, f), (10, f), (30, f), (b, 0.2)}  # one axis moves at a time
     val_settings = {(c["hparams"]["budget"], c["hparams"]["subset_frac"]) for c in configs
                     if c["method"] == "slim-val" and c["seed"] == 1 and c["arch"] == "resnet18"
                     and c["dataset"] == "waterbirds-synth"}
@@ -93,8 +95,10 @@ def test_expansion_counts_and_slim_sweeps_at_defaults():
     methods = [c["method"] for c in configs]
     assert methods[:12] == ["erm"] * 12 and methods.index("slim-val") > methods.index("slim-tr")
     tr_runs = [c for c in configs if c["method"] == "slim-tr"]
-    defaults = [(c["hparams"]["budget"], c["hparams"]["subset_frac"]) == (b, f) for c in tr_runs]
-    assert defaults == [True] * 12 + [False] * 8
+    own = {ds: default_hparams("slim-tr", ds, "tiny") for ds in ("waterbirds-synth", "isic-synth")}
+    defaults = [(c["hparams"]["budget"], c["hparams"]["subset_frac"])
+                == (own[c["dataset"]]["budget"], own[c["dataset"]]["subset_frac"]) for c in tr_runs]
+    assert defaults == [True] * 12 + [False] * 6
     # consecutive ERM runs differ in arch, so two workers pretrain / train different things first
     assert configs[0]["arch"] != configs[1]["arch"]
 

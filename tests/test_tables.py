@@ -6,12 +6,15 @@ import pytest
 
 from harness import tables
 from harness.errors import HarnessError
-from harness.hparams_registry import default_hparams
+from harness.hparams_registry import budget_from_share, default_hparams
 
 ARCH, SCALE = "resnet18", "tiny"
-# Registry defaults at tiny scale for the synthetic presets (read, not assumed, so a change shows up here).
+SPLIT_SIZE = 1000  # every hand-made SLIM record curated a split of 1000 rows, 2 classes
+# Registry defaults at tiny scale for the synthetic presets (read, not assumed, so a change shows up here):
+# the budget is the paper's share of the split.
 TR_DEFAULT = default_hparams("slim-tr", "waterbirds-synth", SCALE)
-TR_BUDGET, TR_FRAC = TR_DEFAULT["budget"], TR_DEFAULT["subset_frac"]
+TR_BUDGET = budget_from_share(TR_DEFAULT["budget_share"], SPLIT_SIZE, 2)
+TR_FRAC = TR_DEFAULT["subset_frac"]
 
 LABELS = {  # (train_group_labels, val_group_labels) each method uses
     "erm": (False, False),
@@ -41,12 +44,17 @@ def make_record(
     arch: str = ARCH,
     scale: str = SCALE,
     created: str = "2024-01-01T00:00:00+00:00",
+    slim_kind: tuple[str, str] = ("paper", "none"),
+    diagnostics: dict | None = None,
 ) -> dict:
-    """A record of the schema in harness/records.py with just the fields the tables read."""
+    """A record of the schema in harness/records.py with just the fields the tables read; a SLIM record
+    without ``budget`` asked the registry's share of its split (config budget None)."""
     slim = method.startswith("slim")
+    config_budget = budget
     if slim:
         defaults = default_hparams(method, dataset, scale)
-        budget = defaults["budget"] if budget is None else budget
+        if budget is None:
+            budget = budget_from_share(defaults["budget_share"], SPLIT_SIZE, 2)
         frac = defaults["subset_frac"] if frac is None else frac
     metrics: dict = {"val": {"worst_group_acc": 0.5, "avg_acc": 0.5}, split: {}}
     for key, value in (("worst_group_acc", worst), ("avg_acc", avg), ("weighted_avg_acc", weighted)):
@@ -65,7 +73,8 @@ def make_record(
         "arch": arch,
         "seed": seed,
         "scale": scale,
-        "config": {"hparams": {"budget": budget, "subset_frac": frac} if slim else {"lr": 0.01}},
+        "config": {"hparams": {"budget": config_budget, "subset_frac": frac, "slim_variant": slim_kind[0],
+                               "slim_ablation": slim_kind[1]} if slim else {"lr": 0.01}},
         "metrics": metrics,  # a failed run may have written some before failing
         "labels_used": {
             "train_group_labels": train_labels,
@@ -78,7 +87,9 @@ def make_record(
             "subset_size": 30,
             "subset_fraction": frac,
             "queries": budget,
-            "query_fraction": budget / 1000,
+            "query_fraction": budget / SPLIT_SIZE,
+            "class_budgets": {"0": budget // 2, "1": budget - budget // 2},
+            **({"diagnostics": diagnostics} if diagnostics else {}),
         }
         if slim
         else {},
@@ -358,3 +369,37 @@ def test_bad_input_raises_one_line_errors(tmp_path):
     with pytest.raises(HarnessError, match="lacks config.hparams budget"):
         tables.table2([no_budget], ARCH, SCALE)
     assert tables.write_tables([], tmp_path / "empty") == [tmp_path / "empty" / "README.md"]
+
+
+def diagnostics(scale: float) -> dict:
+    """Stage diagnostics of one run, every value ``scale`` times a fixed base."""
+    return {
+        "oracle": {"answer_accuracy": 0.9 * scale, "yes_share": 0.4 * scale, "base_rate": 0.5},
+        "expansion": {"auroc": 0.6 * scale, "knn_vote_auroc": 0.8},
+        "screening": {"kept_correct": 0.7 * scale},
+        "disentangling": {"env_nmi_spurious": 0.5 * scale, "env_purity_spurious": 0.9},
+        "curation": {"min_group_share": 0.1 * scale, "min_group_share_distinct": 0.1 * scale,
+                     "random_min_group_share": 0.05, "balanced_min_group_share": 0.25},
+    }
+
+
+def test_slim_stage_diagnostics_table_rows_per_variant_and_ablation():
+    recs = [
+        make_record("slim-val", seed=0, worst=0.4, diagnostics=diagnostics(1.0)),
+        make_record("slim-val", seed=1, worst=0.6, diagnostics=diagnostics(0.5)),
+        make_record("slim-val", worst=0.9, slim_kind=("authors", "none"), diagnostics=diagnostics(1.0)),
+        make_record("slim-val", worst=0.7, slim_kind=("paper", "random_subset"), diagnostics=diagnostics(1.0)),
+        make_record("slim-val", worst=0.1, budget=99, diagnostics=diagnostics(1.0)),  # not the default budget
+    ]
+    text = tables.table_diagnostics(recs, ARCH, SCALE)
+    rows = body(text)
+    assert [r[2:4] for r in rows] == [["authors", "none"], ["paper", "none"], ["paper", "random_subset"]]
+    head = header(text)
+    paper = rows[1]
+    # seeds 0 and 1: oracle acc 0.9 and 0.45 -> mean 67.5, std 22.5; AUROC .6 and .3 -> .45 +- .15
+    assert paper[head.index("Oracle acc")] == "67.5 ± 22.5" and paper[head.index("Exp. AUROC")] == ".45 ± .15"
+    assert paper[head.index("kNN AUROC")] == ".80 ± .00" and paper[head.index("Worst")] == "50.0 ± 10.0"
+    assert paper[head.index("Balanced")] == "25.0 ± 0.0"
+    # variant and ablation runs stay out of the main tables: SLIM_Val's worst is the paper runs' 50.0
+    assert column(tables.table2(recs, ARCH, SCALE), "SLIM_Val", f"{WB} Worst").strip("*") == "50.0 ± 10.0"
+    assert tables.table_diagnostics([make_record("slim-val")], ARCH, SCALE) is None

@@ -4,7 +4,7 @@ import torch
 
 from harness.errors import HarnessError
 from harness.models import create_model
-from harness.training import TrainHparams, _epoch_order, augment, fit
+from harness.training import TrainHparams, _epoch_order, augment, class_balanced_accuracy, fit
 
 HP = dict(epochs=2, lr=0.05, weight_decay=0.0, batch_size=32)
 
@@ -35,6 +35,17 @@ def test_selection_records_whether_val_group_labels_were_read(toy_benchmark):
     assert worst.selection["uses_val_group_labels"] is True
     best = max(worst.history, key=lambda e: e["val_worst_group_acc"])
     assert worst.selection["epoch"] == best["epoch"]
+
+
+def test_class_balanced_selection_reads_class_labels_only(toy_benchmark):
+    # Nine of ten val rows are class 0: predicting 0 everywhere scores 0.9 average but 0.5 balanced.
+    assert class_balanced_accuracy(np.zeros(10, int), np.array([0] * 9 + [1])) == 0.5
+    assert class_balanced_accuracy(np.array([0, 1, 1, 1]), np.array([0, 0, 1, 1])) == 0.75
+    _, result = _train(toy_benchmark, seed=0, selection="val_class_balanced_acc", epochs=3)
+    assert result.selection["uses_val_group_labels"] is False
+    assert all("val_worst_group_acc" not in e for e in result.history)
+    best = max(result.history, key=lambda e: e["val_class_balanced_acc"])
+    assert result.selection["epoch"] == best["epoch"]
 
 
 def test_selected_epoch_weights_are_restored(toy_benchmark):

@@ -1,0 +1,135 @@
+"""SLIM's settings: the paper's Table 4 shares as budgets, SLIM_Tr's training budget in steps, the two
+variants and the ablations."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness.errors import HarnessError
+from harness.hparams_registry import default_hparams
+from simulated_oracle import SimulatedOracle
+from slim.methods import resolve_budget, training_epochs
+from slim.pipeline import VARIANTS, SlimCurator, Truth, ablation_subset, settings_from
+
+
+def test_budgets_are_the_papers_table4_shares_of_the_split():
+    tr = default_hparams("slim-tr", "waterbirds-synth", "quick")
+    val = default_hparams("slim-val", "waterbirds-synth", "quick")
+    assert tr["budget"] is None and tr["budget_share"] == pytest.approx(120 / 4795)  # 2.5 %
+    assert val["budget_share"] == pytest.approx(40 / 1199) and val["subset_frac"] == 0.1
+    assert default_hparams("slim-val", "celeba-synth", "tiny")["subset_frac"] == 0.05
+    assert default_hparams("slim-tr", "nico-synth", "tiny")["budget_share"] == pytest.approx(40 / 2220)
+    # 2.5 % of a 2,500-row train split is 62.6 -> 63 queries (the old quick preset asked 40, 1.6 %)
+    assert resolve_budget(tr, np.repeat([0, 1], 1250))[0] == 63
+    # at least two queries per class: 0.35 % of 258 rows is 0.9
+    celeba = default_hparams("slim-val", "celeba-synth", "tiny")
+    assert resolve_budget(celeba, np.repeat([0, 1], 129)) == (4, {"rule": "budget_share", "share":
+                                                                   celeba["budget_share"], "split_size": 258,
+                                                                   "budget": 4})
+    paper = default_hparams("slim-tr", "waterbirds", "paper")
+    assert paper["budget"] == 120 and resolve_budget(paper, np.zeros(10))[0] == 120
+
+
+def test_slim_tr_trains_at_least_as_many_steps_as_erm():
+    hp = dict(batch_size=64, epochs=12, slim_tr_steps="match_erm", slim_tr_min_epochs=50)
+    erm = dict(epochs=12, batch_size=64)
+    # ERM: 12 epochs x ceil(2500 / 64) = 40 steps = 480 steps; the subset of 250 rows has 4 steps an epoch
+    epochs, budget = training_epochs(hp, erm, 2500, 250)
+    assert epochs == 120 and budget == {"rule": "match_erm", "epochs": 120, "steps": 480, "erm_steps": 480,
+                                        "steps_per_epoch": 4}
+    assert training_epochs(hp, erm, 200, 250)[0] == 50  # the authors' 50 epochs when ERM takes fewer steps
+    assert training_epochs(dict(hp, slim_tr_steps="epochs"), erm, 2500, 250)[0] == 12
+    assert training_epochs(dict(hp, slim_tr_steps=10), erm, 2500, 250)[0] == 3
+    assert default_hparams("slim-tr", "waterbirds-synth", "quick")["slim_tr_steps"] == "match_erm"
+    assert default_hparams("slim-tr", "waterbirds-synth", "quick")["selection"] == "val_class_balanced_acc"
+    with pytest.raises(HarnessError, match="slim_tr_steps"):
+        training_epochs(dict(hp, slim_tr_steps="more"), erm, 2500, 250)
+
+
+def test_variants_resolve_auto_settings_and_explicit_values_win():
+    paper, authors = settings_from({}), settings_from({"slim_variant": "authors"})
+    assert {k: paper[k] for k in VARIANTS["paper"]} == VARIANTS["paper"]
+    assert authors["spread_kernel"] == "rbf" and authors["screen_rule"] == "pooled_median"
+    assert authors["cluster_space"] == "umap" and authors["sampling_distance"] == "median"
+    assert settings_from({"slim_variant": "authors", "spread_kernel": "knn_sym"})["spread_kernel"] == "knn_sym"
+    assert default_hparams("slim-val", "waterbirds-synth", "tiny")["slim_variant"] == "paper"
+    with pytest.raises(HarnessError, match="slim_variant"):
+        settings_from({"slim_variant": "mine"})
+    with pytest.raises(HarnessError, match="slim_ablation"):
+        settings_from({"slim_ablation": "oracle"})
+
+
+def toy(seed: int = 0, n: int = 120):
+    rng = np.random.default_rng(seed)
+    labels, env = np.repeat([0, 1], n // 2), np.tile([0, 1], n // 2)
+    correct = rng.random(n) < 0.6
+    fa = np.where(correct[:, None], labels[:, None] * 5.0, env[:, None] * 5.0 + 10) + rng.normal(size=(n, 6))
+    fabar = env[:, None] * 4.0 + rng.normal(size=(n, 6))
+    masks = np.zeros((n, 4, 4), bool)
+    masks[:, :2] = True
+    maps = np.where(correct[:, None, None], masks, ~masks).astype(np.float32)
+    return fa, fabar, labels, env, correct, maps, masks
+
+
+def test_authors_variant_curates_and_records_its_settings():
+    fa, fabar, labels, env, correct, maps, masks = toy()
+    oracle = SimulatedOracle(maps, masks, flip_prob=0.0, budget=12, random_state=0)
+    curator = SlimCurator(12, 30, settings={"slim_variant": "authors", "umap_neighbors": 5}, random_state=0)
+    curation = curator.curate(fa, fabar, labels, oracle, embedding=fa[:, :2] + fa[:, 2:4])
+    details = curation.details()
+    assert details["slim_variant"] == "authors" and details["settings"]["spread_kernel"] == "rbf"
+    assert len(curation.indices) == 30 and all(c.points.shape[1] == 2 for c in curation.core.values())
+    assert all(c.points.shape[1] == 2 for c in curation.env.values())  # the 2-D UMAP of F_Abar
+
+
+def test_ablations_replace_one_stage_with_ground_truth():
+    fa, fabar, labels, env, correct, maps, masks = toy()
+    groups = labels * 2 + env
+    truth = Truth(correct=correct, groups=groups)
+    embedding = fa[:, :2]
+
+    def curate(ablation):
+        oracle = SimulatedOracle(maps, masks, flip_prob=0.0, budget=12, random_state=0)
+        return SlimCurator(12, 40, settings={"slim_ablation": ablation}, random_state=0).curate(
+            fa, fabar, labels, oracle, embedding=embedding, truth=truth)
+
+    assert np.array_equal(curate("true_screening").keep, correct)
+    balanced = curate("group_balanced_subset").indices
+    assert np.bincount(groups[balanced]).tolist() == [10, 10, 10, 10]
+    random = curate("random_subset").indices
+    assert len(random) == len(np.unique(random)) == 40
+    assert np.array_equal(random, ablation_subset(120, 40, None, "random_subset", 0))
+    with pytest.raises(HarnessError, match="ground truth"):
+        SlimCurator(12, 40, settings={"slim_ablation": "true_screening"}).curate(
+            fa, fabar, labels, SimulatedOracle(maps, masks, budget=12), embedding=embedding)
+
+
+def test_ablations_that_read_ground_truth_are_declared_in_labels_used():
+    from harness.methods import MethodResult, get_method
+
+    result = MethodResult(model=None, selection={"uses_val_group_labels": False}, attention_queries=8)
+    for method, split_key in (("slim-tr", "train_group_labels"), ("slim-val", "val_group_labels")):
+        hp = default_hparams(method, "waterbirds-synth", "tiny")
+        plain = get_method(method)(hp).labels_used(result)
+        assert plain["ground_truth"] is None and not plain[split_key]
+        balanced = get_method(method)(dict(hp, slim_ablation="group_balanced_subset")).labels_used(result)
+        assert balanced[split_key] and "group labels" in balanced["ground_truth"]
+        noise_free = get_method(method)(dict(hp, slim_ablation="noise_free_oracle")).labels_used(result)
+        assert "masks" in noise_free["ground_truth"]
+
+
+def test_random_pick_among_the_nearest_candidates():
+    from slim.clustering import nearest_to_centres
+
+    points = np.vstack([np.random.default_rng(0).normal(size=(30, 2)), np.random.default_rng(1).normal(
+        size=(30, 2)) + 20])
+    picks = {tuple(nearest_to_centres(points, 2, random_state=s, candidates=3)) for s in range(8)}
+    assert len(picks) > 1  # the pick varies with the seed ...
+    assert nearest_to_centres(points, 2, random_state=5, candidates=3).tolist() == \
+        nearest_to_centres(points, 2, random_state=5, candidates=3).tolist()  # ... and repeats with it
+    for pick in picks:  # one pick per blob, always among the 3 nearest to its centre (the blob's mean)
+        assert sorted(row < 30 for row in pick) == [False, True]
+        for row in pick:
+            blob = points[:30] if row < 30 else points[30:]
+            dist = np.linalg.norm(blob - blob.mean(0), axis=1)
+            assert np.sort(dist)[2] >= np.linalg.norm(points[row] - blob.mean(0)) - 1e-9
