@@ -2,17 +2,30 @@
 from __future__ import annotations
 
 from simulated_oracle.aiou import aiou, aiou_batch, attention_accuracy, box_mask
-from simulated_oracle.oracle import Answer, Oracle, QueryLogEntry, SimulatedOracle, load_log, summarize_log
+from simulated_oracle.oracle import (
+    Answer,
+    Oracle,
+    QueryLogEntry,
+    SimulatedOracle,
+    load_log,
+    save_log,
+    summarize_log,
+)
+from simulated_oracle.recorded import RecordedOracle, agreement, merge_majority
 
 __all__ = [
     "Answer",
     "Oracle",
     "QueryLogEntry",
+    "RecordedOracle",
     "SimulatedOracle",
     "aiou",
+    "agreement",
     "aiou_batch",
     "attention_accuracy",
     "box_mask",
     "load_log",
+    "merge_majority",
+    "save_log",
     "summarize_log",
 ]

@@ -40,28 +40,42 @@ class Answer(StrEnum):
 
 @dataclass(frozen=True)
 class QueryLogEntry:
-    """One answer: which instance, its AIoU, the noise-free answer, the answer given and its time."""
+    """One answer: which instance, its AIoU, the noise-free answer, the answer given and its time.
+
+    A person's answer (``harness.annotate``) has no AIoU and no noise-free answer (None), and says who gave
+    it and for which attention pass (``attention``: the hash of that pass's cache key), so answers given for
+    another reference model or split are refused (:class:`simulated_oracle.recorded.RecordedOracle`).
+    """
 
     instance_id: int
-    aiou: float
-    true_answer: Answer
+    aiou: float | None
+    true_answer: Answer | None
     answer: Answer
     flipped: bool
     seconds: float
+    who: str | None = None
+    attention: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "true_answer": self.true_answer.value, "answer": self.answer.value}
+        row = {**asdict(self), "answer": self.answer.value,
+               "true_answer": None if self.true_answer is None else self.true_answer.value}
+        return {key: value for key, value in row.items() if value is not None or key in _ALWAYS}
 
     @classmethod
     def from_json(cls, row: dict[str, Any]) -> QueryLogEntry:
         return cls(
             instance_id=int(row["instance_id"]),
-            aiou=float(row["aiou"]),
-            true_answer=Answer(row["true_answer"]),
+            aiou=None if row["aiou"] is None else float(row["aiou"]),
+            true_answer=None if row["true_answer"] is None else Answer(row["true_answer"]),
             answer=Answer(row["answer"]),
             flipped=bool(row["flipped"]),
             seconds=float(row["seconds"]),
+            who=None if row.get("who") is None else str(row["who"]),
+            attention=None if row.get("attention") is None else str(row["attention"]),
         )
+
+
+_ALWAYS = ("aiou", "true_answer")  # written even when None, so every line has the same core fields
 
 
 @runtime_checkable
@@ -88,21 +102,31 @@ class Oracle(Protocol):
     def total_seconds(self) -> float: ...
 
 
-def summarize_log(entries: Sequence[QueryLogEntry]) -> dict[str, int | float]:
-    """Counts and time of a query log, for a run record's labels_used and cost."""
+def summarize_log(entries: Sequence[QueryLogEntry]) -> dict[str, Any]:
+    """Counts and time of a query log, for a run record's labels_used and cost: ``kind`` is "human" when
+    people gave the answers (``annotators`` lists them), else "simulated"."""
     answers = [entry.answer for entry in entries]
+    annotators = sorted({name for entry in entries if entry.who for name in entry.who.split("+")})
     return {
+        "kind": "human" if annotators else "simulated",
         "queries": len(entries),
         "seconds": float(sum(entry.seconds for entry in entries)),
         "yes": answers.count(Answer.YES),
         "no": answers.count(Answer.NO),
         "not_sure": answers.count(Answer.NOT_SURE),
         "flipped": sum(entry.flipped for entry in entries),
+        **({"annotators": annotators} if annotators else {}),
     }
 
 
+def save_log(entries: Sequence[QueryLogEntry], path: str | Path) -> None:
+    """Write a query log atomically as JSON lines, one answer per line (read it back with ``load_log``)."""
+    lines = "".join(json.dumps(entry.to_json()) + "\n" for entry in entries)
+    atomic_write_bytes(Path(path), lines.encode())
+
+
 def load_log(path: str | Path) -> list[QueryLogEntry]:
-    """Read a query log written by ``SimulatedOracle.save_log`` (JSON lines)."""
+    """Read a query log written by ``save_log`` (JSON lines)."""
     path = Path(path)
     if not path.is_file():
         raise HarnessError(f"query log {path} does not exist")
@@ -240,8 +264,7 @@ class SimulatedOracle:
 
     def save_log(self, path: str | Path) -> None:
         """Write the query log as JSON lines, one answer per line (read it back with ``load_log``)."""
-        lines = "".join(json.dumps(entry.to_json()) + "\n" for entry in self._log)
-        atomic_write_bytes(Path(path), lines.encode())
+        save_log(self._log, path)
 
     def _true_answer(self, score: float) -> Answer:
         band = self._not_sure_band

@@ -8,12 +8,13 @@
 
 Both reuse the cached f_r and its cached attention pass on the split, and cache the attention space
 (UMAP) keyed on that pass and the UMAP settings, so a sweep over budgets and subset sizes repeats only the
-cheap stages. The simulated oracle answers from the split's object masks and f_r's GradCAM maps; a human
-oracle can be passed instead (``SlimTr(hparams, oracle=...)``).
+cheap stages. The simulated oracle answers from the split's object masks and f_r's GradCAM maps; a person's
+recorded answers replace it with the setting ``oracle=answers:PATH`` (written by ``python -m harness
+annotate``), or any oracle can be passed (``SlimTr(hparams, oracle=...)``).
 """
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -22,19 +23,40 @@ import torch
 from sklearn.preprocessing import StandardScaler
 
 from baselines.dfr import C_GRID
-from harness.attention import cached_attention
+from harness.attention import AttentionPass, attention_identity, attention_key, cached_attention
 from harness.cache import load_tensors, save_tensors
+from harness.data import Split
 from harness.errors import HarnessError
 from harness.features import reference_features
 from harness.last_layer import fit_logistic, head_from, with_head
 from harness.methods import Method, MethodResult, RunContext, register
-from harness.records import atomic_write_bytes
 from harness.training import SELECTIONS
-from simulated_oracle import Oracle, SimulatedOracle, summarize_log
+from simulated_oracle import Oracle, RecordedOracle, SimulatedOracle, save_log, summarize_log
 from slim.annotation import split_budget
 from slim.pipeline import Curation, SlimCurator, make_space, settings_from
 
 ATTENTION_METHOD, ATTENTION_TARGET = "gradcam", "label"  # GradCAM for the true class, as the authors do
+
+
+@dataclass
+class SlimInputs:
+    """What SLIM has before asking anyone: the split, f_r's attention pass on it (and that pass's identity,
+    see ``harness.attention.attention_identity``), its attention space and the curator."""
+
+    split_name: str
+    split: Split
+    attention: AttentionPass
+    identity: str
+    fa: np.ndarray
+    fabar: np.ndarray
+    labels: np.ndarray
+    embedding: np.ndarray
+    space_mode: dict[str, Any]
+    curator: SlimCurator
+
+    def query_ids(self) -> np.ndarray:
+        """The rows stage 2 asks the oracle about, in the order it asks."""
+        return self.curator.sampler(self.embedding, self.labels).query_ids_
 
 
 class _Slim(Method):
@@ -54,8 +76,9 @@ class _Slim(Method):
         if self.hparams.get("sampler", "shuffle") != "shuffle":
             raise HarnessError(f"{self.name} reads no group labels: use sampler=shuffle")
 
-    def curate(self, ctx: RunContext) -> tuple[Curation, Oracle]:
-        """Run the pipeline on ``attention_split``; save the query log and figures in ``ctx.run_dir``."""
+    def prepare(self, ctx: RunContext) -> SlimInputs:
+        """Everything before the oracle answers (stages 1-2's inputs) for ``attention_split``: what
+        ``curate`` runs on and what ``python -m harness annotate`` shows a person."""
         self.check_no_group_labels()
         name = self.attention_split
         split = ctx.benchmark.splits[name]
@@ -64,29 +87,56 @@ class _Slim(Method):
         subset_frac = float(self.hparams["subset_frac"])
         if subset_frac <= 0:
             raise HarnessError(f"subset_frac must be positive, got {subset_frac}")
-        if self.oracle is None and split.masks is None:
-            raise HarnessError(
-                f"the simulated oracle needs object masks, and the {name} split of {ctx.benchmark.name!r} "
-                "has none: supply masks or boxes for it (or a human oracle)"
-            )
+        key = attention_key(ctx, name, method=ATTENTION_METHOD, target=ATTENTION_TARGET)
         attention = cached_attention(ctx, name, method=ATTENTION_METHOD, target=ATTENTION_TARGET)
-        oracle = self.oracle or SimulatedOracle(
-            attention=lambda ids: attention.maps(ids, split.image_size), masks=split.masks.numpy(),
-            budget=sum(budgets.values()), random_state=ctx.seed,
-        )
         settings = settings_from(self.hparams)
         fa, fabar = attention.fa.numpy(), attention.fabar.numpy()
         embedding, mode = cached_space(ctx, name, fa, settings)
         curator = SlimCurator(budgets, max(1, round(subset_frac * len(split))), settings=settings,
                               random_state=ctx.seed)
-        curation = curator.curate(fa, fabar, labels, oracle, embedding=embedding, space_mode=mode)
+        return SlimInputs(split_name=name, split=split, attention=attention, identity=attention_identity(key),
+                          fa=fa, fabar=fabar, labels=labels, embedding=embedding, space_mode=mode, curator=curator)
+
+    def make_oracle(self, ctx: RunContext, inputs: SlimInputs) -> Oracle:
+        """The oracle given at construction, else the run's ``oracle`` setting: "simulated" (default; its
+        flip probability is ``oracle_flip_prob``, default 0.05) or "answers:PATH", a person's recorded
+        answers, refused unless given for this run's attention pass."""
+        budget = sum(inputs.curator.budget.values())
+        spec = str(self.hparams.get("oracle", "simulated"))
+        oracle = self.oracle
+        if oracle is None and spec.startswith("answers:"):
+            oracle = RecordedOracle.from_file(spec.removeprefix("answers:"), budget=budget)
+        elif oracle is None and spec != "simulated":
+            raise HarnessError(f"unknown oracle {spec!r}: use 'simulated' or 'answers:PATH'")
+        if isinstance(oracle, RecordedOracle):
+            oracle.check_attention(inputs.identity, f"{ctx.benchmark.name} {inputs.split_name}, {ctx.arch} "
+                                                    f"seed {ctx.seed}")
+        if oracle is not None:
+            return oracle
+        split = inputs.split
+        if split.masks is None:
+            raise HarnessError(
+                f"the simulated oracle needs object masks, and the {inputs.split_name} split of "
+                f"{ctx.benchmark.name!r} has none: supply masks or boxes for it (or a human oracle: "
+                "python -m harness annotate, then --oracle answers:PATH)"
+            )
+        attention = inputs.attention
+        return SimulatedOracle(attention=lambda ids: attention.maps(ids, split.image_size),
+                               masks=split.masks.numpy(), flip_prob=float(self.hparams.get("oracle_flip_prob", 0.05)),
+                               budget=budget, random_state=ctx.seed)
+
+    def curate(self, ctx: RunContext) -> tuple[Curation, Oracle]:
+        """Run the pipeline on ``attention_split``; save the query log and figures in ``ctx.run_dir``."""
+        inputs = self.prepare(ctx)
+        oracle = self.make_oracle(ctx, inputs)
+        curation = inputs.curator.curate(inputs.fa, inputs.fabar, inputs.labels, oracle, embedding=inputs.embedding,
+                                         space_mode=inputs.space_mode)
         ctx.run_dir.mkdir(parents=True, exist_ok=True)
-        log = "".join(json.dumps(entry.to_json()) + "\n" for entry in oracle.log)
-        atomic_write_bytes(ctx.run_dir / "queries.jsonl", log.encode())
+        save_log(oracle.log, ctx.run_dir / "queries.jsonl")
         if self.hparams.get("figures", True):
             from slim.plots import save_figures
 
-            save_figures(ctx.run_dir, curation, split.groups.numpy(), ctx.benchmark.group_names)
+            save_figures(ctx.run_dir, curation, inputs.split.groups.numpy(), ctx.benchmark.group_names)
         return curation, oracle
 
     def result(self, ctx: RunContext, model: torch.nn.Module, selection: dict[str, Any], curation: Curation,
