@@ -2,10 +2,13 @@
 annotators' agreement and merge, and the Label Studio round trip."""
 from __future__ import annotations
 
+import base64
+import io
 import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from harness.annotate import AnnotationTask, AnswerStore, Query, create_app, is_loopback, overlay, png
 from harness.cli import main
@@ -23,7 +26,8 @@ def make_task(attention: str = PASS) -> AnnotationTask:
     queries = []
     for i in IDS:
         image = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
-        queries.append(Query(i, "waterbird" if i % 2 else "landbird", png(image), png(overlay(image, rng.random((8, 8))))))
+        cam = rng.random((8, 8))
+        queries.append(Query(i, "waterbird" if i % 2 else "landbird", png(image), png(overlay(image, cam))))
     return AnnotationTask(title="toy val", attention=attention, queries=queries)
 
 
@@ -53,8 +57,6 @@ def test_page_queries_and_images(server):
         response = client.get(f"/image/3/{kind}.png")
         assert response.status_code == 200 and response.mimetype == "image/png" and response.data == expected
     # 8x8 images are enlarged by a whole factor to reach 256 pixels: 8 * 32
-    from PIL import Image
-    import io
     assert Image.open(io.BytesIO(task.queries[0].image)).size == (256, 256)
 
 
@@ -203,7 +205,8 @@ def test_agreement_is_the_mean_share_of_the_most_frequent_answer():
     # instance 1: 3/3, instance 2: 1/3 (three different answers), instance 3: 2/2 -> mean 7/9
     assert report["consistency"] == pytest.approx((1 + 1 / 3 + 1) / 3)
     assert report["instances"] == 3 and report["unanimous"] == 2
-    assert report["annotators"]["a"] == {"answers": 3, "seconds_mean": 3.0, "seconds_std": pytest.approx(np.sqrt(2 / 3))}
+    assert report["annotators"]["a"] == {"answers": 3, "seconds_mean": 3.0,
+                                         "seconds_std": pytest.approx(np.sqrt(2 / 3))}
     with pytest.raises(HarnessError, match="at least two"):
         agreement([a], ["a"])
     with pytest.raises(HarnessError, match="different attention passes"):
@@ -237,7 +240,8 @@ def test_cli_agreement_and_merge(tmp_path, capsys):
 
 def ls_annotation(choice, user, lead_time=3.5, cancelled=False):
     return {"id": 1, "completed_by": user, "lead_time": lead_time, "was_cancelled": cancelled,
-            "result": [{"from_name": "answer", "to_name": "overlay", "type": "choices", "value": {"choices": [choice]}}]}
+            "result": [{"from_name": "answer", "to_name": "overlay", "type": "choices",
+                        "value": {"choices": [choice]}}]}
 
 
 def test_label_studio_round_trip(tmp_path):
@@ -246,7 +250,6 @@ def test_label_studio_round_trip(tmp_path):
     tasks = json.loads(tasks_path.read_text())
     assert [t["data"]["instance_id"] for t in tasks] == IDS and tasks[0]["data"]["attention"] == PASS
     assert tasks[0]["data"]["overlay"].startswith("data:image/png;base64,")
-    import base64
     assert base64.b64decode(tasks[1]["data"]["image"].split(",", 1)[1]) == task.queries[1].image
     assert config_path.read_text() == LABEL_CONFIG and '<Choice value="Not sure" hotkey="s"/>' in LABEL_CONFIG
     # what Label Studio's JSON export adds: annotations per task (two users, one cancelled, one redone)
@@ -279,3 +282,69 @@ def test_label_studio_import_refuses_foreign_files(tmp_path):
     assert annotator_name({"email": "a+b@c"}) == "a_b"
     with pytest.raises(HarnessError, match="names no Label Studio user"):
         annotator_name(None)
+
+
+@pytest.fixture
+def toy_runs(tmp_path, monkeypatch):
+    """Runs of the toy benchmark through the runner (a one-epoch reference model, no figures)."""
+    from conftest import FAST_MODEL, make_toy_benchmark
+
+    import harness.methods
+
+    bench = make_toy_benchmark(n_train=64)
+    erm_defaults = harness.methods.default_hparams
+    monkeypatch.setattr(harness.methods, "default_hparams", lambda *a: dict(erm_defaults(*a), epochs=1))
+    monkeypatch.setattr("harness.runner.load_benchmark", lambda *a, **k: bench)
+
+    def config(method="slim-val", **overrides):
+        from harness.runner import make_config
+
+        return make_config(dataset="toy", method=method, overrides={**FAST_MODEL, "figures": False, **overrides},
+                           device="cpu")
+
+    return config
+
+
+def test_recorded_answers_give_the_simulated_runs_numbers(toy_runs, tmp_path, capsys):
+    """The noise-free simulated answers, replayed as a person's log, give the same run (toy benchmark); the
+    queries `annotate` shows are the ones the run asks."""
+    from harness.annotate import build_task
+    from harness.runner import execute, make_config
+
+    simulated = json.loads(execute(toy_runs(oracle_flip_prob=0.0), tmp_path, show_progress=False).read_text())
+    truth = load_log(tmp_path / "runs" / simulated["run_id"] / "queries.jsonl")
+    assert all(e.answer == e.true_answer for e in truth)
+    task = build_task(toy_runs(), tmp_path, show_progress=False)
+    assert [q.instance_id for q in task.queries] == [e.instance_id for e in truth]
+    store = AnswerStore(tmp_path / "people", task)
+    for entry in reversed(truth):  # answered in any order, the log is in query order
+        store.record("ann", entry.instance_id, entry.answer, 2.0)
+    human = json.loads(execute(toy_runs(oracle=f"answers:{store.path('ann')}"), tmp_path,
+                               show_progress=False).read_text())
+    assert human["metrics"] == simulated["metrics"] and human["model_selection"] == simulated["model_selection"]
+    assert human["details"]["oracle"] == {"kind": "human", "queries": len(truth), "seconds": 2.0 * len(truth),
+                                          "yes": simulated["details"]["oracle"]["yes"],
+                                          "no": simulated["details"]["oracle"]["no"], "not_sure": 0, "flipped": 0,
+                                          "annotators": ["ann"]}
+    assert human["cost"]["annotation_seconds"] == 2.0 * len(truth)
+    # a changed answer is the one replayed
+    flipped = Answer.NO if truth[0].answer is Answer.YES else Answer.YES
+    store.record("ann", truth[0].instance_id, flipped, 1.0)
+    assert RecordedOracle.from_file(store.path("ann")).query([truth[0].instance_id]) == [flipped]
+    # answers missing for a query, or given for another split, are refused
+    save_log(load_log(store.path("ann"))[1:], tmp_path / "short.jsonl")
+    with pytest.raises(HarnessError, match="have no answer for instances"):
+        execute(toy_runs(oracle=f"answers:{tmp_path / 'short.jsonl'}"), tmp_path, show_progress=False)
+    with pytest.raises(HarnessError, match="another reference model, split or attention method"):
+        execute(toy_runs("slim-tr", oracle=f"answers:{store.path('ann')}"), tmp_path, show_progress=False)
+    with pytest.raises(HarnessError, match="unknown oracle 'person'"):
+        execute(toy_runs(oracle="person"), tmp_path, show_progress=False)
+    with pytest.raises(HarnessError, match="unknown setting 'oracle' for erm"):
+        make_config(dataset="toy", method="erm", overrides={"oracle": "simulated"})
+    # the CLI: Label Studio export of the same queries
+    assert main(["annotate", "--dataset", "toy", "--method", "slim-val", "--device", "cpu", "--quiet",
+                 "--out", str(tmp_path), "--set", "pretrained=none", "--set", "width=0.25", "--set", "depth=2",
+                 "--set", "figures=false", "--label-studio", str(tmp_path / "ls")]) == 0
+    exported = json.loads((tmp_path / "ls" / "tasks.json").read_text())
+    assert [t["data"]["instance_id"] for t in exported] == [e.instance_id for e in truth]
+    assert {t["data"]["attention"] for t in exported} == {task.attention}
