@@ -348,3 +348,19 @@ def test_recorded_answers_give_the_simulated_runs_numbers(toy_runs, tmp_path, ca
     exported = json.loads((tmp_path / "ls" / "tasks.json").read_text())
     assert [t["data"]["instance_id"] for t in exported] == [e.instance_id for e in truth]
     assert {t["data"]["attention"] for t in exported} == {task.attention}
+
+
+def test_serve_binds_loopback_by_default_and_wants_a_token_when_wider(tmp_path, monkeypatch, capsys):
+    from harness.annotate import serve
+
+    calls = []
+    monkeypatch.setattr("werkzeug.serving.run_simple", lambda host, port, app, **kw: calls.append((host, port, app)))
+    serve(make_task(), tmp_path)
+    assert calls[-1][:2] == ("127.0.0.1", 8765) and "open http://127.0.0.1:8765/\n" in capsys.readouterr().out
+    assert calls[-1][2].test_client().get("/").status_code == 200
+    serve(make_task(), tmp_path, host="0.0.0.0", port=9000)
+    url = capsys.readouterr().out.split("open ")[1].strip()
+    token = url.split("?token=")[1]
+    assert url.startswith("http://0.0.0.0:9000/?token=") and len(token) >= 20
+    client = calls[-1][2].test_client()
+    assert client.get("/").status_code == 403 and client.get(f"/?token={token}").status_code == 200

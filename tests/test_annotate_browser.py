@@ -25,7 +25,7 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
 KEYS = {"yes": "y", "no": "n", "not_sure": "s"}
 # a narrow untrained-start model keeps the reference model's training short; figures are not needed here
-FAST = {"pretrained": "none", "width": 0.25, "figures": False}
+FAST = {"pretrained": "none", "width": 0.25, "depth": 2, "figures": False}
 
 
 def browser():
@@ -52,9 +52,15 @@ def browser():
 
 
 @pytest.fixture
-def served(tmp_path):
-    """The queries of a tiny SLIM_Val run, served on a free local port in a thread."""
+def served(tmp_path, monkeypatch):
+    """The queries of a tiny SLIM_Val run, served on a free local port in a thread (the reference model is
+    trained for two epochs: the page and the runs are under test here, not the model)."""
     from werkzeug.serving import make_server
+
+    import harness.methods
+
+    erm_defaults = harness.methods.default_hparams
+    monkeypatch.setattr(harness.methods, "default_hparams", lambda *a: dict(erm_defaults(*a), epochs=2))
 
     config = make_config(dataset="waterbirds-synth", method="slim-val", scale="tiny", overrides=FAST, device="cpu")
     task = build_task(config, tmp_path, show_progress=False)
@@ -112,6 +118,7 @@ def test_browser_answers_every_query_and_slim_runs_on_them(served, tmp_path):
         wait.until(lambda d: d.find_element(By.ID, "done").is_displayed())
         assert driver.find_element(By.ID, "done").text == f"All {n} questions answered."
         assert driver.find_element(By.ID, "progress").text == f"{n} of {n} answered"
+        assert driver.find_element(By.ID, "who").text == "annotator: tester"
         # a reload resumes: every item answered, straight to the end
         driver.get(url)
         driver.find_element(By.ID, "name").send_keys("tester", Keys.ENTER)
