@@ -28,17 +28,23 @@ KEYS = {"yes": "y", "no": "n", "not_sure": "s"}
 FAST = {"pretrained": "none", "width": 0.25, "depth": 2, "figures": False}
 
 
-def browser():
-    """A headless Chromium driven by Selenium, or pytest.skip saying what is missing."""
+def require_browser() -> None:
+    """pytest.skip, saying what is missing, unless selenium, Chromium and its driver are all there."""
     try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
+        import selenium  # noqa: F401
     except ImportError:
         pytest.skip("selenium is not installed (pip install -e .[test])")
     for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
         if not (os.path.isfile(path) and os.access(path, os.X_OK)):
             pytest.skip(f"no browser: {path} not found (apt-get install -y chromium chromium-driver, which "
                         f"provides {package})")
+
+
+def browser():
+    """A headless Chromium driven by Selenium, and its temporary profile folder."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     profile = tempfile.mkdtemp(prefix="chromium-profile-")
@@ -58,6 +64,8 @@ def served(tmp_path, monkeypatch):
     from werkzeug.serving import make_server
 
     import harness.methods
+
+    require_browser()  # before the expensive part
 
     erm_defaults = harness.methods.default_hparams
     monkeypatch.setattr(harness.methods, "default_hparams", lambda *a: dict(erm_defaults(*a), epochs=2))
