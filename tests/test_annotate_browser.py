@@ -25,7 +25,7 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
 KEYS = {"yes": "y", "no": "n", "not_sure": "s"}
 # a narrow untrained-start model keeps the reference model's training short; figures are not needed here
-FAST = {"pretrained": "none", "width": 0.25, "depth": 2, "figures": False}
+FAST = {"pretrained": "none", "width": 0.25, "figures": False}
 
 
 def require_browser() -> None:
