@@ -68,10 +68,9 @@ def build_task(config: dict[str, Any], out_dir: Path, *, show_progress: bool = T
     """The queries a SLIM run of ``config`` would ask, with its caches under ``out_dir/cache`` (as ``run``)."""
     from harness.methods import get_method
     from harness.runner import make_context
-    from slim.methods import _Slim
 
     method = get_method(config["method"])(config["hparams"])
-    if not isinstance(method, _Slim):
+    if not hasattr(method, "prepare"):  # SLIM_Tr and SLIM_Val (slim.methods) prepare their queries
         raise HarnessError(f"method {config['method']!r} asks no attention questions: annotate slim-tr or slim-val")
     ctx = make_context(config, Path(out_dir), show_progress=show_progress)
     inputs = method.prepare(ctx)

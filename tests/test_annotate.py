@@ -364,3 +364,8 @@ def test_serve_binds_loopback_by_default_and_wants_a_token_when_wider(tmp_path, 
     assert url.startswith("http://0.0.0.0:9000/?token=") and len(token) >= 20
     client = calls[-1][2].test_client()
     assert client.get("/").status_code == 403 and client.get(f"/?token={token}").status_code == 200
+
+
+def test_annotate_refuses_methods_that_ask_nothing(tmp_path, capsys):
+    assert main(["annotate", "--dataset", "waterbirds-synth", "--method", "erm", "--out", str(tmp_path)]) == 2
+    assert "asks no attention questions: annotate slim-tr or slim-val" in capsys.readouterr().err
