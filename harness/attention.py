@@ -40,6 +40,7 @@ from harness.errors import HarnessError
 from harness.evaluation import autocast, to_float
 from harness.methods import RunContext
 from harness.progress import progress
+from harness.records import config_hash
 from simulated_oracle.aiou import ATTENTION_CORRECT
 
 TARGETS = ("label", "prediction")
@@ -390,14 +391,9 @@ def state_digest(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def cached_attention(ctx: RunContext, split: str, *, model: nn.Module | None = None, method: str = "gradcam",
-                     target: str = "label") -> AttentionPass:
-    """:func:`extract` of the reference model f_r (default) or ``model`` on ``split``, cached in ctx.cache.
-
-    Keyed by the model's identity (``ctx.reference_key()`` for f_r, else the dataset fingerprint and a
-    hash of the model's weights, so a changed checkpoint is a new entry), the split, method, target and
-    the precision (bf16 on CUDA, float32 on the CPU).
-    """
+def attention_key(ctx: RunContext, split: str, *, model: nn.Module | None = None, method: str = "gradcam",
+                  target: str = "label") -> dict[str, Any]:
+    """The cache key of an attention pass (see :func:`cached_attention`), after checking its parts."""
     check_target(target)
     if method not in METHODS:
         raise HarnessError(f"unknown attention method {method!r}; choose from {', '.join(METHODS)}")
@@ -410,8 +406,24 @@ def cached_attention(ctx: RunContext, split: str, *, model: nn.Module | None = N
         require_network(model)
         model_key = {"data": dataset_fingerprint(ctx.benchmark),
                      "arch": getattr(model, "arch", type(model).__name__), "weights": state_digest(model)}
-    key = dict(model=model_key, split=split, method=method, target=target, format=CACHE_FORMAT,
-               precision="bf16" if torch.device(ctx.device).type == "cuda" else "fp32")
+    return dict(model=model_key, split=split, method=method, target=target, format=CACHE_FORMAT,
+                precision="bf16" if torch.device(ctx.device).type == "cuda" else "fp32")
+
+
+def attention_identity(key: dict[str, Any]) -> str:
+    """A pass's identity: the hash of its cache key (the name of its cache file), recorded with human answers."""
+    return config_hash(key)
+
+
+def cached_attention(ctx: RunContext, split: str, *, model: nn.Module | None = None, method: str = "gradcam",
+                     target: str = "label") -> AttentionPass:
+    """:func:`extract` of the reference model f_r (default) or ``model`` on ``split``, cached in ctx.cache.
+
+    Keyed by the model's identity (``ctx.reference_key()`` for f_r, else the dataset fingerprint and a
+    hash of the model's weights, so a changed checkpoint is a new entry), the split, method, target and
+    the precision (bf16 on CUDA, float32 on the CPU).
+    """
+    key = attention_key(ctx, split, model=model, method=method, target=target)
 
     def compute(path: Path) -> None:
         net = model if model is not None else ctx.reference_model()[0]

@@ -34,8 +34,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    from harness.runner import execute, make_config
+def _config(args: argparse.Namespace) -> dict:
+    from harness.runner import make_config
 
     overrides = dict(parse_override(o) for o in args.overrides)
     if args.weights:
@@ -45,14 +45,84 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for key in ("budget", "subset_frac"):
         if getattr(args, key, None) is not None:
             overrides[key] = getattr(args, key)
-    config = make_config(
+    oracle = getattr(args, "oracle", None)
+    if oracle is not None:
+        overrides["oracle"] = _oracle_setting(oracle)
+    return make_config(
         dataset=args.dataset, method=args.method, arch=args.arch, seed=args.seed, scale=args.scale,
         data_seed=args.data_seed, data_root=args.data_root, image_size=args.image_size,
         data_options=dict(o.split("=", 1) for o in _checked_options(args.data_option)),
         overrides=overrides, device=args.device,
     )
-    path = execute(config, args.out, show_progress=not args.quiet)
+
+
+def _oracle_setting(spec: str) -> str:
+    """--oracle: 'simulated', or 'answers:PATH' with PATH made absolute (an existing file)."""
+    if spec == "simulated":
+        return spec
+    if not spec.startswith("answers:"):
+        raise HarnessError(f"--oracle {spec!r}: use 'simulated' or 'answers:PATH' (a log of people's answers)")
+    path = Path(spec.removeprefix("answers:"))
+    if not path.is_file():
+        raise HarnessError(f"--oracle answers file not found: {path}")
+    return f"answers:{path.resolve()}"
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from harness.runner import execute
+
+    path = execute(_config(args), args.out, show_progress=not args.quiet)
     print(path)
+    return 0
+
+
+def _cmd_annotate(args: argparse.Namespace) -> int:
+    from harness.annotate import build_task, serve
+
+    task = build_task(_config(args), args.out, show_progress=not args.quiet)
+    if args.label_studio:
+        from harness.label_studio import export_tasks
+
+        for path in export_tasks(task, args.label_studio):
+            print(path)
+        return 0
+    serve(task, args.log_dir or args.out / "annotations" / task.attention, host=args.host, port=args.port)
+    return 0
+
+
+def _read_logs(paths: list[Path]) -> list:
+    from simulated_oracle import load_log
+
+    return [load_log(path) for path in paths]
+
+
+def _cmd_agreement(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from simulated_oracle import agreement
+
+    report = agreement(_read_logs(args.logs), [str(p) for p in args.logs])
+    print(f"consistency (share of the most frequent answer, paper Table 6): {100 * report['consistency']:.1f}% "
+          f"over {report['instances']} instances ({report['unanimous']} unanimous)")
+    rows = [(name, a["answers"], f"{a['seconds_mean']:.1f} +- {a['seconds_std']:.1f}")
+            for name, a in report["annotators"].items()]
+    print(tabulate(rows, headers=["log", "answers", "seconds per answer"], tablefmt="simple"))
+    return 0
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from simulated_oracle import merge_majority, save_log
+
+    save_log(merge_majority(_read_logs(args.logs), [str(p) for p in args.logs]), args.out)
+    print(args.out)
+    return 0
+
+
+def _cmd_import_label_studio(args: argparse.Namespace) -> int:
+    from harness.label_studio import import_export
+
+    for path in import_export(args.export, args.out):
+        print(path)
     return 0
 
 
@@ -243,7 +313,35 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(run)
     run.add_argument("--budget", type=int, help="SLIM: attention queries (total over classes)")
     run.add_argument("--subset-frac", type=float, help="SLIM: curated subset size as a share of the split")
+    run.add_argument("--oracle", help="SLIM: 'simulated' (default) or 'answers:PATH', a log of people's answers "
+                                      "(python -m harness annotate)")
     run.set_defaults(func=_cmd_run)
+
+    annotate = sub.add_parser("annotate", help="SLIM: serve the run's attention questions to a person (web page)")
+    _add_run_options(annotate)
+    annotate.add_argument("--budget", type=int, help="attention queries (total over classes)")
+    annotate.add_argument("--log-dir", type=Path,
+                          help="where each annotator's <name>.jsonl goes (default <out>/annotations/<pass id>)")
+    annotate.add_argument("--host", default="127.0.0.1",
+                          help="interface to bind (default 127.0.0.1; any other adds a random token to the URL)")
+    annotate.add_argument("--port", type=int, default=8765)
+    annotate.add_argument("--label-studio", type=Path, metavar="DIR",
+                          help="write Label Studio tasks and labelling config to DIR instead of serving")
+    annotate.set_defaults(func=_cmd_annotate)
+
+    annotations = sub.add_parser("annotations", help="annotators' logs: agreement, majority merge, Label Studio")
+    tools = annotations.add_subparsers(dest="tool", required=True)
+    agree = tools.add_parser("agreement", help="consistency of several annotators (paper Table 6)")
+    agree.add_argument("logs", nargs="+", type=Path)
+    agree.set_defaults(func=_cmd_agreement)
+    merge = tools.add_parser("merge", help="one log of the majority answer per instance (ties: not sure)")
+    merge.add_argument("logs", nargs="+", type=Path)
+    merge.add_argument("--out", type=Path, required=True, help="the merged log to write")
+    merge.set_defaults(func=_cmd_merge)
+    ls_import = tools.add_parser("import-label-studio", help="a Label Studio JSON export -> one log per annotator")
+    ls_import.add_argument("export", type=Path)
+    ls_import.add_argument("--out", type=Path, required=True, help="folder of the <annotator>.jsonl logs")
+    ls_import.set_defaults(func=_cmd_import_label_studio)
     sub.add_parser("datasets", help="list every dataset and what it needs").set_defaults(func=_cmd_datasets)
 
     sweep = sub.add_parser("sweep", help="run every configuration of a sweep file (resumable)")

@@ -199,7 +199,7 @@ def run_hparams(method: str, dataset: str, scale: str, arch: str, overrides: dic
     """Everything a run uses: the method's defaults, the model choices, then the user's overrides."""
     hp = default_hparams(method, dataset, scale) | model_hparams(arch, dataset, scale)
     for key, value in (overrides or {}).items():
-        if key not in hp and key not in _EXTRA_KEYS:
+        if key not in hp and key not in _EXTRA_KEYS and not (method.startswith("slim") and key in _ORACLE_KEYS):
             raise HarnessError(f"unknown setting {key!r} for {method}; known: {', '.join(sorted(hp))}")
         hp[key] = value
     given = overrides or {}
@@ -218,3 +218,6 @@ def run_hparams(method: str, dataset: str, scale: str, arch: str, overrides: dic
 
 # Settings a user may add that no default lists (model options of other families).
 _EXTRA_KEYS = ("width", "depth")
+# SLIM's oracle ("simulated" or "answers:PATH", see slim.methods) and the simulated one's flip probability;
+# no default lists them, so runs that leave them out keep their run ids.
+_ORACLE_KEYS = ("oracle", "oracle_flip_prob")

@@ -69,13 +69,10 @@ def check_writable(out_dir: Path) -> None:
         raise HarnessError(f"output folder {out_dir} is not writable")
 
 
-def execute(config: dict[str, Any], out_dir: Path, *, cache_dir: Path | None = None,
-            show_progress: bool = True) -> Path:
-    """Run ``config`` and write its record to ``out_dir/runs/<run_id>.json``; return that path."""
-    out_dir = Path(out_dir)
-    check_writable(out_dir)
-    rid = run_id(config)
-    started = time.monotonic()
+def make_context(config: dict[str, Any], out_dir: Path, *, cache_dir: Path | None = None,
+                 show_progress: bool = True) -> RunContext:
+    """The seeded context of ``config`` (its benchmark loaded, with the frozen stem's output where the protocol
+    caches it), caching under ``cache_dir`` or ``out_dir/cache``."""
     device = resolve_device(config["device"])
     torch.manual_seed(config["seed"])
     np.random.seed(config["seed"] % 2**32)
@@ -83,13 +80,23 @@ def execute(config: dict[str, Any], out_dir: Path, *, cache_dir: Path | None = N
                                data_root=config["data_root"], options=config["data_options"],
                                image_size=config.get("image_size"),
                                show_progress=show_progress)
-    method = get_method(config["method"])(config["hparams"])
-    run_dir = out_dir / "runs" / rid
     ctx = RunContext(benchmark=benchmark, arch=config["arch"], seed=config["seed"], scale=config["scale"],
                      device=device, hparams=config["hparams"], cache=ArtifactCache(cache_dir or out_dir / "cache"),
-                     run_dir=run_dir, show_progress=show_progress)
+                     run_dir=out_dir / "runs" / run_id(config), show_progress=show_progress)
     ctx.use_stem_cache()
-    benchmark = ctx.benchmark
+    return ctx
+
+
+def execute(config: dict[str, Any], out_dir: Path, *, cache_dir: Path | None = None,
+            show_progress: bool = True) -> Path:
+    """Run ``config`` and write its record to ``out_dir/runs/<run_id>.json``; return that path."""
+    out_dir = Path(out_dir)
+    check_writable(out_dir)
+    rid = run_id(config)
+    started = time.monotonic()
+    ctx = make_context(config, out_dir, cache_dir=cache_dir, show_progress=show_progress)
+    benchmark, device = ctx.benchmark, ctx.device
+    method = get_method(config["method"])(config["hparams"])
     result = method.fit(ctx)
     metrics = evaluate(result.model, benchmark, device)
     masked = [name for name in benchmark.eval_splits if benchmark.splits[name].masks is not None]

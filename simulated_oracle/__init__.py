@@ -2,18 +2,32 @@
 from __future__ import annotations
 
 from simulated_oracle.aiou import aiou, aiou_batch, attention_accuracy, box_mask
-from simulated_oracle.oracle import Answer, Oracle, QueryLogEntry, SimulatedOracle, load_log, oracle_seed, summarize_log
+from simulated_oracle.oracle import (
+    Answer,
+    Oracle,
+    QueryLogEntry,
+    SimulatedOracle,
+    load_log,
+    oracle_seed,
+    save_log,
+    summarize_log,
+)
+from simulated_oracle.recorded import RecordedOracle, agreement, merge_majority
 
 __all__ = [
     "Answer",
     "Oracle",
     "QueryLogEntry",
+    "RecordedOracle",
     "SimulatedOracle",
     "aiou",
+    "agreement",
     "aiou_batch",
     "attention_accuracy",
     "box_mask",
     "load_log",
+    "merge_majority",
     "oracle_seed",
+    "save_log",
     "summarize_log",
 ]

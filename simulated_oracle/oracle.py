@@ -41,30 +41,44 @@ class Answer(StrEnum):
 
 @dataclass(frozen=True)
 class QueryLogEntry:
-    """One answer: which instance, its AIoU, the noise-free answer, the answer given and its time."""
+    """One answer: which instance, its AIoU, the noise-free answer, the answer given and its time.
+
+    A person's answer (``harness.annotate``) has no AIoU and no noise-free answer (None), and says who gave
+    it and for which attention pass (``attention``: the hash of that pass's cache key), so answers given for
+    another reference model or split are refused (:class:`simulated_oracle.recorded.RecordedOracle`).
+    """
 
     instance_id: int
-    aiou: float
-    true_answer: Answer
+    aiou: float | None
+    true_answer: Answer | None
     answer: Answer
     flipped: bool
     seconds: float
     empty_map: bool = False  # the map was all zero: the answer is NOT_SURE
+    who: str | None = None
+    attention: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "true_answer": self.true_answer.value, "answer": self.answer.value}
+        row = {**asdict(self), "answer": self.answer.value,
+               "true_answer": None if self.true_answer is None else self.true_answer.value}
+        return {key: value for key, value in row.items() if value is not None or key in _ALWAYS}
 
     @classmethod
     def from_json(cls, row: dict[str, Any]) -> QueryLogEntry:
         return cls(
             instance_id=int(row["instance_id"]),
-            aiou=float(row["aiou"]),
-            true_answer=Answer(row["true_answer"]),
+            aiou=None if row["aiou"] is None else float(row["aiou"]),
+            true_answer=None if row["true_answer"] is None else Answer(row["true_answer"]),
             answer=Answer(row["answer"]),
             flipped=bool(row["flipped"]),
             seconds=float(row["seconds"]),
             empty_map=bool(row.get("empty_map", False)),
+            who=None if row.get("who") is None else str(row["who"]),
+            attention=None if row.get("attention") is None else str(row["attention"]),
         )
+
+
+_ALWAYS = ("aiou", "true_answer")  # written even when None, so every line has the same core fields
 
 
 @runtime_checkable
@@ -98,27 +112,40 @@ def oracle_seed(seed: int, dataset: str, split: str) -> int:
     return zlib.crc32(f"{int(seed)}/{dataset}/{split}".encode())
 
 
-def summarize_log(entries: Sequence[QueryLogEntry]) -> dict[str, int | float]:
-    """Counts and time of a query log, for a run record's labels_used and cost; ``flip_rate`` is the
-    realised share of flipped answers among those that could flip (noise-free YES or NO)."""
+def summarize_log(entries: Sequence[QueryLogEntry]) -> dict[str, Any]:
+    """Counts and time of a query log, for a run record's labels_used and cost: ``kind`` is "human" when
+    people gave the answers (``annotators`` lists them), else "simulated"; ``flip_rate`` is the realised
+    share of flipped answers among those that could flip (noise-free YES or NO)."""
     answers = [entry.answer for entry in entries]
-    flippable = sum(entry.true_answer is not Answer.NOT_SURE for entry in entries)
+    annotators = sorted({name for entry in entries if entry.who for name in entry.who.split("+")})
+    flippable = sum(entry.true_answer is not None and entry.true_answer is not Answer.NOT_SURE for entry in entries)
     flipped = sum(entry.flipped for entry in entries)
-    return {
+    summary: dict[str, Any] = {
+        "kind": "human" if annotators else "simulated",
         "queries": len(entries),
         "seconds": float(sum(entry.seconds for entry in entries)),
         "yes": answers.count(Answer.YES),
         "no": answers.count(Answer.NO),
         "not_sure": answers.count(Answer.NOT_SURE),
         "flipped": flipped,
-        "flip_rate": flipped / flippable if flippable else 0.0,
-        "flipped_positions": [i for i, entry in enumerate(entries) if entry.flipped],
-        "empty_maps": sum(entry.empty_map for entry in entries),
     }
+    if annotators:
+        summary["annotators"] = annotators
+    else:  # what only a simulation knows: its noise as realised, and the maps it found empty
+        summary.update(flip_rate=flipped / flippable if flippable else 0.0,
+                       flipped_positions=[i for i, entry in enumerate(entries) if entry.flipped],
+                       empty_maps=sum(entry.empty_map for entry in entries))
+    return summary
+
+
+def save_log(entries: Sequence[QueryLogEntry], path: str | Path) -> None:
+    """Write a query log atomically as JSON lines, one answer per line (read it back with ``load_log``)."""
+    lines = "".join(json.dumps(entry.to_json()) + "\n" for entry in entries)
+    atomic_write_bytes(Path(path), lines.encode())
 
 
 def load_log(path: str | Path) -> list[QueryLogEntry]:
-    """Read a query log written by ``SimulatedOracle.save_log`` (JSON lines)."""
+    """Read a query log written by ``save_log`` (JSON lines)."""
     path = Path(path)
     if not path.is_file():
         raise HarnessError(f"query log {path} does not exist")
@@ -267,8 +294,7 @@ class SimulatedOracle:
 
     def save_log(self, path: str | Path) -> None:
         """Write the query log as JSON lines, one answer per line (read it back with ``load_log``)."""
-        lines = "".join(json.dumps(entry.to_json()) + "\n" for entry in self._log)
-        atomic_write_bytes(Path(path), lines.encode())
+        save_log(self._log, path)
 
     def _true_answer(self, score: float, empty: bool = False) -> Answer:
         if empty:

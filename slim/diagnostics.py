@@ -68,6 +68,15 @@ def group_shares(rows: np.ndarray, groups: np.ndarray, num_groups: int) -> list[
     return (counts / max(1, len(rows))).tolist()
 
 
+def noise_free_answer(entry: QueryLogEntry, correct: np.ndarray, empty: np.ndarray) -> Answer:
+    """The answer a noise-free oracle gives: the log's own where it has one (a simulation), else from
+    ground truth (a person's log): YES where attention is correct, NOT_SURE on an empty map, else NO."""
+    if entry.true_answer is not None:
+        return entry.true_answer
+    i = entry.instance_id
+    return Answer.YES if correct[i] else Answer.NOT_SURE if empty[i] else Answer.NO
+
+
 def stage_diagnostics(curation: Curation, log: Sequence[QueryLogEntry], correct: np.ndarray,
                       labels: np.ndarray, spurious: np.ndarray, groups: np.ndarray, num_groups: int,
                       empty: np.ndarray | None = None) -> dict[str, Any]:
@@ -90,7 +99,8 @@ def stage_diagnostics(curation: Curation, log: Sequence[QueryLogEntry], correct:
     subset_shares = group_shares(subset, groups, num_groups)
     return {
         "oracle": {
-            "answer_accuracy": float(np.mean([e.answer is e.true_answer for e in log])) if log else None,
+            "answer_accuracy": float(np.mean([e.answer is noise_free_answer(e, correct, empty) for e in log]))
+            if log else None,
             "yes_share": sum(e.answer is Answer.YES for e in log) / len(log) if log else None,
             "yes_share_answered": (sum(e.answer is Answer.YES for e in answered) / len(answered)
                                    if answered else None),

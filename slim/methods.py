@@ -14,13 +14,15 @@ Table 4's share, at least 2 queries per class). Where the split has object masks
 
 Both reuse the cached f_r and its cached attention pass on the split, and cache the attention space
 (UMAP) keyed on that pass and the UMAP settings, so a sweep over budgets and subset sizes repeats only the
-cheap stages. The simulated oracle answers from the split's object masks and f_r's GradCAM maps; a human
-oracle can be passed instead (``SlimTr(hparams, oracle=...)``).
+cheap stages. The simulated oracle answers from the split's object masks and f_r's GradCAM maps; a person's
+recorded answers replace it with the setting ``oracle=answers:PATH`` (written by ``python -m harness
+annotate``), or any oracle can be passed (``SlimTr(hparams, oracle=...)``).
 """
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,8 +31,9 @@ import torch
 from sklearn.preprocessing import StandardScaler
 
 from baselines.dfr import C_GRID
-from harness.attention import cached_attention
+from harness.attention import AttentionPass, attention_identity, attention_key, cached_attention
 from harness.cache import load_tensors, save_tensors
+from harness.data import Split
 from harness.errors import HarnessError
 from harness.features import reference_features
 from harness.hparams_registry import budget_from_share
@@ -38,7 +41,7 @@ from harness.last_layer import fit_logistic, head_from, with_head
 from harness.methods import Method, MethodResult, RunContext, register
 from harness.records import atomic_write_bytes
 from harness.training import SELECTIONS, class_balanced_accuracy
-from simulated_oracle import Answer, Oracle, SimulatedOracle, oracle_seed, summarize_log
+from simulated_oracle import Answer, Oracle, RecordedOracle, SimulatedOracle, oracle_seed, save_log, summarize_log
 from slim.annotation import split_budget
 from slim.diagnostics import stage_diagnostics
 from slim.pipeline import ABLATIONS, Curation, SlimCurator, Truth, make_space, settings_from
@@ -57,6 +60,28 @@ def resolve_budget(hparams: dict[str, Any], labels: np.ndarray) -> tuple[int, di
     share = float(hparams["budget_share"])
     budget = budget_from_share(share, n, classes)
     return budget, {"rule": "budget_share", "share": share, "split_size": n, "budget": budget}
+
+
+@dataclass
+class SlimInputs:
+    """What SLIM has before asking anyone: the split, f_r's attention pass on it (and that pass's identity,
+    see ``harness.attention.attention_identity``), its attention space and the curator."""
+
+    split_name: str
+    split: Split
+    attention: AttentionPass
+    identity: str
+    fa: np.ndarray
+    fabar: np.ndarray
+    labels: np.ndarray
+    embedding: np.ndarray
+    space_mode: dict[str, Any]
+    curator: SlimCurator
+    budget_rule: dict[str, Any]  # how the budget came about (see resolve_budget)
+
+    def query_ids(self) -> np.ndarray:
+        """The rows stage 2 asks the oracle about, in the order it asks."""
+        return self.curator.sampler(self.embedding, self.labels).query_ids_
 
 
 class _Slim(Method):
@@ -87,9 +112,9 @@ class _Slim(Method):
             used["train_group_labels" if self.attention_split == "train" else "val_group_labels"] = True
         return used
 
-    def curate(self, ctx: RunContext) -> tuple[Curation, Oracle, dict[str, Any]]:
-        """Run the pipeline on ``attention_split``; save the query log and figures in ``ctx.run_dir``.
-        Returns the curation, the oracle and the record details (the diagnostics where masks exist)."""
+    def prepare(self, ctx: RunContext) -> SlimInputs:
+        """Everything before the oracle answers (stages 1-2's inputs) for ``attention_split``: what
+        ``curate`` runs on and what ``python -m harness annotate`` shows a person."""
         self.check_no_group_labels()
         name = self.attention_split
         split = ctx.benchmark.splits[name]
@@ -99,21 +124,55 @@ class _Slim(Method):
         subset_frac = float(self.hparams["subset_frac"])
         if subset_frac <= 0:
             raise HarnessError(f"subset_frac must be positive, got {subset_frac}")
-        if self.oracle is None and split.masks is None:
-            raise HarnessError(
-                f"the simulated oracle needs object masks, and the {name} split of {ctx.benchmark.name!r} "
-                "has none: supply masks or boxes for it (or a human oracle)"
-            )
-        settings = settings_from(self.hparams)
+        key = attention_key(ctx, name, method=ATTENTION_METHOD, target=ATTENTION_TARGET)
         attention = cached_attention(ctx, name, method=ATTENTION_METHOD, target=ATTENTION_TARGET)
-        seed = oracle_seed(ctx.seed, ctx.benchmark.name, name)
-        noise_free_ablation = settings["slim_ablation"] == "noise_free_oracle"
-        if noise_free_ablation and self.oracle is not None:
-            raise HarnessError("the noise_free_oracle ablation replaces the simulated oracle: give no oracle")
-        oracle = self.oracle or SimulatedOracle(
-            attention=lambda ids: attention.maps(ids, split.image_size), masks=split.masks.numpy(),
-            budget=sum(budgets.values()), random_state=seed, **({"flip_prob": 0.0} if noise_free_ablation else {}),
-        )
+        settings = settings_from(self.hparams)
+        fa, fabar = attention.fa.numpy(), attention.fabar.numpy()
+        embedding, mode = cached_space(ctx, name, fa, settings)
+        curator = SlimCurator(budgets, max(1, round(subset_frac * len(split))), settings=settings,
+                              random_state=ctx.seed)
+        return SlimInputs(split_name=name, split=split, attention=attention, identity=attention_identity(key),
+                          fa=fa, fabar=fabar, labels=labels, embedding=embedding, space_mode=mode, curator=curator,
+                          budget_rule=budget_rule)
+
+    def make_oracle(self, ctx: RunContext, inputs: SlimInputs) -> Oracle:
+        """The oracle given at construction, else the run's ``oracle`` setting: "simulated" (default; its
+        flip probability is ``oracle_flip_prob``, its noise seeded by (seed, dataset, split)) or
+        "answers:PATH", a person's recorded answers, refused unless given for this run's attention pass."""
+        budget = sum(inputs.curator.budget.values())
+        spec = str(self.hparams.get("oracle", "simulated"))
+        noise_free_ablation = inputs.curator.settings["slim_ablation"] == "noise_free_oracle"
+        oracle = self.oracle
+        if oracle is None and spec.startswith("answers:"):
+            oracle = RecordedOracle.from_file(spec.removeprefix("answers:"), budget=budget)
+        elif oracle is None and spec != "simulated":
+            raise HarnessError(f"unknown oracle {spec!r}: use 'simulated' or 'answers:PATH'")
+        if noise_free_ablation and oracle is not None:
+            raise HarnessError("the noise_free_oracle ablation replaces the simulated oracle: give no other oracle")
+        if isinstance(oracle, RecordedOracle):
+            oracle.check_attention(inputs.identity, f"{ctx.benchmark.name} {inputs.split_name}, {ctx.arch} "
+                                                    f"seed {ctx.seed}")
+        if oracle is not None:
+            return oracle
+        split = inputs.split
+        if split.masks is None:
+            raise HarnessError(
+                f"the simulated oracle needs object masks, and the {inputs.split_name} split of "
+                f"{ctx.benchmark.name!r} has none: supply masks or boxes for it (or a human oracle: "
+                "python -m harness annotate, then --oracle answers:PATH)"
+            )
+        attention = inputs.attention
+        flip = 0.0 if noise_free_ablation else float(self.hparams.get("oracle_flip_prob", 0.05))
+        return SimulatedOracle(attention=lambda ids: attention.maps(ids, split.image_size),
+                               masks=split.masks.numpy(), flip_prob=flip, budget=budget,
+                               random_state=oracle_seed(ctx.seed, ctx.benchmark.name, inputs.split_name))
+
+    def curate(self, ctx: RunContext) -> tuple[Curation, Oracle, dict[str, Any]]:
+        """Run the pipeline on ``attention_split``; save the query log and figures in ``ctx.run_dir``.
+        Returns the curation, the oracle and the record details (the diagnostics where masks exist)."""
+        inputs = self.prepare(ctx)
+        oracle = self.make_oracle(ctx, inputs)
+        split, attention = inputs.split, inputs.attention
         truth = None
         if split.masks is not None:
             noise_free = SimulatedOracle(lambda ids: attention.maps(ids, split.image_size), split.masks.numpy())
@@ -121,24 +180,20 @@ class _Slim(Method):
                                       for ids in np.array_split(np.arange(len(split)),
                                                                 max(1, math.ceil(len(split) / TRUTH_BATCH)))])
             truth = Truth(correct=correct, groups=split.groups.numpy())
-        fa, fabar = attention.fa.numpy(), attention.fabar.numpy()
-        embedding, mode = cached_space(ctx, name, fa, settings)
-        curator = SlimCurator(budgets, max(1, round(subset_frac * len(split))), settings=settings,
-                              random_state=ctx.seed)
-        curation = curator.curate(fa, fabar, labels, oracle, embedding=embedding, space_mode=mode, truth=truth)
+        curation = inputs.curator.curate(inputs.fa, inputs.fabar, inputs.labels, oracle, embedding=inputs.embedding,
+                                         space_mode=inputs.space_mode, truth=truth)
         ctx.run_dir.mkdir(parents=True, exist_ok=True)
-        log = "".join(json.dumps(entry.to_json()) + "\n" for entry in oracle.log)
-        atomic_write_bytes(ctx.run_dir / "queries.jsonl", log.encode())
+        save_log(oracle.log, ctx.run_dir / "queries.jsonl")
         if self.hparams.get("figures", True):
             from slim.plots import save_figures
 
             save_figures(ctx.run_dir, curation, split.groups.numpy(), ctx.benchmark.group_names)
             if self.hparams.get("figure4", True):
-                save_figure4(ctx, name, attention, embedding, settings)
-        details: dict[str, Any] = {"budget_rule": budget_rule, "oracle_seed": seed}
+                save_figure4(ctx, inputs.split_name, attention, inputs.embedding, inputs.curator.settings)
+        details: dict[str, Any] = {"budget_rule": inputs.budget_rule}
         if truth is not None:
             with single_threaded():  # measurement only, but as repeatable as the stages it measures
-                details["diagnostics"] = stage_diagnostics(curation, oracle.log, truth.correct, labels,
+                details["diagnostics"] = stage_diagnostics(curation, oracle.log, truth.correct, inputs.labels,
                                                            split.spurious.numpy(), truth.groups,
                                                            ctx.benchmark.num_groups,
                                                            empty=~attention.cams.flatten(1).any(1).numpy())
@@ -158,8 +213,16 @@ class _Slim(Method):
             model=model, selection=selection,
             extra_training_fraction=len(curation.indices) / len(ctx.benchmark.splits["train"]),
             attention_queries=oracle.used, annotation_seconds=float(oracle.total_seconds),
-            details={**curation.details(), "oracle": summarize_log(oracle.log), **details},
+            details={**curation.details(), "oracle": oracle_summary(ctx, oracle, self.attention_split), **details},
         )
+
+
+def oracle_summary(ctx: RunContext, oracle: Oracle, split: str) -> dict[str, Any]:
+    """The record's account of who answered (``summarize_log``), with a simulated oracle's noise seed."""
+    summary = summarize_log(oracle.log)
+    if isinstance(oracle, SimulatedOracle):
+        summary["seed"] = oracle_seed(ctx.seed, ctx.benchmark.name, split)
+    return summary
 
 
 def cached_space(ctx: RunContext, split: str, fa: np.ndarray, settings: dict[str, Any],

@@ -213,8 +213,7 @@ class SlimCurator:
             embedding, space_mode = space.fit_transform(fa), space.mode_
         elif len(embedding) != len(fa):
             raise HarnessError(f"attention space has {len(embedding)} rows, F_A has {len(fa)}")
-        sampler = AnnotationSampler(self.budget, random_state=rs, candidates=s["query_candidates"])
-        sampler.fit(embedding, labels)
+        sampler = self.sampler(embedding, labels)
         answers = ask(oracle, sampler.query_ids_)
         spreading = AttentionLabelSpreading(kernel=s["spread_kernel"], n_neighbors=s["spread_neighbors"],
                                             alpha=s["spread_alpha"], gamma=s["spread_gamma"], random_state=rs)
@@ -267,6 +266,11 @@ class SlimCurator:
             subset_classes={int(c): int(n) for c, n in zip(classes, counts, strict=True)},
             warnings=notes,
         )
+
+    def sampler(self, embedding: np.ndarray, labels: np.ndarray) -> AnnotationSampler:
+        """Stage 2 alone, fitted: the instances ``curate`` asks the oracle about (``query_ids_``)."""
+        return AnnotationSampler(self.budget, random_state=self.random_state,
+                                 candidates=self.settings["query_candidates"]).fit(embedding, labels)
 
     def _scopes(self, kept_rows: np.ndarray, labels: np.ndarray, size: int) -> dict[str, tuple[np.ndarray, int]]:
         """Where stages 6-7 run: each class's kept rows with an equal share of the subset (remainder to the
