@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from harness.errors import HarnessError
 from harness.records import SCHEMA_VERSION, atomic_write_json, environment, now_iso, record_path
+from harness.threads import RUN_THREADS
 
 EXECUTORS = ("local", "submitit")
 TRACEBACK_FRAMES = 8  # innermost frames kept in a failed run's record
@@ -72,20 +73,13 @@ def record_failure(config: dict[str, Any], out_dir: Path, error: str, trace: str
 
 
 def run_one(config: dict[str, Any], out_dir: str, cache_dir: str, log_path: str | None = None,
-            show_progress: bool = True, threads: int | None = None) -> RunOutcome:
-    """Run one config (skipping it if its record is already ``ok``); never raises for a failing run.
-
-    ``threads`` resets torch's thread count first, in case an earlier run in this process changed it.
-    """
+            show_progress: bool = True) -> RunOutcome:
+    """Run one config (skipping it if its record is already ``ok``); never raises for a failing run."""
     from harness.runner import execute, run_id
 
     rid = run_id(config)
     if record_status(Path(out_dir), rid) == "ok":
         return RunOutcome(rid, describe(config), "ok", 0.0)
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
     started = time.monotonic()
     with _output_to(log_path):
         try:
@@ -142,8 +136,8 @@ def image_size(config: dict[str, Any]) -> int:
 class LocalExecutor:
     """Worker processes (spawn) on this machine: one run per GPU at a time, or ``jobs`` runs on the CPU.
 
-    CPU workers split torch's threads (the cores, or OMP_NUM_THREADS) between them. A single worker
-    runs in this process.
+    Every run uses the fixed thread count of :mod:`harness.threads` (same numbers on any machine), so
+    ``jobs`` runs at a time is the parallelism on the CPU. A single worker runs in this process.
     Parallel workers write each run's output to ``OUT/logs/<run_id>.log``.
     """
 
@@ -167,8 +161,7 @@ class LocalExecutor:
             self.workers = jobs or 1
         self.gpus = gpus
         self.device = device
-        # torch's default thread count honours OMP_NUM_THREADS; workers share it.
-        self.threads = threads or max(1, torch.get_num_threads() // self.workers)
+        self.threads = threads or RUN_THREADS
         self.show_progress = show_progress
         self._pool: ProcessPoolExecutor | None = None
 
@@ -191,23 +184,15 @@ class LocalExecutor:
 
     def map(self, configs: list[dict[str, Any]], out_dir: Path, cache_dir: Path) -> Iterator[RunOutcome]:
         if self.workers == 1:
-            import torch
-
-            previous = torch.get_num_threads()
             limit_numba_threads(self.threads)
-            try:
-                for config in configs:
-                    yield run_one(config, str(out_dir), str(cache_dir), None, self.show_progress,
-                                  self.threads)
-            finally:
-                torch.set_num_threads(previous)
+            for config in configs:
+                yield run_one(config, str(out_dir), str(cache_dir), None, self.show_progress)
             return
         pool = self._get_pool()
         scratch_folder(Path(out_dir) / "logs")
         futures = {
             pool.submit(run_one, config, str(out_dir), str(cache_dir),
-                        str(Path(out_dir) / "logs" / f"{_run_id(config)}.log"), self.show_progress,
-                        self.threads): config
+                        str(Path(out_dir) / "logs" / f"{_run_id(config)}.log"), self.show_progress): config
             for config in configs
         }
         try:

@@ -17,6 +17,7 @@ from harness.evaluation import evaluate
 from harness.hparams_registry import run_hparams
 from harness.methods import RunContext, get_method
 from harness.records import SCHEMA_VERSION, atomic_write_json, config_hash, environment, now_iso, record_path
+from harness.threads import pinned_threads
 
 # Config keys that do not change a run's result and so are left out of its hash.
 UNHASHED = ("device",)
@@ -62,9 +63,23 @@ def check_writable(out_dir: Path) -> None:
 
 def execute(config: dict[str, Any], out_dir: Path, *, cache_dir: Path | None = None,
             show_progress: bool = True) -> Path:
-    """Run ``config`` and write its record to ``out_dir/runs/<run_id>.json``; return that path."""
+    """Run ``config`` and write its record to ``out_dir/runs/<run_id>.json``; return that path.
+
+    The run's float work uses a fixed thread count (:mod:`harness.threads`), so its record is the same
+    whatever the machine's cores; the count is written into the record's environment.
+    """
     out_dir = Path(out_dir)
     check_writable(out_dir)
+    with pinned_threads() as threads:
+        record = _run(config, out_dir, cache_dir, show_progress)
+    record["environment"]["threads"] = threads
+    path = record_path(out_dir, record["run_id"])
+    atomic_write_json(path, record)
+    return path
+
+
+def _run(config: dict[str, Any], out_dir: Path, cache_dir: Path | None, show_progress: bool) -> dict[str, Any]:
+    """Load the data, fit the method, evaluate it: the run's record (not yet written)."""
     rid = run_id(config)
     started = time.monotonic()
     device = resolve_device(config["device"])
@@ -105,6 +120,4 @@ def execute(config: dict[str, Any], out_dir: Path, *, cache_dir: Path | None = N
     }
     if "method_label" in result.details:
         record["method_label"] = result.details.pop("method_label")
-    path = record_path(out_dir, rid)
-    atomic_write_json(path, record)
-    return path
+    return record
