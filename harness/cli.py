@@ -203,8 +203,10 @@ def _cmd_figures(args: argparse.Namespace) -> int:
 
 
 def _cmd_regression(args: argparse.Namespace) -> int:
+    from harness.executors import check_jobs
     from harness.regression import run_regression
 
+    check_jobs(args.jobs)
     return run_regression(config=args.config, baseline_path=args.baseline, update=args.update_baseline,
                           out_dir=args.out, jobs=args.jobs, show_progress=not args.quiet,
                           command=args.command_line)
