@@ -8,9 +8,8 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
-
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 import torch

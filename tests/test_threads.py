@@ -59,7 +59,7 @@ def test_every_method_gives_the_same_record_with_1_and_2_threads(tmp_path):
                    "--device", "cpu", "--jobs", "1", "--quiet"]
         processes[threads] = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                               stderr=subprocess.STDOUT, text=True)
-    for threads, process in processes.items():
+    for process in processes.values():
         output, _ = process.communicate(timeout=900)
         assert process.returncode == 0, output
 
