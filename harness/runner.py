@@ -17,6 +17,7 @@ from harness.evaluation import evaluate
 from harness.hparams_registry import run_hparams
 from harness.methods import RunContext, get_method
 from harness.records import SCHEMA_VERSION, atomic_write_json, config_hash, environment, now_iso, record_path
+from harness.settings import check_run_inputs
 from harness.threads import pinned_threads
 
 # Config keys that do not change a run's result and so are left out of its hash.
@@ -28,12 +29,13 @@ def make_config(
     data_seed: int = 0, data_root: str | None = None, data_options: dict[str, str] | None = None,
     image_size: int | None = None, overrides: dict[str, Any] | None = None, device: str = "auto",
 ) -> dict[str, Any]:
-    """The full configuration of a run: every setting, hparams included."""
+    """The full configuration of a run: every setting, hparams included, each checked (harness.settings)."""
     get_method(method)  # unknown names fail here, before any work
+    check_run_inputs(dataset, data_root=data_root, image_size=image_size, data_options=data_options)
     return {
         "dataset": dataset, "method": method, "arch": arch, "seed": seed, "scale": scale,
         "data_seed": data_seed, "data_root": data_root, "data_options": data_options or {},
-        **({"image_size": image_size} if image_size else {}),
+        **({"image_size": image_size} if image_size is not None else {}),
         "hparams": run_hparams(method, dataset, scale, arch, overrides), "device": device,
     }
 

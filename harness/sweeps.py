@@ -124,6 +124,9 @@ def parse_sweep(raw: dict[str, Any], source: str = "<sweep>") -> SweepSpec:
     if scale not in SCALES:
         raise fail(f"scale {scale!r} is not one of {', '.join(SCALES)}")
     seeds = _int_list(raw["seeds"], "seeds", fail)
+    data_seed = raw.get("data_seed", 0)
+    if isinstance(data_seed, bool) or not isinstance(data_seed, int) or data_seed < 0:
+        raise fail(f"data_seed={data_seed!r}: must be a whole number >= 0")
     overrides_by = {}
     swept = raw.get("slim_sweeps") if isinstance(raw.get("slim_sweeps"), dict) else {}
     named = {"arch": raw["archs"] + list(swept.get("archs", [])),
@@ -133,7 +136,7 @@ def parse_sweep(raw: dict[str, Any], source: str = "<sweep>") -> SweepSpec:
         stray = sorted(set(table) - set(allowed))
         if stray:
             raise fail(f"overrides_by_{axis} names {', '.join(stray)}, which the grid's {axis}s do not list")
-        overrides_by[axis] = {k: _table(table, k, fail, f"overrides_by_{axis}.") for k in table}
+        overrides_by[axis] = {k: _settings(table, k, fail, f"overrides_by_{axis}.") for k in table}
     data = {}
     for dataset, entry in _table(raw, "data", fail).items():
         if not isinstance(entry, dict) or not isinstance(entry.get("root"), str):
@@ -149,7 +152,7 @@ def parse_sweep(raw: dict[str, Any], source: str = "<sweep>") -> SweepSpec:
         name=str(raw.get("name", Path(source).stem)), source=source,
         description=str(raw.get("description", "")), scale=scale, datasets=tuple(raw["datasets"]),
         methods=tuple(raw["methods"]), archs=tuple(raw["archs"]), seeds=tuple(seeds),
-        data_seed=int(raw.get("data_seed", 0)), overrides=_table(raw, "overrides", fail),
+        data_seed=data_seed, overrides=_settings(raw, "overrides", fail),
         overrides_by=overrides_by, data=data,
         slim_sweeps=_parse_slim_sweeps(raw, seeds, fail) if "slim_sweeps" in raw else None,
         submitit=_table(raw, "submitit", fail), regression=_table(raw, "regression", fail),
@@ -161,6 +164,23 @@ def _table(raw: dict[str, Any], key: str, fail: Callable[[str], HarnessError], p
     if not isinstance(value, dict):
         raise fail(f"[{prefix}{key}] must be a table")
     return value
+
+
+def _settings(raw: dict[str, Any], key: str, fail: Callable[[str], HarnessError], prefix: str = "") -> dict:
+    """A table of hyperparameters, each value checked against the settings schema (harness.settings)."""
+    table = _table(raw, key, fail, prefix)
+    for name, value in table.items():
+        _check_setting(name, value, f"[{prefix}{key}]", fail)
+    return table
+
+
+def _check_setting(key: str, value: Any, where: str, fail: Callable[[str], HarnessError]) -> None:
+    from harness.settings import check_value
+
+    try:
+        check_value(key, value, where)
+    except HarnessError as exc:
+        raise fail(str(exc)) from None
 
 
 def _int_list(values: Any, key: str, fail: Callable[[str], HarnessError]) -> list[int]:
@@ -193,6 +213,8 @@ def _parse_slim_sweeps(raw: dict[str, Any], seeds: list[int],
                 if not isinstance(listed, list) or not all(isinstance(v, int | float) for v in listed):
                     raise fail(f"[slim_sweeps.{axis}.{method}] values for {dataset} must be a list of "
                                "numbers")
+                for value in listed:
+                    _check_setting(axis, value, f"[slim_sweeps.{axis}.{method}]", fail)
             values[axis][method] = {d: list(per_dataset[d]) for d in datasets}
     return SlimSweeps(
         datasets=tuple(datasets), archs=tuple(table.get("archs", raw["archs"])),

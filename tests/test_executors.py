@@ -42,15 +42,22 @@ def config(seed: int = 0, **overrides) -> dict:
                        device="cpu")
 
 
+def broken(folder: Path, seed: int = 0) -> dict:
+    """A run that raises once it starts: its dataset folder exists but holds no dataset."""
+    (folder / "empty").mkdir(exist_ok=True)
+    return make_config(dataset="waterbirds", method="erm", seed=seed, data_root=str(folder / "empty"),
+                       overrides=dict(FAST), device="cpu")
+
+
 def test_a_raising_run_leaves_a_failed_record_under_its_run_id(tmp_path):
-    bad = config(optimizer="bogus")
+    bad = broken(tmp_path)
     outcome = run_one(bad, str(tmp_path), str(tmp_path / "cache"), show_progress=False)
     assert outcome.status == "failed" and outcome.run_id == run_id(bad)
-    assert outcome.error == "HarnessError: unknown optimizer 'bogus'; choose sgd or adamw"
+    assert outcome.error == f"HarnessError: {tmp_path / 'empty' / 'metadata.csv'}: file not found"
     record = json.loads(record_path(tmp_path, run_id(bad)).read_text())
     assert record["status"] == "failed" and record["error"] == outcome.error
-    assert "training.py" in record["traceback"] and record["config"] == bad
-    assert (record["dataset"], record["method"], record["seed"]) == ("waterbirds-synth", "erm", 0)
+    assert "real_datasets.py" in record["traceback"] and record["config"] == bad
+    assert (record["dataset"], record["method"], record["seed"]) == ("waterbirds", "erm", 0)
 
 
 def test_a_finished_run_is_not_run_again(tmp_path):
@@ -64,7 +71,7 @@ def test_a_finished_run_is_not_run_again(tmp_path):
 
 
 def test_worker_pool_runs_in_spawned_processes_with_a_log_per_run(tmp_path):
-    configs = [config(seed=0), config(seed=1, optimizer="bogus")]
+    configs = [config(seed=0), broken(tmp_path, seed=1)]
     executor = LocalExecutor(jobs=2, device="cpu", threads=1, show_progress=True)
     try:
         outcomes = {o.run_id: o for o in executor.map(configs, tmp_path, tmp_path / "cache")}
@@ -74,20 +81,20 @@ def test_worker_pool_runs_in_spawned_processes_with_a_log_per_run(tmp_path):
     assert outcomes[good].status == "ok" and outcomes[bad].status == "failed"
     assert json.loads(record_path(tmp_path, good).read_text())["status"] == "ok"
     assert "ERM resnet18 seed 0 1/1" in (tmp_path / "logs" / f"{good}.log").read_text()  # line progress
-    assert "unknown optimizer" in (tmp_path / "logs" / f"{bad}.log").read_text()
+    assert "metadata.csv: file not found" in (tmp_path / "logs" / f"{bad}.log").read_text()
     assert (tmp_path / "logs" / ".gitignore").read_text() == "*\n"  # logs are not results
 
 
 def test_submitit_path_through_its_debug_executor(tmp_path):
     # submitit's own job array and polling code, jobs run in this process (the worker-pool test above
     # shows run_one is picklable for processes that import it, as SLURM jobs do)
-    good, bad = config(seed=0), config(seed=0, optimizer="bogus")
+    good, bad = config(seed=0), broken(tmp_path)
     executor = make_executor("submitit", out_dir=tmp_path, submitit_options={
         "cluster": "debug", "poll_seconds": 0.01, "timeout_min": 10, "partition": "ignored-off-slurm"})
     assert isinstance(executor, SubmititExecutor) and not executor.prepares_locally
     outcomes = {o.run_id: o for o in executor.map([good, bad], tmp_path, tmp_path / "cache")}
     assert outcomes[run_id(good)].status == "ok" and outcomes[run_id(bad)].status == "failed"
-    assert "unknown optimizer" in outcomes[run_id(bad)].error
+    assert "metadata.csv: file not found" in outcomes[run_id(bad)].error
     assert json.loads(record_path(tmp_path, run_id(good)).read_text())["status"] == "ok"
     assert any((tmp_path / "submitit").iterdir())  # submitit's job folder
 

@@ -241,9 +241,9 @@ def test_resume_after_kill_9_recomputes_nothing(tmp_path):
 
 
 def test_a_failing_run_does_not_stop_the_sweep(tmp_path, capsys):
-    # isic-synth runs get an optimizer that does not exist: they raise when training starts
-    raw = grid(datasets=["waterbirds-synth", "isic-synth"], seeds=[0, 1],
-               overrides_by_dataset={"isic-synth": {"optimizer": "bogus"}})
+    # isic runs read an empty folder: they raise when loading their data
+    (tmp_path / "empty").mkdir()
+    raw = grid(datasets=["waterbirds-synth", "isic"], seeds=[0, 1], data={"isic": {"root": str(tmp_path / "empty")}})
     sweep_file = tmp_path / "grid.toml"
     sweep_file.write_text(toml_text(raw))
     out = tmp_path / "out"
@@ -252,13 +252,13 @@ def test_a_failing_run_does_not_stop_the_sweep(tmp_path, capsys):
     printed = capsys.readouterr()
     assert "2 run(s) failed" in printed.out and "start the same command again" in printed.err
     configs = expand(parse_sweep(raw), device="cpu")
-    assert [c["dataset"] for c in configs] == ["waterbirds-synth", "isic-synth"] * 2  # failures mid-sweep
+    assert [c["dataset"] for c in configs] == ["waterbirds-synth", "isic"] * 2  # failures mid-sweep
     records = {r["run_id"]: r for r in sweep_records(out, [run_id(c) for c in configs])}
     for config in configs:
         record = records[run_id(config)]
-        if config["dataset"] == "isic-synth":
+        if config["dataset"] == "isic":
             assert record["status"] == "failed"
-            assert "unknown optimizer 'bogus'" in record["error"] and "Traceback" in record["traceback"]
+            assert "labels.csv: file not found" in record["error"] and "Traceback" in record["traceback"]
             assert record["config"] == config and record["seed"] == config["seed"]
         else:
             assert record["status"] == "ok" and record["metrics"]["test"]["avg_acc"] >= 0
