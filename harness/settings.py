@@ -43,7 +43,8 @@ class Setting:
             return f"one of {', '.join(map(repr, self.choices))}" if self.choices else "a string"
         what = "a whole number" if self.kind is int else "a number"
         if self.low is not None and self.high is not None:
-            what += f" in {'(' if self.open_low else '['}{_num(self.low)}, {_num(self.high)}{')' if self.open_high else ']'}"
+            left, right = "(" if self.open_low else "[", ")" if self.open_high else "]"
+            what += f" in {left}{_num(self.low)}, {_num(self.high)}{right}"
         elif self.low is not None:
             what += f" {'>' if self.open_low else '>='} {_num(self.low)}"
         elif self.high is not None:
