@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from harness.errors import HarnessError
 from harness.records import SCHEMA_VERSION, atomic_write_json, environment, now_iso, record_path
+from harness.tempfiles import process_alive
 from harness.threads import RUN_THREADS
 
 EXECUTORS = ("local", "submitit")
@@ -145,22 +146,6 @@ def _exit_when_gone(pid: int) -> None:
     while process_alive(pid):
         time.sleep(PARENT_POLL_SECONDS)
     os._exit(1)
-
-
-def process_alive(pid: int) -> bool:
-    """True while process ``pid`` exists and is not a zombie (a killed process its parent has not reaped)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    if not Path("/proc/self").is_dir():
-        return True
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 class Executor(Protocol):

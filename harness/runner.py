@@ -18,6 +18,7 @@ from harness.hparams_registry import run_hparams
 from harness.methods import RunContext, get_method
 from harness.records import SCHEMA_VERSION, atomic_write_json, config_hash, environment, now_iso, record_path
 from harness.settings import check_run_inputs
+from harness.tempfiles import remove_stale_temps
 from harness.threads import pinned_threads
 
 # Config keys that do not change a run's result and so are left out of its hash.
@@ -72,6 +73,7 @@ def execute(config: dict[str, Any], out_dir: Path, *, cache_dir: Path | None = N
     """
     out_dir = Path(out_dir)
     check_writable(out_dir)
+    remove_stale_temps(out_dir / "runs")
     with pinned_threads() as threads:
         record = _run(config, out_dir, cache_dir, show_progress)
     record["environment"]["threads"] = threads

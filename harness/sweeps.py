@@ -34,6 +34,7 @@ from harness.errors import HarnessError
 from harness.executors import Executor, RunOutcome, record_status, scratch_folder
 from harness.progress import progress
 from harness.records import atomic_write_json, now_iso, record_path
+from harness.tempfiles import remove_stale_temps
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 SLIM_AXES = ("budget", "subset_frac")
@@ -366,6 +367,7 @@ def run_sweep(configs: list[dict[str, Any]], out_dir: Path, executor: Executor, 
 
     out_dir = Path(out_dir)
     check_writable(out_dir)
+    remove_stale_temps(out_dir)
     cache_dir = scratch_folder(out_dir / "cache")  # models and features: regenerable, never committed
     run_ids = [run_id(c) for c in configs]
     atomic_write_json(out_dir / "sweep.json", {"name": name, "created": now_iso(), "run_ids": run_ids})
