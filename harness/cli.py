@@ -173,9 +173,14 @@ def _load_run_records(runs: Path) -> list[dict]:
     records = []
     for record_file in sorted(runs.glob("*.json")):
         try:
-            records.append(json.loads(record_file.read_text()))
+            record = json.loads(record_file.read_text())
         except json.JSONDecodeError as exc:
             raise HarnessError(f"run record {record_file} is not valid JSON: {exc}") from None
+        if isinstance(record, dict):
+            records.append(record)
+        else:
+            kind = "null" if record is None else "an array" if isinstance(record, list) else "a single value"
+            print(f"warning: skipped {record_file}: {kind}, not a run record (a JSON object)", file=sys.stderr)
     if not records:
         raise HarnessError(f"no run records (*.json) in {runs}")
     return records

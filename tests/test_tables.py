@@ -358,3 +358,23 @@ def test_bad_input_raises_one_line_errors(tmp_path):
     with pytest.raises(HarnessError, match="lacks config.hparams budget"):
         tables.table2([no_budget], ARCH, SCALE)
     assert tables.write_tables([], tmp_path / "empty") == [tmp_path / "empty" / "README.md"]
+
+
+def test_tables_command_skips_records_that_are_not_objects(tmp_path, capsys):
+    import json
+
+    from harness.cli import main
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "a.json").write_text(json.dumps(make_record("erm", worst=0.6)))
+    (runs / "b.json").write_text("null")
+    (runs / "c.json").write_text("[1, 2]")
+    assert main(["tables", "--runs", str(tmp_path)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"warning: skipped {runs / 'b.json'}: null, not a run record (a JSON object)",
+                   f"warning: skipped {runs / 'c.json'}: an array, not a run record (a JSON object)"]
+    assert "Built from 1 run records." in (tmp_path / "tables" / "README.md").read_text()
+    (runs / "a.json").write_text("3")
+    assert main(["tables", "--runs", str(tmp_path)]) == 2  # nothing left: the usual one-line error
+    assert capsys.readouterr().err.splitlines()[-1] == f"error: no run records (*.json) in {runs}"
