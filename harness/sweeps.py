@@ -22,6 +22,7 @@ SLIM reuse from the sweep's shared cache (``OUT/cache``).
 from __future__ import annotations
 
 import json
+import os
 import time
 import tomllib
 from collections.abc import Callable, Iterator
@@ -34,7 +35,7 @@ from harness.errors import HarnessError
 from harness.executors import Executor, RunOutcome, record_status, scratch_folder
 from harness.progress import progress
 from harness.records import atomic_write_json, now_iso, record_path
-from harness.tempfiles import remove_stale_temps
+from harness.tempfiles import HOST, process_alive, remove_stale_temps, temp_path
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 SLIM_AXES = ("budget", "subset_frac")
@@ -343,6 +344,8 @@ class SweepOutcome:
     completed: list[str]
     failed: list[RunOutcome]
     stage_seconds: dict[str, float]
+    elsewhere: list[str] = field(default_factory=list)  # finished meanwhile by another sweep on this --out
+    claimed: list[str] = field(default_factory=list)  # still held by a sweep on another host: not run here
 
 
 def is_finished(out_dir: Path, rid: str) -> bool:
@@ -360,9 +363,92 @@ def sweep_records(out_dir: Path, run_ids: list[str]) -> list[dict[str, Any]]:
     return records
 
 
+# ------------------------------------------------------------------------------------------ claims
+# A sweep claims each run before starting it: OUT/claims/<run_id>.claim names its host and pid. A second
+# sweep on the same folder leaves claimed runs alone; a claim whose process is dead (on this host) is stale.
+
+CLAIM_POLL_SECONDS = 2.0
+
+
+def claim_path(out_dir: Path, rid: str) -> Path:
+    return Path(out_dir) / "claims" / f"{rid}.claim"
+
+
+def claim_owner(out_dir: Path, rid: str) -> dict[str, Any] | None:
+    """Who holds the run's claim ({host, pid}), or None when nobody alive on this host does."""
+    try:
+        owner = json.loads(claim_path(out_dir, rid).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None  # no claim (a claim is linked into place whole, so it never reads half-written)
+    if owner.get("host") == HOST and not process_alive(int(owner.get("pid", 0))):
+        return None
+    return owner
+
+
+def claim_run(out_dir: Path, rid: str) -> bool:
+    """Claim the run for this process; False when another live sweep holds it (a stale claim is taken)."""
+    path = claim_path(out_dir, rid)
+    scratch_folder(path.parent)
+    mine = temp_path(path)
+    mine.write_text(json.dumps({"host": HOST, "pid": os.getpid(), "created": now_iso()}))
+    try:
+        for _ in range(2):
+            try:
+                os.link(mine, path)  # atomic: fails if a claim exists
+                return True
+            except FileExistsError:
+                if claim_owner(out_dir, rid) is not None:
+                    return False
+                path.unlink(missing_ok=True)  # its sweep is dead: take it over
+        return False
+    finally:
+        mine.unlink(missing_ok=True)
+
+
+def release_run(out_dir: Path, rid: str) -> None:
+    """Drop this process's claim on the run (another's is left alone)."""
+    owner = claim_owner(out_dir, rid)
+    if owner is not None and owner.get("host") == HOST and owner.get("pid") == os.getpid():
+        claim_path(out_dir, rid).unlink(missing_ok=True)
+
+
+def _wait_for_claims(configs: list[dict[str, Any]], out_dir: Path, log: Callable[[str], None]) -> dict[str, list]:
+    """Wait while sweeps on this host run ``configs``; sort them into 'done' (ok records), 'remote'
+    (claims of other hosts, which cannot be checked) and 'rerun' (their sweep died or failed them)."""
+    from harness.runner import run_id
+
+    def owners() -> dict[str, dict]:
+        return {rid: owner for rid in map(run_id, configs) if (owner := claim_owner(out_dir, rid)) is not None}
+
+    held = owners()
+    local = {rid for rid, owner in held.items() if owner["host"] == HOST}
+    if local:
+        pids = sorted({held[rid]["pid"] for rid in local})
+        log(f"waiting for {len(local)} run(s) that another sweep on this folder is running (pid "
+            f"{', '.join(map(str, pids))})")
+    while local & set(held := owners()):
+        time.sleep(CLAIM_POLL_SECONDS)
+    sorted_runs: dict[str, list] = {"done": [], "remote": [], "rerun": []}
+    for config in configs:
+        rid = run_id(config)
+        kind = "remote" if rid in held else "done" if is_finished(out_dir, rid) else "rerun"
+        sorted_runs[kind].append(config if kind == "rerun" else rid)
+    for rid in sorted_runs["remote"]:
+        log(f"  claimed by a sweep on host {held[rid]['host']} (pid {held[rid]['pid']}), not run here: {rid} "
+            f"(delete {claim_path(out_dir, rid)} if that sweep is gone)")
+    return sorted_runs
+
+
+# ----------------------------------------------------------------------------------------- running
+
+
 def run_sweep(configs: list[dict[str, Any]], out_dir: Path, executor: Executor, *, name: str = "sweep",
               log: Callable[[str], None] = print, show_progress: bool = True) -> SweepOutcome:
-    """Run every config whose record is not ``ok`` yet, stage by stage; never stop at a failing run."""
+    """Run every config whose record is not ``ok`` yet, stage by stage; never stop at a failing run.
+
+    Runs another sweep on the same folder has claimed are left to it; this one waits for them at the end
+    and runs those that sweep did not finish.
+    """
     from harness.runner import check_writable, run_id
 
     out_dir = Path(out_dir)
@@ -384,20 +470,26 @@ def run_sweep(configs: list[dict[str, Any]], out_dir: Path, executor: Executor, 
         started = time.monotonic()
         executor.prepare(pending)
         stage_seconds["pretraining (stand-in weights)"] = time.monotonic() - started
-    completed: list[str] = []
-    failed: list[RunOutcome] = []
-    stages = _stages(pending)
-    for outcome in progress(_outcomes(stages, executor, out_dir, cache_dir, stage_seconds),
-                            desc=f"{name} runs", total=len(pending), enabled=show_progress):
-        (completed.append(outcome.run_id) if outcome.status == "ok" else failed.append(outcome))
-        log(f"  {outcome.status:6s} {outcome.label} ({outcome.seconds:.0f} s) {outcome.run_id}"
-            + (f": {outcome.error}" if outcome.error else ""))
-    if failed:
-        log(f"{len(failed)} run(s) failed (records with status 'failed'; "
+    outcome = SweepOutcome(run_ids, skipped, [], [], stage_seconds)
+    while pending:
+        deferred: list[dict[str, Any]] = []
+        for result in progress(_outcomes(_stages(pending), executor, out_dir, cache_dir, stage_seconds, deferred),
+                               desc=f"{name} runs", total=len(pending), enabled=show_progress):
+            (outcome.completed.append(result.run_id) if result.status == "ok" else outcome.failed.append(result))
+            log(f"  {result.status:6s} {result.label} ({result.seconds:.0f} s) {result.run_id}"
+                + (f": {result.error}" if result.error else ""))
+        waited = _wait_for_claims(deferred, out_dir, log) if deferred else {"done": [], "remote": [], "rerun": []}
+        outcome.elsewhere += waited["done"]
+        outcome.claimed += waited["remote"]
+        pending = waited["rerun"]
+    if outcome.elsewhere:
+        log(f"{len(outcome.elsewhere)} run(s) were run by another sweep on this folder")
+    if outcome.failed:
+        log(f"{len(outcome.failed)} run(s) failed (records with status 'failed'; "
             "they are retried on the next start):")
-        for outcome in failed:
-            log(f"  {outcome.label} {outcome.run_id}: {outcome.error}")
-    return SweepOutcome(run_ids, skipped, completed, failed, stage_seconds)
+        for failed in outcome.failed:
+            log(f"  {failed.label} {failed.run_id}: {failed.error}")
+    return outcome
 
 
 def _stages(configs: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
@@ -411,10 +503,21 @@ def _stages(configs: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any
 
 
 def _outcomes(stages: list[tuple[str, list[dict[str, Any]]]], executor: Executor, out_dir: Path,
-              cache_dir: Path, stage_seconds: dict[str, float]) -> Iterator[RunOutcome]:
+              cache_dir: Path, stage_seconds: dict[str, float], deferred: list[dict[str, Any]]) -> Iterator[RunOutcome]:
+    """Each stage's runs this sweep could claim, through the executor; the others go to ``deferred``."""
+    from harness.runner import run_id
+
     for method, configs in stages:
         started = time.monotonic()
-        yield from executor.map(configs, out_dir, cache_dir)
+        mine = [c for c in configs if claim_run(out_dir, run_id(c))]
+        deferred += [c for c in configs if not any(c is m for m in mine)]
+        try:
+            for result in executor.map(mine, out_dir, cache_dir) if mine else ():
+                release_run(out_dir, result.run_id)
+                yield result
+        finally:
+            for config in mine:
+                release_run(out_dir, run_id(config))
         label = f"{method} (shared reference models)" if method == "erm" else method
         stage_seconds[label] = stage_seconds.get(label, 0.0) + time.monotonic() - started
 
