@@ -306,7 +306,7 @@ def evict_least_recently_used(cache_dir: Path, cap: int, keep: Path) -> list[Pat
         freed += size
     if evicted:
         print(f"image cache {cache_dir}: evicted {len(evicted)} least recently used file(s) "
-              f"({freed / 1e9:.2f} GB) to stay under {cap / 1e9:g} GB (${CAP_ENV})", file=sys.stderr)
+              f"({freed / 1e6:.1f} MB) to stay under {cap / 1e9:g} GB (${CAP_ENV})", file=sys.stderr)
     return evicted
 
 

@@ -116,7 +116,7 @@ def test_image_cache_evicts_the_least_recently_used_beyond_its_cap(tmp_path, mon
     cached_images(sets["c"], image_size=8, cache_dir=cache, label="c", progress=False)
     assert sorted(p.name[0] for p in cache.glob("*.npy")) == ["a", "c"]
     err = capsys.readouterr().err
-    assert err == (f"image cache {cache}: evicted 1 least recently used file(s) (0.00 GB) to stay under "
+    assert err == (f"image cache {cache}: evicted 1 least recently used file(s) (0.0 MB) to stay under "
                    f"{2.5 * size / 1e9:g} GB (${CAP_ENV})\n")
     monkeypatch.setenv(CAP_ENV, "lots")
     with pytest.raises(HarnessError, match=f"{CAP_ENV}='lots': must be a number of gigabytes > 0"):
