@@ -405,6 +405,16 @@ def claim_run(out_dir: Path, rid: str) -> bool:
         mine.unlink(missing_ok=True)
 
 
+def _claim_unfinished(out_dir: Path, rid: str) -> bool:
+    """Claim the run unless another sweep holds it or has finished it since this sweep started."""
+    if not claim_run(out_dir, rid):
+        return False
+    if is_finished(out_dir, rid):
+        release_run(out_dir, rid)
+        return False
+    return True
+
+
 def release_run(out_dir: Path, rid: str) -> None:
     """Drop this process's claim on the run (another's is left alone)."""
     owner = claim_owner(out_dir, rid)
@@ -509,7 +519,7 @@ def _outcomes(stages: list[tuple[str, list[dict[str, Any]]]], executor: Executor
 
     for method, configs in stages:
         started = time.monotonic()
-        mine = [c for c in configs if claim_run(out_dir, run_id(c))]
+        mine = [c for c in configs if _claim_unfinished(out_dir, run_id(c))]
         deferred += [c for c in configs if not any(c is m for m in mine)]
         try:
             for result in executor.map(mine, out_dir, cache_dir) if mine else ():
