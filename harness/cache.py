@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from harness.records import atomic_write_json, config_hash
+from harness.tempfiles import file_mode, remove_stale_temps, temp_path
 
 
 def default_cache_root() -> Path:
@@ -40,6 +41,7 @@ class ArtifactCache:
             return path
         with file_lock(path.with_suffix(".lock")):
             if not path.exists():
+                remove_stale_temps(path.parent)
                 create(path)
                 atomic_write_json(path.with_suffix(".key.json"), key)
         return path
@@ -60,10 +62,14 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, A
     """Atomically save tensors (and JSON metadata) as safetensors: loading never unpickles anything."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temp_path(path)
     contiguous = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    save_file(contiguous, str(tmp), metadata={"meta": json.dumps(meta or {})})
-    os.replace(tmp, path)
+    try:
+        save_file(contiguous, str(tmp), metadata={"meta": json.dumps(meta or {})})
+        os.chmod(tmp, file_mode())  # safetensors writes 0600; a shared folder needs the user's umask
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -255,9 +255,14 @@ def _load_run_records(runs: Path) -> list[dict]:
     records = []
     for record_file in sorted(runs.glob("*.json")):
         try:
-            records.append(json.loads(record_file.read_text()))
+            record = json.loads(record_file.read_text())
         except json.JSONDecodeError as exc:
             raise HarnessError(f"run record {record_file} is not valid JSON: {exc}") from None
+        if isinstance(record, dict):
+            records.append(record)
+        else:
+            kind = "null" if record is None else "an array" if isinstance(record, list) else "a single value"
+            print(f"warning: skipped {record_file}: {kind}, not a run record (a JSON object)", file=sys.stderr)
     if not records:
         raise HarnessError(f"no run records (*.json) in {runs}")
     return records
@@ -299,8 +304,10 @@ def _cmd_figure4(args: argparse.Namespace) -> int:
 
 
 def _cmd_regression(args: argparse.Namespace) -> int:
+    from harness.executors import check_jobs
     from harness.regression import run_regression
 
+    check_jobs(args.jobs)
     return run_regression(config=args.config, baseline_path=args.baseline, update=args.update_baseline,
                           out_dir=args.out, jobs=args.jobs, show_progress=not args.quiet,
                           command=args.command_line)

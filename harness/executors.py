@@ -9,9 +9,12 @@ moment leaves nothing that reads as finished.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
+import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -23,9 +26,13 @@ from typing import Any, Protocol
 
 from harness.errors import HarnessError
 from harness.records import SCHEMA_VERSION, atomic_write_json, environment, now_iso, record_path
+from harness.tempfiles import process_alive
+from harness.threads import RUN_THREADS
 
 EXECUTORS = ("local", "submitit")
 TRACEBACK_FRAMES = 8  # innermost frames kept in a failed run's record
+PARENT_POLL_SECONDS = 1.0  # how often a worker checks that its sweep still lives
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass(frozen=True)
@@ -72,20 +79,18 @@ def record_failure(config: dict[str, Any], out_dir: Path, error: str, trace: str
 
 
 def run_one(config: dict[str, Any], out_dir: str, cache_dir: str, log_path: str | None = None,
-            show_progress: bool = True, threads: int | None = None) -> RunOutcome:
+            show_progress: bool = True, sweep_pid: int | None = None) -> RunOutcome:
     """Run one config (skipping it if its record is already ``ok``); never raises for a failing run.
 
-    ``threads`` resets torch's thread count first, in case an earlier run in this process changed it.
+    ``sweep_pid``: the process of the sweep on this machine; this one ends when that one does.
     """
     from harness.runner import execute, run_id
 
+    if sweep_pid is not None:
+        die_with(sweep_pid)
     rid = run_id(config)
     if record_status(Path(out_dir), rid) == "ok":
         return RunOutcome(rid, describe(config), "ok", 0.0)
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
     started = time.monotonic()
     with _output_to(log_path):
         try:
@@ -117,6 +122,32 @@ def scratch_folder(path: Path) -> Path:
     return path
 
 
+def check_jobs(jobs: int | None) -> None:
+    """``--jobs`` is a count of runs at a time: at least 1 (None: the executor's default)."""
+    if jobs is not None and jobs < 1:
+        raise HarnessError(f"--jobs must be at least 1, got {jobs}")
+
+
+def die_with(pid: int) -> None:
+    """End this process soon after process ``pid`` (its sweep) ends, so no worker outlives a killed sweep.
+
+    On Linux, when ``pid`` is the parent, the kernel's parent-death signal kills this process at once; a
+    daemon thread also polls ``pid`` every PARENT_POLL_SECONDS (any OS, and a sweep that is not the parent:
+    submitit's local jobs run under a controller process).
+    """
+    if pid == os.getpid():
+        return
+    if sys.platform == "linux" and os.getppid() == pid:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    threading.Thread(target=_exit_when_gone, args=(pid,), daemon=True, name=f"watch-sweep-{pid}").start()
+
+
+def _exit_when_gone(pid: int) -> None:
+    while process_alive(pid):
+        time.sleep(PARENT_POLL_SECONDS)
+    os._exit(1)
+
+
 class Executor(Protocol):
     prepares_locally: bool  # shared stages (stand-in pretraining) can be made in this process first
 
@@ -144,8 +175,8 @@ def image_size(config: dict[str, Any]) -> int:
 class LocalExecutor:
     """Worker processes (spawn) on this machine: one run per GPU at a time, or ``jobs`` runs on the CPU.
 
-    CPU workers split torch's threads (the cores, or OMP_NUM_THREADS) between them. A single worker
-    runs in this process.
+    Every run uses the fixed thread count of :mod:`harness.threads` (same numbers on any machine), so
+    ``jobs`` runs at a time is the parallelism on the CPU. A single worker runs in this process.
     Parallel workers write each run's output to ``OUT/logs/<run_id>.log``.
     """
 
@@ -155,8 +186,7 @@ class LocalExecutor:
                  show_progress: bool = True, log=print) -> None:
         import torch
 
-        if jobs is not None and jobs < 1:
-            raise HarnessError(f"--jobs must be at least 1, got {jobs}")
+        check_jobs(jobs)
         gpus = torch.cuda.device_count() if device != "cpu" else 0
         if device.startswith("cuda") and gpus == 0:
             raise HarnessError("--device cuda asked for, but no GPU is visible to torch")
@@ -169,8 +199,7 @@ class LocalExecutor:
             self.workers = jobs or 1
         self.gpus = gpus
         self.device = device
-        # torch's default thread count honours OMP_NUM_THREADS; workers share it.
-        self.threads = threads or max(1, torch.get_num_threads() // self.workers)
+        self.threads = threads or RUN_THREADS
         self.show_progress = show_progress
         self._pool: ProcessPoolExecutor | None = None
 
@@ -194,23 +223,15 @@ class LocalExecutor:
 
     def map(self, configs: list[dict[str, Any]], out_dir: Path, cache_dir: Path) -> Iterator[RunOutcome]:
         if self.workers == 1:
-            import torch
-
-            previous = torch.get_num_threads()
             limit_numba_threads(self.threads)
-            try:
-                for config in configs:
-                    yield run_one(config, str(out_dir), str(cache_dir), None, self.show_progress,
-                                  self.threads)
-            finally:
-                torch.set_num_threads(previous)
+            for config in configs:
+                yield run_one(config, str(out_dir), str(cache_dir), None, self.show_progress)
             return
         pool = self._get_pool()
         scratch_folder(Path(out_dir) / "logs")
         futures = {
             pool.submit(run_one, config, str(out_dir), str(cache_dir),
-                        str(Path(out_dir) / "logs" / f"{_run_id(config)}.log"), self.show_progress,
-                        self.threads): config
+                        str(Path(out_dir) / "logs" / f"{_run_id(config)}.log"), self.show_progress): config
             for config in configs
         }
         try:
@@ -237,7 +258,7 @@ class LocalExecutor:
                 for gpu in visible_gpus(self.gpus)[:self.workers]:
                     gpu_ids.put(gpu)
             self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker,
-                                             initargs=(gpu_ids, self.threads))
+                                             initargs=(gpu_ids, self.threads, os.getpid()))
         return self._pool
 
     def _discard_pool(self) -> None:
@@ -268,8 +289,9 @@ def limit_numba_threads(threads: int) -> None:
         os.environ["NUMBA_NUM_THREADS"] = str(threads)
 
 
-def _init_worker(gpu_ids: Any, threads: int) -> None:
-    """Pin a worker to one GPU (before CUDA starts) and to its share of the CPU threads."""
+def _init_worker(gpu_ids: Any, threads: int, sweep_pid: int) -> None:
+    """Tie a worker's life to its sweep's, pin it to one GPU (before CUDA starts) and to its threads."""
+    die_with(sweep_pid)
     if gpu_ids is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu_ids.get())
     limit_numba_threads(threads)
@@ -290,7 +312,9 @@ class SubmititExecutor:
     ``options`` is the sweep file's [submitit] table: ``cluster`` (slurm, local, debug; default: what
     submitit detects), ``poll_seconds``, and submitit's own parameters, e.g. timeout_min, gpus_per_node,
     cpus_per_task, mem_gb, slurm_partition, slurm_array_parallelism (``partition``, ``timeout`` and
-    ``array_parallelism`` are accepted as short names).
+    ``array_parallelism`` are accepted as short names). ``jobs`` caps the runs at a time: SLURM's array
+    parallelism, or on the 'local' cluster (which would start every job at once) the jobs this executor
+    keeps running; local jobs end with the sweep's process.
     """
 
     prepares_locally = False
@@ -300,6 +324,8 @@ class SubmititExecutor:
     def __init__(self, folder: Path, options: dict[str, Any], *, jobs: int | None = None) -> None:
         import submitit
 
+        check_jobs(jobs)
+        self.jobs = jobs or 1
         options = dict(options)
         cluster = options.pop("cluster", None)
         self.poll_seconds = float(options.pop("poll_seconds", 10.0))
@@ -317,20 +343,41 @@ class SubmititExecutor:
         """Nothing: the jobs make shared stages themselves (the cache's file locks keep it to once)."""
 
     def map(self, configs: list[dict[str, Any]], out_dir: Path, cache_dir: Path) -> Iterator[RunOutcome]:
-        from submitit.helpers import as_completed as jobs_as_completed
-
-        n = len(configs)
-        jobs = self.executor.map_array(run_one, configs, [str(out_dir)] * n, [str(cache_dir)] * n)
-        config_of = {id(job): config for job, config in zip(jobs, configs, strict=True)}
-        for job in jobs_as_completed(jobs, poll_frequency=self.poll_seconds):
+        finished = (self._local_jobs if self.executor.cluster == "local" else self._array_jobs)(
+            configs, str(out_dir), str(cache_dir))
+        for job, config in finished:
             try:
                 yield job.result()
             except Exception as exc:  # noqa: BLE001  (timeout, cancelled or killed job)
-                config = config_of[id(job)]
                 if record_status(out_dir, _run_id(config)) == "ok":
                     continue
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 yield record_failure(config, out_dir, f"submitit job {job.job_id} did not finish: {reason}")
+
+    def _array_jobs(self, configs: list[dict[str, Any]], out_dir: str, cache_dir: str) -> Iterator[tuple[Any, dict]]:
+        """(job, config) pairs as the jobs of one array finish (the scheduler caps how many run at once)."""
+        from submitit.helpers import as_completed as jobs_as_completed
+
+        n = len(configs)
+        jobs = self.executor.map_array(run_one, configs, [out_dir] * n, [cache_dir] * n)
+        config_of = {id(job): config for job, config in zip(jobs, configs, strict=True)}
+        for job in jobs_as_completed(jobs, poll_frequency=self.poll_seconds):
+            yield job, config_of[id(job)]
+
+    def _local_jobs(self, configs: list[dict[str, Any]], out_dir: str, cache_dir: str) -> Iterator[tuple[Any, dict]]:
+        """(job, config) pairs as they finish, submitting a new job only while fewer than ``jobs`` run."""
+        waiting, running = list(configs), []
+        while waiting or running:
+            while waiting and len(running) < self.jobs:
+                config = waiting.pop(0)
+                running.append((self.executor.submit(run_one, config, out_dir, cache_dir, None, True, os.getpid()),
+                                config))
+            done = [pair for pair in running if pair[0].done()]
+            if not done:
+                time.sleep(self.poll_seconds)
+            for pair in done:
+                running.remove(pair)
+                yield pair
 
     def close(self) -> None:
         """Nothing to release: finished jobs hold no resources here."""

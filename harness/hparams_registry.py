@@ -213,6 +213,9 @@ def run_hparams(method: str, dataset: str, scale: str, arch: str, overrides: dic
     if method == "gdro" and hp.get("gdro_strong_l2"):
         # The GroupDRO paper's strong-L2 setting replaces lr and weight decay unless the user set them too.
         hp.update({k: v for k, v in _gdro_strong_l2(dataset, scale).items() if k not in (overrides or {})})
+    from harness.settings import check_hparams  # types and ranges of every setting, before any work
+
+    check_hparams(hp)
     return hp
 
 

@@ -3,18 +3,22 @@
 Images are decoded with PIL, converted to RGB and resized to ``image_size x image_size``
 (bilinear); masks are rasterised at the source image's resolution and resized with
 nearest-neighbour sampling. The results are stored as uint8 (N, 3, S, S) / bool (N, S, S)
-arrays in ``cache_dir``; the file name carries a hash of every source file (path, size,
-mtime) in row order, the mask definitions and S, so any change to the sources rebuilds the
-cache. Files are written under a temporary name and moved into place with ``os.replace``.
-Cached arrays are opened copy-on-write memory-mapped and wrapped with ``torch.from_numpy``.
+arrays in ``cache_dir``; the file name carries a hash of every source file (absolute path, so
+the dataset's root, size, mtime) in row order, the mask definitions and S, so any change to the
+sources rebuilds the cache and two copies of a dataset keep one cache each. Files are written
+under a temporary name (harness.tempfiles) and moved into place with ``os.replace``. The folder is
+kept under a size cap ($SLIM_HARNESS_IMAGE_CACHE_GB, default 100) by evicting the least recently
+used arrays. Cached arrays are opened copy-on-write memory-mapped and wrapped with ``torch.from_numpy``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
+import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,6 +30,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from harness.errors import HarnessError
+from harness.tempfiles import remove_stale_temps, temp_path
 from simulated_oracle.aiou import box_mask
 
 # only_fg pixels whose brightest channel exceeds this are foreground (the margin absorbs JPEG noise)
@@ -33,6 +38,8 @@ ONLY_FG_BLACK_LEVEL = 16
 DECODE_CHUNK = 256  # images decoded per batch of threads
 MAX_DECODE_THREADS = 8
 MASK_KINDS = ("png", "npy", "nonblack", "boxes", "empty")
+CAP_ENV = "SLIM_HARNESS_IMAGE_CACHE_GB"
+DEFAULT_CAP_GB = 100.0
 
 
 @dataclass(frozen=True)
@@ -118,12 +125,12 @@ class MaskSource:
 
 
 def file_stamp(path: Path) -> str:
-    """'path|size|mtime_ns' of a file; a missing file is reported as a HarnessError."""
+    """'absolute path|size|mtime_ns' of a file; a missing file is reported as a HarnessError."""
     try:
         stat = os.stat(path)
     except FileNotFoundError as exc:
         raise HarnessError(f"{path}: file not found") from exc
-    return f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
+    return f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}"
 
 
 def cached_images(
@@ -140,7 +147,7 @@ def cached_images(
 
     return _cached_array(
         cache_dir,
-        f"{label}-{image_size}px",
+        f"{label}-{image_size}px-{root_tag(paths)}",
         "images",
         [image_size, stamps],
         len(paths),
@@ -180,7 +187,7 @@ def cached_masks(
 
     return _cached_array(
         cache_dir,
-        f"{label}-{image_size}px",
+        f"{label}-{image_size}px-{root_tag(image_paths)}",
         "masks",
         key,
         len(image_paths),
@@ -189,6 +196,12 @@ def cached_masks(
         rasterise,
         progress,
     )
+
+
+def root_tag(paths: Sequence[Path]) -> str:
+    """Short hash of the folder holding every source file: copies of a dataset get their own entries."""
+    root = os.path.commonpath([os.path.abspath(p) for p in paths]) if len(paths) else ""
+    return hashlib.sha256(root.encode()).hexdigest()[:8]
 
 
 def _open_image(path: Path) -> Image.Image:
@@ -218,7 +231,10 @@ def _cached_array(
     make_row: Callable[[int], np.ndarray],
     progress: bool,
 ) -> torch.Tensor:
-    """Load ``<prefix>-<hash>.<kind>.npy`` from ``cache_dir`` or build it row by row, atomically."""
+    """Load ``<prefix>-<hash>.<kind>.npy`` from ``cache_dir`` or build it row by row, atomically.
+
+    A new build replaces the older builds of its prefix (the same split and root, sources changed since);
+    the folder is then trimmed to its size cap, least recently used first."""
     shape = (count, *row_shape)
     if count == 0:
         return torch.from_numpy(np.zeros(shape, dtype=dtype))
@@ -227,11 +243,14 @@ def _cached_array(
     target = cache_dir / f"{prefix}-{digest}.{kind}.npy"
     array = _open_cached(target, shape, dtype)
     if array is None:
+        cap = cache_cap_bytes()
         cache_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(cache_dir)
         _build(target, shape, dtype, make_row, progress, f"{prefix} {kind}")
-        for stale in cache_dir.glob(f"{prefix}-*.{kind}.npy"):
-            if stale != target:
-                stale.unlink(missing_ok=True)
+        for outdated in cache_dir.glob(f"{prefix}-*.{kind}.npy"):
+            if outdated != target:
+                outdated.unlink(missing_ok=True)
+        evict_least_recently_used(cache_dir, cap, keep=target)
         array = _open_cached(target, shape, dtype)
         if array is None:
             raise HarnessError(f"{target}: cache file unreadable right after writing it")
@@ -239,7 +258,9 @@ def _cached_array(
 
 
 def _open_cached(path: Path, shape: tuple[int, ...], dtype: type) -> np.ndarray | None:
-    """The cached array, copy-on-write mapped (writable for torch, file untouched), or None."""
+    """The cached array, copy-on-write mapped (writable for torch, file untouched), or None.
+
+    Opening it marks it used (its mtime), the order in which eviction spares files."""
     if not path.is_file():
         return None
     try:
@@ -248,7 +269,45 @@ def _open_cached(path: Path, shape: tuple[int, ...], dtype: type) -> np.ndarray 
         return None
     if array.shape != shape or array.dtype != np.dtype(dtype):
         return None
+    with contextlib.suppress(OSError):  # a read-only cache still serves
+        os.utime(path)
     return array
+
+
+def cache_cap_bytes() -> int:
+    """The image cache's size cap: $SLIM_HARNESS_IMAGE_CACHE_GB gigabytes (default 100)."""
+    raw = os.environ.get(CAP_ENV, str(DEFAULT_CAP_GB))
+    try:
+        gigabytes = float(raw)
+    except ValueError:
+        gigabytes = -1.0
+    if not gigabytes > 0 or not math.isfinite(gigabytes):
+        raise HarnessError(f"{CAP_ENV}={raw!r}: must be a number of gigabytes > 0")
+    return int(gigabytes * 1e9)
+
+
+def evict_least_recently_used(cache_dir: Path, cap: int, keep: Path) -> list[Path]:
+    """Delete the least recently used arrays until the folder holds at most ``cap`` bytes (``keep``
+    stays, even alone above the cap); one line says what went."""
+    entries = []
+    for path in Path(cache_dir).glob("*.npy"):
+        with contextlib.suppress(FileNotFoundError):
+            stat = path.stat()
+            entries.append((stat.st_mtime_ns, stat.st_size, path))
+    total = sum(size for _, size, _ in entries)
+    evicted, freed = [], 0
+    for _, size, path in sorted(entries, key=lambda e: e[0]):
+        if total - freed <= cap:
+            break
+        if path == keep:
+            continue
+        path.unlink(missing_ok=True)
+        evicted.append(path)
+        freed += size
+    if evicted:
+        print(f"image cache {cache_dir}: evicted {len(evicted)} least recently used file(s) "
+              f"({freed / 1e6:.1f} MB) to stay under {cap / 1e9:g} GB (${CAP_ENV})", file=sys.stderr)
+    return evicted
 
 
 def _build(
@@ -259,7 +318,7 @@ def _build(
     progress: bool,
     description: str,
 ) -> None:
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp = temp_path(target)
     try:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
         threads = max(1, min(MAX_DECODE_THREADS, os.cpu_count() or 1))

@@ -15,7 +15,8 @@ A record (schema 1) holds::
     details           method-specific facts (SLIM's quotas and cluster counts, JTT's error set, ...)
     environment       versions, device, platform, git commit
 
-Records are written atomically (temp file + rename) so a half-written file is never read.
+Records are written atomically (temp file + rename, harness.tempfiles) so a half-written file is never
+read; they get the user's umask like any file.
 """
 from __future__ import annotations
 
@@ -25,9 +26,10 @@ import json
 import os
 import platform
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from harness.tempfiles import temp_path
 
 SCHEMA_VERSION = 1
 
@@ -42,7 +44,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see either nothing or the whole file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = temp_path(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the user's umask applies
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -50,7 +53,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

@@ -17,6 +17,9 @@ from harness.evaluation import evaluate
 from harness.hparams_registry import default_arch, run_hparams
 from harness.methods import RunContext, get_method
 from harness.records import SCHEMA_VERSION, atomic_write_json, config_hash, environment, now_iso, record_path
+from harness.settings import check_run_inputs
+from harness.tempfiles import remove_stale_temps
+from harness.threads import pinned_threads
 
 # Config keys that do not change a run's result and so are left out of its hash.
 UNHASHED = ("device",)
@@ -27,13 +30,14 @@ def make_config(
     data_seed: int = 0, data_root: str | None = None, data_options: dict[str, str] | None = None,
     image_size: int | None = None, overrides: dict[str, Any] | None = None, device: str = "auto",
 ) -> dict[str, Any]:
-    """The full configuration of a run: every setting, hparams included."""
+    """The full configuration of a run: every setting, hparams included, each checked (harness.settings)."""
     get_method(method)  # unknown names fail here, before any work
+    check_run_inputs(dataset, data_root=data_root, image_size=image_size, data_options=data_options)
     arch = arch or default_arch(dataset, scale)
     return {
         "dataset": dataset, "method": method, "arch": arch, "seed": seed, "scale": scale,
         "data_seed": data_seed, "data_root": data_root, "data_options": data_options or {},
-        **({"image_size": image_size} if image_size else {}),
+        **({"image_size": image_size} if image_size is not None else {}),
         "hparams": run_hparams(method, dataset, scale, arch, overrides), "device": device,
     }
 
@@ -89,9 +93,24 @@ def make_context(config: dict[str, Any], out_dir: Path, *, cache_dir: Path | Non
 
 def execute(config: dict[str, Any], out_dir: Path, *, cache_dir: Path | None = None,
             show_progress: bool = True) -> Path:
-    """Run ``config`` and write its record to ``out_dir/runs/<run_id>.json``; return that path."""
+    """Run ``config`` and write its record to ``out_dir/runs/<run_id>.json``; return that path.
+
+    The run's float work uses a fixed thread count (:mod:`harness.threads`), so its record is the same
+    whatever the machine's cores; the count is written into the record's environment.
+    """
     out_dir = Path(out_dir)
     check_writable(out_dir)
+    remove_stale_temps(out_dir / "runs")
+    with pinned_threads() as threads:
+        record = _run(config, out_dir, cache_dir, show_progress)
+    record["environment"]["threads"] = threads
+    path = record_path(out_dir, record["run_id"])
+    atomic_write_json(path, record)
+    return path
+
+
+def _run(config: dict[str, Any], out_dir: Path, cache_dir: Path | None, show_progress: bool) -> dict[str, Any]:
+    """Load the data, fit the method, evaluate it: the run's record (not yet written)."""
     rid = run_id(config)
     started = time.monotonic()
     ctx = make_context(config, out_dir, cache_dir=cache_dir, show_progress=show_progress)
@@ -124,6 +143,4 @@ def execute(config: dict[str, Any], out_dir: Path, *, cache_dir: Path | None = N
     }
     if "method_label" in result.details:
         record["method_label"] = result.details.pop("method_label")
-    path = record_path(out_dir, rid)
-    atomic_write_json(path, record)
-    return path
+    return record

@@ -22,6 +22,7 @@ SLIM reuse from the sweep's shared cache (``OUT/cache``).
 from __future__ import annotations
 
 import json
+import os
 import time
 import tomllib
 from collections.abc import Callable, Iterator
@@ -34,6 +35,7 @@ from harness.errors import HarnessError
 from harness.executors import Executor, RunOutcome, record_status, scratch_folder
 from harness.progress import progress
 from harness.records import atomic_write_json, now_iso, record_path
+from harness.tempfiles import HOST, process_alive, remove_stale_temps, temp_path
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 SLIM_AXES = ("budget", "subset_frac")
@@ -125,6 +127,9 @@ def parse_sweep(raw: dict[str, Any], source: str = "<sweep>") -> SweepSpec:
     if scale not in SCALES:
         raise fail(f"scale {scale!r} is not one of {', '.join(SCALES)}")
     seeds = _int_list(raw["seeds"], "seeds", fail)
+    data_seed = raw.get("data_seed", 0)
+    if isinstance(data_seed, bool) or not isinstance(data_seed, int) or data_seed < 0:
+        raise fail(f"data_seed={data_seed!r}: must be a whole number >= 0")
     overrides_by = {}
     swept = raw.get("slim_sweeps") if isinstance(raw.get("slim_sweeps"), dict) else {}
     named = {"arch": raw["archs"] + list(swept.get("archs", [])),
@@ -134,7 +139,7 @@ def parse_sweep(raw: dict[str, Any], source: str = "<sweep>") -> SweepSpec:
         stray = sorted(set(table) - set(allowed))
         if stray:
             raise fail(f"overrides_by_{axis} names {', '.join(stray)}, which the grid's {axis}s do not list")
-        overrides_by[axis] = {k: _table(table, k, fail, f"overrides_by_{axis}.") for k in table}
+        overrides_by[axis] = {k: _settings(table, k, fail, f"overrides_by_{axis}.") for k in table}
     data = {}
     for dataset, entry in _table(raw, "data", fail).items():
         if not isinstance(entry, dict) or not isinstance(entry.get("root"), str):
@@ -148,8 +153,8 @@ def parse_sweep(raw: dict[str, Any], source: str = "<sweep>") -> SweepSpec:
         name=str(raw.get("name", Path(source).stem)), source=source,
         description=str(raw.get("description", "")), scale=scale, datasets=tuple(raw["datasets"]),
         methods=tuple(raw["methods"]), archs=tuple(raw["archs"]), seeds=tuple(seeds),
-        data_seed=int(raw.get("data_seed", 0)), image_size=_image_size(raw.get("image_size"), "image_size", fail),
-        overrides=_table(raw, "overrides", fail),
+        data_seed=data_seed, image_size=_image_size(raw.get("image_size"), "image_size", fail),
+        overrides=_settings(raw, "overrides", fail),
         overrides_by=overrides_by, data=data,
         slim_sweeps=_parse_slim_sweeps(raw, seeds, fail) if "slim_sweeps" in raw else None,
         submitit=_table(raw, "submitit", fail), regression=_table(raw, "regression", fail),
@@ -167,6 +172,23 @@ def _table(raw: dict[str, Any], key: str, fail: Callable[[str], HarnessError], p
     if not isinstance(value, dict):
         raise fail(f"[{prefix}{key}] must be a table")
     return value
+
+
+def _settings(raw: dict[str, Any], key: str, fail: Callable[[str], HarnessError], prefix: str = "") -> dict:
+    """A table of hyperparameters, each value checked against the settings schema (harness.settings)."""
+    table = _table(raw, key, fail, prefix)
+    for name, value in table.items():
+        _check_setting(name, value, f"[{prefix}{key}]", fail)
+    return table
+
+
+def _check_setting(key: str, value: Any, where: str, fail: Callable[[str], HarnessError]) -> None:
+    from harness.settings import check_value
+
+    try:
+        check_value(key, value, where)
+    except HarnessError as exc:
+        raise fail(str(exc)) from None
 
 
 def _int_list(values: Any, key: str, fail: Callable[[str], HarnessError]) -> list[int]:
@@ -199,6 +221,8 @@ def _parse_slim_sweeps(raw: dict[str, Any], seeds: list[int],
                 if not isinstance(listed, list) or not all(isinstance(v, int | float) for v in listed):
                     raise fail(f"[slim_sweeps.{axis}.{method}] values for {dataset} must be a list of "
                                "numbers")
+                for value in listed:
+                    _check_setting(axis, value, f"[slim_sweeps.{axis}.{method}]", fail)
             values[axis][method] = {d: list(per_dataset[d]) for d in datasets}
     return SlimSweeps(
         datasets=tuple(datasets), archs=tuple(table.get("archs", raw["archs"])),
@@ -326,6 +350,8 @@ class SweepOutcome:
     completed: list[str]
     failed: list[RunOutcome]
     stage_seconds: dict[str, float]
+    elsewhere: list[str] = field(default_factory=list)  # finished meanwhile by another sweep on this --out
+    claimed: list[str] = field(default_factory=list)  # still held by a sweep on another host: not run here
 
 
 def is_finished(out_dir: Path, rid: str) -> bool:
@@ -343,13 +369,107 @@ def sweep_records(out_dir: Path, run_ids: list[str]) -> list[dict[str, Any]]:
     return records
 
 
+# ------------------------------------------------------------------------------------------ claims
+# A sweep claims each run before starting it: OUT/claims/<run_id>.claim names its host and pid. A second
+# sweep on the same folder leaves claimed runs alone; a claim whose process is dead (on this host) is stale.
+
+CLAIM_POLL_SECONDS = 2.0
+
+
+def claim_path(out_dir: Path, rid: str) -> Path:
+    return Path(out_dir) / "claims" / f"{rid}.claim"
+
+
+def claim_owner(out_dir: Path, rid: str) -> dict[str, Any] | None:
+    """Who holds the run's claim ({host, pid}), or None when nobody alive on this host does."""
+    try:
+        owner = json.loads(claim_path(out_dir, rid).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None  # no claim (a claim is linked into place whole, so it never reads half-written)
+    if owner.get("host") == HOST and not process_alive(int(owner.get("pid", 0))):
+        return None
+    return owner
+
+
+def claim_run(out_dir: Path, rid: str) -> bool:
+    """Claim the run for this process; False when another live sweep holds it (a stale claim is taken)."""
+    path = claim_path(out_dir, rid)
+    scratch_folder(path.parent)
+    mine = temp_path(path)
+    mine.write_text(json.dumps({"host": HOST, "pid": os.getpid(), "created": now_iso()}))
+    try:
+        for _ in range(2):
+            try:
+                os.link(mine, path)  # atomic: fails if a claim exists
+                return True
+            except FileExistsError:
+                if claim_owner(out_dir, rid) is not None:
+                    return False
+                path.unlink(missing_ok=True)  # its sweep is dead: take it over
+        return False
+    finally:
+        mine.unlink(missing_ok=True)
+
+
+def _claim_unfinished(out_dir: Path, rid: str) -> bool:
+    """Claim the run unless another sweep holds it or has finished it since this sweep started."""
+    if not claim_run(out_dir, rid):
+        return False
+    if is_finished(out_dir, rid):
+        release_run(out_dir, rid)
+        return False
+    return True
+
+
+def release_run(out_dir: Path, rid: str) -> None:
+    """Drop this process's claim on the run (another's is left alone)."""
+    owner = claim_owner(out_dir, rid)
+    if owner is not None and owner.get("host") == HOST and owner.get("pid") == os.getpid():
+        claim_path(out_dir, rid).unlink(missing_ok=True)
+
+
+def _wait_for_claims(configs: list[dict[str, Any]], out_dir: Path, log: Callable[[str], None]) -> dict[str, list]:
+    """Wait while sweeps on this host run ``configs``; sort them into 'done' (ok records), 'remote'
+    (claims of other hosts, which cannot be checked) and 'rerun' (their sweep died or failed them)."""
+    from harness.runner import run_id
+
+    def owners() -> dict[str, dict]:
+        return {rid: owner for rid in map(run_id, configs) if (owner := claim_owner(out_dir, rid)) is not None}
+
+    held = owners()
+    local = {rid for rid, owner in held.items() if owner["host"] == HOST}
+    if local:
+        pids = sorted({held[rid]["pid"] for rid in local})
+        log(f"waiting for {len(local)} run(s) that another sweep on this folder is running (pid "
+            f"{', '.join(map(str, pids))})")
+    while local & set(held := owners()):
+        time.sleep(CLAIM_POLL_SECONDS)
+    sorted_runs: dict[str, list] = {"done": [], "remote": [], "rerun": []}
+    for config in configs:
+        rid = run_id(config)
+        kind = "remote" if rid in held else "done" if is_finished(out_dir, rid) else "rerun"
+        sorted_runs[kind].append(config if kind == "rerun" else rid)
+    for rid in sorted_runs["remote"]:
+        log(f"  claimed by a sweep on host {held[rid]['host']} (pid {held[rid]['pid']}), not run here: {rid} "
+            f"(delete {claim_path(out_dir, rid)} if that sweep is gone)")
+    return sorted_runs
+
+
+# ----------------------------------------------------------------------------------------- running
+
+
 def run_sweep(configs: list[dict[str, Any]], out_dir: Path, executor: Executor, *, name: str = "sweep",
               log: Callable[[str], None] = print, show_progress: bool = True) -> SweepOutcome:
-    """Run every config whose record is not ``ok`` yet, stage by stage; never stop at a failing run."""
+    """Run every config whose record is not ``ok`` yet, stage by stage; never stop at a failing run.
+
+    Runs another sweep on the same folder has claimed are left to it; this one waits for them at the end
+    and runs those that sweep did not finish.
+    """
     from harness.runner import check_writable, run_id
 
     out_dir = Path(out_dir)
     check_writable(out_dir)
+    remove_stale_temps(out_dir)
     cache_dir = scratch_folder(out_dir / "cache")  # models and features: regenerable, never committed
     run_ids = [run_id(c) for c in configs]
     atomic_write_json(out_dir / "sweep.json", {"name": name, "created": now_iso(), "run_ids": run_ids})
@@ -366,20 +486,26 @@ def run_sweep(configs: list[dict[str, Any]], out_dir: Path, executor: Executor, 
         started = time.monotonic()
         executor.prepare(pending)
         stage_seconds["pretraining (stand-in weights)"] = time.monotonic() - started
-    completed: list[str] = []
-    failed: list[RunOutcome] = []
-    stages = _stages(pending)
-    for outcome in progress(_outcomes(stages, executor, out_dir, cache_dir, stage_seconds),
-                            desc=f"{name} runs", total=len(pending), enabled=show_progress):
-        (completed.append(outcome.run_id) if outcome.status == "ok" else failed.append(outcome))
-        log(f"  {outcome.status:6s} {outcome.label} ({outcome.seconds:.0f} s) {outcome.run_id}"
-            + (f": {outcome.error}" if outcome.error else ""))
-    if failed:
-        log(f"{len(failed)} run(s) failed (records with status 'failed'; "
+    outcome = SweepOutcome(run_ids, skipped, [], [], stage_seconds)
+    while pending:
+        deferred: list[dict[str, Any]] = []
+        for result in progress(_outcomes(_stages(pending), executor, out_dir, cache_dir, stage_seconds, deferred),
+                               desc=f"{name} runs", total=len(pending), enabled=show_progress):
+            (outcome.completed.append(result.run_id) if result.status == "ok" else outcome.failed.append(result))
+            log(f"  {result.status:6s} {result.label} ({result.seconds:.0f} s) {result.run_id}"
+                + (f": {result.error}" if result.error else ""))
+        waited = _wait_for_claims(deferred, out_dir, log) if deferred else {"done": [], "remote": [], "rerun": []}
+        outcome.elsewhere += waited["done"]
+        outcome.claimed += waited["remote"]
+        pending = waited["rerun"]
+    if outcome.elsewhere:
+        log(f"{len(outcome.elsewhere)} run(s) were run by another sweep on this folder")
+    if outcome.failed:
+        log(f"{len(outcome.failed)} run(s) failed (records with status 'failed'; "
             "they are retried on the next start):")
-        for outcome in failed:
-            log(f"  {outcome.label} {outcome.run_id}: {outcome.error}")
-    return SweepOutcome(run_ids, skipped, completed, failed, stage_seconds)
+        for failed in outcome.failed:
+            log(f"  {failed.label} {failed.run_id}: {failed.error}")
+    return outcome
 
 
 def _stages(configs: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
@@ -393,10 +519,21 @@ def _stages(configs: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any
 
 
 def _outcomes(stages: list[tuple[str, list[dict[str, Any]]]], executor: Executor, out_dir: Path,
-              cache_dir: Path, stage_seconds: dict[str, float]) -> Iterator[RunOutcome]:
+              cache_dir: Path, stage_seconds: dict[str, float], deferred: list[dict[str, Any]]) -> Iterator[RunOutcome]:
+    """Each stage's runs this sweep could claim, through the executor; the others go to ``deferred``."""
+    from harness.runner import run_id
+
     for method, configs in stages:
         started = time.monotonic()
-        yield from executor.map(configs, out_dir, cache_dir)
+        mine = [c for c in configs if _claim_unfinished(out_dir, run_id(c))]
+        deferred += [c for c in configs if not any(c is m for m in mine)]
+        try:
+            for result in executor.map(mine, out_dir, cache_dir) if mine else ():
+                release_run(out_dir, result.run_id)
+                yield result
+        finally:
+            for config in mine:
+                release_run(out_dir, run_id(config))
         label = f"{method} (shared reference models)" if method == "erm" else method
         stage_seconds[label] = stage_seconds.get(label, 0.0) + time.monotonic() - started
 

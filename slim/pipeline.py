@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
+from harness.settings import AUTO, SETTINGS, Setting, count, positive
 from simulated_oracle import Oracle
 from slim.annotation import NO, NOT_SURE, YES, AnnotationSampler, ask
 from slim.clustering import Clustering, Disentangler
@@ -54,6 +55,16 @@ VARIANTS: dict[str, dict[str, Any]] = {
                 "screen_rule": "pooled_median", "cluster_space": "umap", "sampling_distance": "median"},
 }
 CLUSTER_SPACES = ("features", "umap")
+# The schema of the settings above that harness.settings does not know (types and ranges, checked before work)
+SETTINGS.update({
+    "slim_variant": Setting(str, choices=tuple(VARIANTS)),
+    "query_candidates": count(1, None, AUTO), "pick_candidates": count(1, None, AUTO),
+    "spread_kernel": Setting(str, choices=("knn_sym", "rbf", AUTO)),
+    "spread_alpha": Setting(float, 0.0, 1.0, open_low=True, open_high=True, words=(AUTO,)),
+    "spread_gamma": positive(), "screen_rule": Setting(str, choices=("class_top", "pooled_median", AUTO)),
+    "cluster_space": Setting(str, choices=(*CLUSTER_SPACES, AUTO)),
+    "sampling_distance": Setting(str, choices=("mean", "median", AUTO)),
+})
 # Ablations: each replaces one stage by what ground truth says, to tell a failing stage from a failing premise.
 ABLATIONS = {
     "none": None,
@@ -62,6 +73,7 @@ ABLATIONS = {
     "random_subset": None,  # a uniform draw of the subset's size from the whole split: reads nothing
     "group_balanced_subset": "group labels of the curated split (equal rows per group)",
 }
+SETTINGS["slim_ablation"] = Setting(str, choices=tuple(ABLATIONS))
 
 
 def settings_from(hparams: Mapping[str, Any]) -> dict[str, Any]:

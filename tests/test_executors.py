@@ -4,6 +4,12 @@ from __future__ import annotations
 import json
 import os
 import queue
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
 
 import pytest
 import torch
@@ -36,15 +42,22 @@ def config(seed: int = 0, **overrides) -> dict:
                        device="cpu")
 
 
+def broken(folder: Path, seed: int = 0) -> dict:
+    """A run that raises once it starts: its dataset folder exists but holds no dataset."""
+    (folder / "empty").mkdir(exist_ok=True)
+    return make_config(dataset="waterbirds", method="erm", seed=seed, data_root=str(folder / "empty"),
+                       overrides=dict(FAST), device="cpu")
+
+
 def test_a_raising_run_leaves_a_failed_record_under_its_run_id(tmp_path):
-    bad = config(optimizer="bogus")
+    bad = broken(tmp_path)
     outcome = run_one(bad, str(tmp_path), str(tmp_path / "cache"), show_progress=False)
     assert outcome.status == "failed" and outcome.run_id == run_id(bad)
-    assert outcome.error == "HarnessError: unknown optimizer 'bogus'; choose sgd or adamw"
+    assert outcome.error == f"HarnessError: {tmp_path / 'empty' / 'metadata.csv'}: file not found"
     record = json.loads(record_path(tmp_path, run_id(bad)).read_text())
     assert record["status"] == "failed" and record["error"] == outcome.error
-    assert "training.py" in record["traceback"] and record["config"] == bad
-    assert (record["dataset"], record["method"], record["seed"]) == ("waterbirds-synth", "erm", 0)
+    assert "real_datasets.py" in record["traceback"] and record["config"] == bad
+    assert (record["dataset"], record["method"], record["seed"]) == ("waterbirds", "erm", 0)
 
 
 def test_a_finished_run_is_not_run_again(tmp_path):
@@ -58,7 +71,7 @@ def test_a_finished_run_is_not_run_again(tmp_path):
 
 
 def test_worker_pool_runs_in_spawned_processes_with_a_log_per_run(tmp_path):
-    configs = [config(seed=0), config(seed=1, optimizer="bogus")]
+    configs = [config(seed=0), broken(tmp_path, seed=1)]
     executor = LocalExecutor(jobs=2, device="cpu", threads=1, show_progress=True)
     try:
         outcomes = {o.run_id: o for o in executor.map(configs, tmp_path, tmp_path / "cache")}
@@ -68,20 +81,20 @@ def test_worker_pool_runs_in_spawned_processes_with_a_log_per_run(tmp_path):
     assert outcomes[good].status == "ok" and outcomes[bad].status == "failed"
     assert json.loads(record_path(tmp_path, good).read_text())["status"] == "ok"
     assert "ERM resnet18 seed 0 1/1" in (tmp_path / "logs" / f"{good}.log").read_text()  # line progress
-    assert "unknown optimizer" in (tmp_path / "logs" / f"{bad}.log").read_text()
+    assert "metadata.csv: file not found" in (tmp_path / "logs" / f"{bad}.log").read_text()
     assert (tmp_path / "logs" / ".gitignore").read_text() == "*\n"  # logs are not results
 
 
 def test_submitit_path_through_its_debug_executor(tmp_path):
     # submitit's own job array and polling code, jobs run in this process (the worker-pool test above
     # shows run_one is picklable for processes that import it, as SLURM jobs do)
-    good, bad = config(seed=0), config(seed=0, optimizer="bogus")
+    good, bad = config(seed=0), broken(tmp_path)
     executor = make_executor("submitit", out_dir=tmp_path, submitit_options={
         "cluster": "debug", "poll_seconds": 0.01, "timeout_min": 10, "partition": "ignored-off-slurm"})
     assert isinstance(executor, SubmititExecutor) and not executor.prepares_locally
     outcomes = {o.run_id: o for o in executor.map([good, bad], tmp_path, tmp_path / "cache")}
     assert outcomes[run_id(good)].status == "ok" and outcomes[run_id(bad)].status == "failed"
-    assert "unknown optimizer" in outcomes[run_id(bad)].error
+    assert "metadata.csv: file not found" in outcomes[run_id(bad)].error
     assert json.loads(record_path(tmp_path, run_id(good)).read_text())["status"] == "ok"
     assert any((tmp_path / "submitit").iterdir())  # submitit's job folder
 
@@ -93,6 +106,8 @@ def test_bad_executor_settings_fail_clearly(tmp_path):
         make_executor("cloud", out_dir=tmp_path)
     with pytest.raises(HarnessError, match="--jobs must be at least 1"):
         LocalExecutor(jobs=0)
+    with pytest.raises(HarnessError, match="--jobs must be at least 1, got 0"):
+        make_executor("submitit", out_dir=tmp_path, jobs=0, submitit_options={"cluster": "local"})
     if not torch.cuda.is_available():
         with pytest.raises(HarnessError, match="no GPU is visible"):
             LocalExecutor(device="cuda")
@@ -102,7 +117,7 @@ def test_worker_initializer_pins_one_gpu_and_the_thread_share(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
     gpu_ids = queue.Queue()
     gpu_ids.put(2)
-    _init_worker(gpu_ids, 1)
+    _init_worker(gpu_ids, 1, os.getpid())  # its own pid: no parent watch in the test process
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "2" and torch.get_num_threads() == 1
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,6")
     assert visible_gpus(2) == ["4", "6"]  # workers keep to the GPUs this process was given
@@ -110,3 +125,79 @@ def test_worker_initializer_pins_one_gpu_and_the_thread_share(monkeypatch):
     assert visible_gpus(3) == ["0", "1", "2"]
     executor = LocalExecutor(jobs=3, device="cpu")
     assert executor.workers == 3 and executor.threads == 1  # one torch thread shared by three workers
+
+
+def test_submitit_local_cluster_keeps_to_jobs_runs_at_a_time(tmp_path):
+    configs = [config(seed=0), config(seed=1)]
+    executor = make_executor("submitit", out_dir=tmp_path, jobs=1,
+                             submitit_options={"cluster": "local", "poll_seconds": 0.2, "timeout_min": 10})
+    outcomes = list(executor.map(configs, tmp_path, tmp_path / "cache"))
+    assert [o.status for o in outcomes] == ["ok", "ok"]
+    spans = []  # (start, end) of each run from its record: end = created (whole seconds), start = end - seconds
+    for c in configs:
+        record = json.loads(record_path(tmp_path, run_id(c)).read_text())
+        end = datetime.fromisoformat(record["created"]).timestamp()
+        spans.append((end - record["cost"]["seconds"], end))
+    (first_start, first_end), (second_start, second_end) = sorted(spans)
+    assert second_start >= first_end - 1.0  # one after the other (1 s: the records' time resolution)
+
+
+def descendants(pid: int) -> set[int]:
+    """Live (non-zombie) processes below ``pid``, from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc")
+@pytest.mark.parametrize("executor", ["local", "submitit"])
+def test_workers_die_when_the_sweep_is_killed(tmp_path, executor):
+    sweep_file = tmp_path / "grid.toml"
+    sweep_file.write_text(
+        'name = "orphans"\nscale = "tiny"\ndatasets = ["waterbirds-synth"]\nmethods = ["erm"]\n'
+        'archs = ["resnet18"]\nseeds = [0, 1]\n[overrides]\nepochs = 200\npretrained = "none"\nwidth = 0.25\n'
+        '[submitit]\ncluster = "local"\npoll_seconds = 0.2\ntimeout_min = 30\n')
+    command = [sys.executable, "-m", "harness", "sweep", str(sweep_file), "--out", str(tmp_path / "out"),
+               "--device", "cpu", "--jobs", "2", "--executor", executor, "--quiet"]
+    root = Path(__file__).resolve().parents[1]
+    sweep = subprocess.Popen(command, cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(descendants(sweep.pid)) < 3 or not _two_runs_started(tmp_path / "out", executor):
+        assert sweep.poll() is None and time.monotonic() < deadline, "the sweep did not start two runs"
+        time.sleep(0.2)
+    workers = descendants(sweep.pid)
+    os.kill(sweep.pid, signal.SIGKILL)
+    sweep.wait()
+    deadline = time.monotonic() + 20  # a submitit job still starting up finds the sweep gone when it starts
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    survivors = {pid for pid in workers if alive(pid)}
+    for pid in survivors:  # leave nothing running whatever the outcome
+        os.kill(pid, signal.SIGKILL)
+    assert not survivors, f"{len(survivors)} of {len(workers)} workers outlived the sweep"
+
+
+def _two_runs_started(out: Path, executor: str) -> bool:
+    """Both runs are under way: the pool's per-run logs, or the job logs submitit opens as a job starts."""
+    if executor == "local":
+        return len(list((out / "logs").glob("*.log"))) == 2
+    return len(list((out / "submitit").glob("*_0_log.out"))) == 2

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -245,9 +246,9 @@ def test_resume_after_kill_9_recomputes_nothing(tmp_path):
 
 
 def test_a_failing_run_does_not_stop_the_sweep(tmp_path, capsys):
-    # isic-synth runs get an optimizer that does not exist: they raise when training starts
-    raw = grid(datasets=["waterbirds-synth", "isic-synth"], seeds=[0, 1],
-               overrides_by_dataset={"isic-synth": {"optimizer": "bogus"}})
+    # isic runs read an empty folder: they raise when loading their data
+    (tmp_path / "empty").mkdir()
+    raw = grid(datasets=["waterbirds-synth", "isic"], seeds=[0, 1], data={"isic": {"root": str(tmp_path / "empty")}})
     sweep_file = tmp_path / "grid.toml"
     sweep_file.write_text(toml_text(raw))
     out = tmp_path / "out"
@@ -256,13 +257,13 @@ def test_a_failing_run_does_not_stop_the_sweep(tmp_path, capsys):
     printed = capsys.readouterr()
     assert "2 run(s) failed" in printed.out and "start the same command again" in printed.err
     configs = expand(parse_sweep(raw), device="cpu")
-    assert [c["dataset"] for c in configs] == ["waterbirds-synth", "isic-synth"] * 2  # failures mid-sweep
+    assert [c["dataset"] for c in configs] == ["waterbirds-synth", "isic"] * 2  # failures mid-sweep
     records = {r["run_id"]: r for r in sweep_records(out, [run_id(c) for c in configs])}
     for config in configs:
         record = records[run_id(config)]
-        if config["dataset"] == "isic-synth":
+        if config["dataset"] == "isic":
             assert record["status"] == "failed"
-            assert "unknown optimizer 'bogus'" in record["error"] and "Traceback" in record["traceback"]
+            assert "labels.csv: file not found" in record["error"] and "Traceback" in record["traceback"]
             assert record["config"] == config and record["seed"] == config["seed"]
         else:
             assert record["status"] == "ok" and record["metrics"]["test"]["avg_acc"] >= 0
@@ -288,3 +289,46 @@ def test_reproduce_writes_tables_figures_and_a_readme(tmp_path, capsys):
         assert expected in readme
     assert (out / "tables" / "README.md").is_file() and list((out / "tables").glob("*.tex"))
     assert (out / "cache" / ".gitignore").read_text() == "*\n"
+
+
+def test_claims_are_exclusive_and_a_dead_sweeps_claim_is_taken_over(tmp_path):
+    from harness.sweeps import claim_owner, claim_path, claim_run, release_run
+    from harness.tempfiles import HOST
+
+    assert claim_run(tmp_path, "r1") and claim_owner(tmp_path, "r1")["pid"] == os.getpid()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    for rid, pid, host in (("r2", int(gone.stdout), HOST), ("r3", 1, HOST), ("r4", 1, "elsewhere")):
+        claim_path(tmp_path, rid).write_text(json.dumps({"host": host, "pid": pid}))
+    assert claim_run(tmp_path, "r2")  # its process is dead: stale
+    assert not claim_run(tmp_path, "r3")  # pid 1 lives
+    assert not claim_run(tmp_path, "r4")  # another host's claim cannot be checked: honoured
+    release_run(tmp_path, "r3")
+    assert claim_path(tmp_path, "r3").exists()  # not ours
+    release_run(tmp_path, "r1")
+    assert not claim_path(tmp_path, "r1").exists()
+
+
+def test_a_second_sweep_on_the_same_folder_leaves_claimed_runs_to_the_first(tmp_path):
+    sweep_file = tmp_path / "grid.toml"
+    sweep_file.write_text(toml_text(grid(seeds=[0, 1], overrides={**FAST, "epochs": 6})))
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "harness", "sweep", str(sweep_file), "--out", str(out), "--device", "cpu",
+               "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while len(list((out / "claims").glob("*.claim"))) < 2:
+        assert first.poll() is None and time.monotonic() < deadline, "the first sweep claimed nothing"
+        time.sleep(0.05)
+    second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    first_out, _ = first.communicate(timeout=300)
+    assert first.returncode == 0 and second.returncode == 0, second.stderr
+    assert first_out.count("  ok     waterbirds-synth/erm") == 2
+    assert "  ok     " not in second.stdout  # it ran nothing itself
+    # the second started while the first had finished `skipped` runs and was running the others
+    skipped = int(re.search(r"(\d) finished earlier \(skipped\)", second.stdout)[1])
+    assert skipped < 2
+    assert f"waiting for {2 - skipped} run(s) that another sweep on this folder is running" in second.stdout
+    assert f"{2 - skipped} run(s) were run by another sweep on this folder" in second.stdout
+    assert not list((out / "claims").glob("*.claim"))  # released
+    assert all(is_finished(out, rid) for rid in json.loads((out / "sweep.json").read_text())["run_ids"])

@@ -403,3 +403,23 @@ def test_slim_stage_diagnostics_table_rows_per_variant_and_ablation():
     # variant and ablation runs stay out of the main tables: SLIM_Val's worst is the paper runs' 50.0
     assert column(tables.table2(recs, ARCH, SCALE), "SLIM_Val", f"{WB} Worst").strip("*") == "50.0 ± 10.0"
     assert tables.table_diagnostics([make_record("slim-val")], ARCH, SCALE) is None
+
+
+def test_tables_command_skips_records_that_are_not_objects(tmp_path, capsys):
+    import json
+
+    from harness.cli import main
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "a.json").write_text(json.dumps(make_record("erm", worst=0.6)))
+    (runs / "b.json").write_text("null")
+    (runs / "c.json").write_text("[1, 2]")
+    assert main(["tables", "--runs", str(tmp_path)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"warning: skipped {runs / 'b.json'}: null, not a run record (a JSON object)",
+                   f"warning: skipped {runs / 'c.json'}: an array, not a run record (a JSON object)"]
+    assert "Built from 1 run records." in (tmp_path / "tables" / "README.md").read_text()
+    (runs / "a.json").write_text("3")
+    assert main(["tables", "--runs", str(tmp_path)]) == 2  # nothing left: the usual one-line error
+    assert capsys.readouterr().err.splitlines()[-1] == f"error: no run records (*.json) in {runs}"
