@@ -200,7 +200,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     import time
 
     from harness.figures import collect_run_figures, write_figures
-    from harness.reproduction import COMMITTED, append_comparison, check_out_dir, update_results
+    from harness.reproduction import append_comparison, check_out_dir, committed_folder, update_results
     from harness.sweeps import stage_report, sweep_records, write_reproduction_readme
     from harness.tables import write_tables
     from slim.analysis import write_figure4
@@ -225,12 +225,13 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         wall_seconds=time.monotonic() - started, command=args.command_line,
         device=args.device, outputs=tables + figures,
     )
-    summary = append_comparison(readme, records, COMMITTED)
+    committed = committed_folder(spec.name)
+    summary = append_comparison(readme, records, committed)
     print(f"stage times (tables and figures included):\n{stage_report(stage_seconds)}")
     print(summary)
     print(f"reproduction written to {out_dir} (summary: {readme})")
     if args.update_results:
-        print(f"results/ rewritten: {update_results(out_dir, COMMITTED)}")
+        print(f"results rewritten: {update_results(out_dir, committed)}")
     return _sweep_exit(outcome)
 
 
@@ -358,9 +359,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     reproduce = sub.add_parser("reproduce", help="run a sweep, then write its tables, figures and README")
     reproduce.add_argument("--config", default="quick", help="sweep file or shipped config (default quick)")
-    _add_sweep_options(reproduce, "out/reproduce", cpu_jobs="one per core")
+    _add_sweep_options(reproduce, None, cpu_jobs="one per core")
     reproduce.add_argument("--update-results", action="store_true",
-                           help="replace results/reproduce with this reproduction (on purpose only)")
+                           help="replace the committed results (results/reproduce for quick, else "
+                                "results/<sweep name>) with this reproduction (on purpose only)")
     reproduce.set_defaults(func=_cmd_reproduce)
 
     for name, what in (("tables", "paper-style result tables"), ("figures", "sweep plots and run figures"),

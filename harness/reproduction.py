@@ -12,18 +12,24 @@ from typing import Any
 from harness.comparison import compare, markdown
 from harness.errors import HarnessError
 
-COMMITTED = Path("results/reproduce")
+RESULTS = Path("results")
 COPIED = ("README.md", "sweep.json", "tables", "figures", "runs")
+
+
+def committed_folder(sweep_name: str) -> Path:
+    """Where the committed results of a sweep live: results/reproduce for the default grid (``quick``),
+    results/<name> for the others (e.g. results/binary-quick)."""
+    return RESULTS / ("reproduce" if sweep_name == "quick" else sweep_name)
 
 
 def check_out_dir(out_dir: Path | None) -> None:
     """Refuse an output folder inside the committed results: their records are references, not a cache."""
     if out_dir is None:
         return
-    resolved, results = Path(out_dir).resolve(), COMMITTED.parent.resolve()
+    resolved, results = Path(out_dir).resolve(), RESULTS.resolve()
     if resolved == results or results in resolved.parents:
-        raise HarnessError(f"--out {out_dir} lies in {COMMITTED.parent}/: a reproduction recomputes into its "
-                           "own folder (default out/reproduce); --update-results copies it there afterwards")
+        raise HarnessError(f"--out {out_dir} lies in {RESULTS}/: a reproduction recomputes into its own folder "
+                           "(default out/<sweep name>); --update-results copies it there afterwards")
 
 
 def committed_records(folder: Path) -> list[dict[str, Any]]:

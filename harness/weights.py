@@ -156,7 +156,7 @@ def guess_arch(state: dict[str, torch.Tensor]) -> str | None:
     """The ``--arch`` / ``--set`` options a state dict was most likely made for (None if unknown)."""
     keys = set(state)
     if "conv1.weight" in keys and "layer1.0.conv1.weight" in keys:
-        width = state["conv1.weight"].shape[0] / 64
+        width = state["layer1.0.conv1.weight"].shape[0] / 64  # the stages scale with width, the stem does not
         layer3 = {k.split(".")[1] for k in keys if k.startswith("layer3.")}
         bottleneck = "layer1.0.conv3.weight" in keys
         depth = {(2, False): "resnet18", (6, False): "resnet34", (6, True): "resnet50"}.get((len(layer3), bottleneck))

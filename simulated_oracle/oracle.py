@@ -160,7 +160,37 @@ def load_log(path: str | Path) -> list[QueryLogEntry]:
     return entries
 
 
-class SimulatedOracle:
+class BudgetedLog:
+    """The budget and query log every oracle keeps (subclasses set ``_budget`` and ``_log``)."""
+
+    _budget: int | None
+    _log: list[QueryLogEntry]
+
+    @property
+    def budget(self) -> int | None:
+        return self._budget
+
+    @property
+    def used(self) -> int:
+        return len(self._log)
+
+    @property
+    def remaining(self) -> int | None:
+        return None if self._budget is None else self._budget - self.used
+
+    @property
+    def log(self) -> list[QueryLogEntry]:
+        return list(self._log)
+
+    def charge(self, asked: int) -> None:
+        """A HarnessError if ``asked`` more answers would exceed the budget."""
+        if self._budget is not None and self.used + asked > self._budget:
+            raise HarnessError(
+                f"attention query budget exceeded: budget {self._budget}, used {self.used}, asked {asked}"
+            )
+
+
+class SimulatedOracle(BudgetedLog):
     """Answers attention-correctness queries from ground-truth masks, like a noisy, slow human.
 
     ``attention`` is an (N, H, W) array in [0, 1] or a callable mapping an int64 array of ids to
@@ -229,22 +259,6 @@ class SimulatedOracle:
         return len(self._masks)
 
     @property
-    def budget(self) -> int | None:
-        return self._budget
-
-    @property
-    def used(self) -> int:
-        return len(self._log)
-
-    @property
-    def remaining(self) -> int | None:
-        return None if self._budget is None else self._budget - self.used
-
-    @property
-    def log(self) -> list[QueryLogEntry]:
-        return list(self._log)
-
-    @property
     def total_seconds(self) -> float:
         return self._total_seconds
 
@@ -271,10 +285,7 @@ class SimulatedOracle:
     def query(self, instance_ids: Sequence[int]) -> list[Answer]:
         """Answer each id in order, charging and logging every answer (see the class docstring)."""
         ids = self._check_ids(instance_ids)
-        if self._budget is not None and self.used + len(ids) > self._budget:
-            raise HarnessError(
-                f"attention query budget exceeded: budget {self._budget}, used {self.used}, asked {len(ids)}"
-            )
+        self.charge(len(ids))
         scores, empty = self._assess(ids)
         flip_draws = self._rng.random(len(ids)) < self._flip_prob
         seconds = np.maximum(self._rng.normal(self._seconds_mean, self._seconds_std, len(ids)), MIN_SECONDS)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
-from simulated_oracle.oracle import Answer, QueryLogEntry, load_log
+from simulated_oracle.oracle import Answer, BudgetedLog, QueryLogEntry, load_log
 
 
 def attention_of(entries: Sequence[QueryLogEntry], what: str) -> str:
@@ -28,7 +28,7 @@ def attention_of(entries: Sequence[QueryLogEntry], what: str) -> str:
     return passes.pop()
 
 
-class RecordedOracle:
+class RecordedOracle(BudgetedLog):
     """The :class:`simulated_oracle.Oracle` of recorded answers: ``query`` looks each id up.
 
     ``entries`` hold at most one answer per instance. Asking for an instance nobody answered raises
@@ -63,31 +63,12 @@ class RecordedOracle:
             )
 
     @property
-    def budget(self) -> int | None:
-        return self._budget
-
-    @property
-    def used(self) -> int:
-        return len(self._log)
-
-    @property
-    def remaining(self) -> int | None:
-        return None if self._budget is None else self._budget - self.used
-
-    @property
-    def log(self) -> list[QueryLogEntry]:
-        return list(self._log)
-
-    @property
     def total_seconds(self) -> float:
         return float(sum(entry.seconds for entry in self._log))
 
     def query(self, instance_ids: Sequence[int]) -> list[Answer]:
         ids = [int(i) for i in instance_ids]
-        if self._budget is not None and self.used + len(ids) > self._budget:
-            raise HarnessError(
-                f"attention query budget exceeded: budget {self._budget}, used {self.used}, asked {len(ids)}"
-            )
+        self.charge(len(ids))
         missing = [i for i in ids if i not in self._answers]
         if missing:
             raise HarnessError(f"{self.source} have no answer for instances {missing[:5]} "

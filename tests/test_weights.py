@@ -106,3 +106,12 @@ def test_cli_resnet50_imagenet_fails_in_one_line(capsys, tmp_path, monkeypatch):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
     assert "--weights" in err[0] and "efficientnet_lite0" in err[0]
+
+
+def test_the_width_a_resnet_file_was_made_for_is_named(tmp_path):
+    """The stages scale with width and the stem does not: a half-width file is named as width 0.5."""
+    path = tmp_path / "half.safetensors"
+    save_file({k: v.contiguous() for k, v in create_model("resnet18", 10, 32, width=0.5).backbone.state_dict().items()},
+              str(path))
+    with pytest.raises(HarnessError, match=r"--arch resnet18 --set width=0.5$"):
+        create_model("resnet18", 2, 32, width=0.25, weights=Weights("file", path))

@@ -1,0 +1,63 @@
+"""A reproduction recomputes into its own folder, compares cell by cell, and rewrites results/ only on purpose."""
+import json
+import math
+
+import pytest
+
+from harness.comparison import compare, markdown, within_noise
+from harness.errors import HarnessError
+from harness.reproduction import append_comparison, check_out_dir, committed_folder, update_results
+
+
+def record(method, seed, worst, avg, dataset="waterbirds-synth"):
+    return {"run_id": f"{method}{seed}{worst}", "status": "ok", "dataset": dataset, "method": method,
+            "arch": "resnet18", "seed": seed, "scale": "tiny", "config": {"hparams": {}},
+            "metrics": {"test": {"worst_group_acc": worst, "avg_acc": avg}}}
+
+
+def test_an_output_folder_inside_results_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for inside in ("results", "results/reproduce", "results/x/y"):
+        with pytest.raises(HarnessError, match="recomputes into its own folder"):
+            check_out_dir(tmp_path / inside)
+    check_out_dir(tmp_path / "out" / "quick")  # fine
+    assert committed_folder("quick").as_posix() == "results/reproduce"
+    assert committed_folder("binary-quick").as_posix() == "results/binary-quick"
+
+
+def test_within_noise_by_hand():
+    # means .50 and .60, stds .10 and .10, 3 seeds each: 2 * sqrt(.01/3 + .01/3) = .163 >= .10 -> noise
+    assert within_noise((0.5, 0.1, 3), (0.6, 0.1, 3))
+    # the same means with no spread: the floor of half a point decides
+    assert not within_noise((0.5, 0.0, 3), (0.6, 0.0, 3))
+    assert within_noise((0.5, 0.0, 3), (0.504, 0.0, 3))
+    assert 2 * math.sqrt(0.01 / 3 * 2) == pytest.approx(0.1633, abs=1e-4)
+
+
+def test_compare_lists_every_cell_with_its_verdict():
+    old = [record("erm", s, w, 0.9) for s, w in enumerate((0.40, 0.42, 0.44))]
+    new = [record("erm", s, w, 0.9) for s, w in enumerate((0.40, 0.42, 0.44))] + [record("jtt", 0, 0.7, 0.8)]
+    rows = compare(old, new)
+    erm = next(r for r in rows if r["method"] == "ERM")
+    assert erm["committed_worst"][0] == pytest.approx(0.42) and erm["worst_within_noise"] is True
+    jtt = next(r for r in rows if r["method"] == "JTT")
+    assert jtt["committed_worst"] is None and jtt["worst_within_noise"] is None
+    text = markdown(rows)
+    assert text.splitlines()[-1] == "1 of 1 cells agree within seed noise on both columns; 1 cells exist on one side only."
+
+
+def test_the_readme_gets_the_comparison_and_update_copies_the_reproduction(tmp_path):
+    committed = tmp_path / "results" / "reproduce"
+    (committed / "runs").mkdir(parents=True)
+    (committed / "runs" / "a.json").write_text(json.dumps(record("erm", 0, 0.2, 0.9)))
+    (committed / "runs" / "bad.json").write_text("null")
+    out = tmp_path / "out"
+    (out / "runs").mkdir(parents=True)
+    (out / "runs" / "b.json").write_text(json.dumps(record("erm", 0, 0.6, 0.9)))
+    (out / "README.md").write_text("# reproduction\n")
+    last = append_comparison(out / "README.md", [record("erm", 0, 0.6, 0.9)], committed)
+    assert last.startswith("0 of 1 cells agree")
+    assert "| waterbirds-synth | ERM | resnet18 |" in (out / "README.md").read_text()
+    update_results(out, committed)
+    assert sorted(p.name for p in (committed / "runs").iterdir()) == ["b.json"]
+    assert (committed / "README.md").read_text().startswith("# reproduction")
