@@ -43,7 +43,8 @@ def test_compare_lists_every_cell_with_its_verdict():
     jtt = next(r for r in rows if r["method"] == "JTT")
     assert jtt["committed_worst"] is None and jtt["worst_within_noise"] is None
     text = markdown(rows)
-    assert text.splitlines()[-1] == "1 of 1 cells agree within seed noise on both columns; 1 cells exist on one side only."
+    assert text.splitlines()[-1] == ("1 of 1 cells agree within seed noise on both columns; "
+                                     "1 cells exist on one side only.")
 
 
 def test_the_readme_gets_the_comparison_and_update_copies_the_reproduction(tmp_path):
