@@ -42,7 +42,7 @@ SLIM_AXES = ("budget", "subset_frac")
 _TOP_LEVEL = {
     "name", "description", "scale", "datasets", "methods", "archs", "seeds", "data_seed", "image_size", "overrides",
     "overrides_by_arch", "overrides_by_dataset", "overrides_by_method", "data", "slim_sweeps", "submitit",
-    "regression",
+    "regression", "variants",
 }
 
 
@@ -83,6 +83,8 @@ class SweepSpec:
     slim_sweeps: SlimSweeps | None = None
     submitit: dict[str, Any] = field(default_factory=dict)
     regression: dict[str, Any] = field(default_factory=dict)
+    # each main-grid run once per entry, with its settings laid over the others ({}: as configured)
+    variants: tuple[dict[str, Any], ...] = ({},)
 
 
 # ------------------------------------------------------------------------------------------ loading
@@ -158,7 +160,20 @@ def parse_sweep(raw: dict[str, Any], source: str = "<sweep>") -> SweepSpec:
         overrides_by=overrides_by, data=data,
         slim_sweeps=_parse_slim_sweeps(raw, seeds, fail) if "slim_sweeps" in raw else None,
         submitit=_table(raw, "submitit", fail), regression=_table(raw, "regression", fail),
+        variants=_variants(raw, fail),
     )
+
+
+def _variants(raw: dict[str, Any], fail: Callable[[str], HarnessError]) -> tuple[dict[str, Any], ...]:
+    """``variants = [{}, {slim_ablation = "random_subset"}, ...]``: settings each main-grid run is repeated
+    with (e.g. SLIM's variants and ablations for its stage-diagnostics table)."""
+    listed = raw.get("variants", [{}])
+    if not isinstance(listed, list) or not listed or not all(isinstance(v, dict) for v in listed):
+        raise fail("'variants' must be a non-empty list of tables of settings")
+    for entry in listed:
+        for name, value in entry.items():
+            _check_setting(name, value, "[variants]", fail)
+    return tuple(dict(v) for v in listed)
 
 
 def _image_size(size: Any, what: str, fail: Callable[[str], HarnessError]) -> int | None:
@@ -265,8 +280,10 @@ def expand(spec: SweepSpec, *, device: str = "auto",
             configs[rid] = config
             variant_of[rid] = variant
 
-    for dataset, method, arch, seed in product(spec.datasets, spec.methods, spec.archs, spec.seeds):
-        add(dataset, method, arch, seed, {}, 0)
+    for dataset, method, arch, seed, extra in product(spec.datasets, spec.methods, spec.archs, spec.seeds,
+                                                      spec.variants):
+        known = default_hparams(method, dataset, spec.scale)  # a variant's settings reach the methods that have them
+        add(dataset, method, arch, seed, {k: v for k, v in extra.items() if k in known}, 0)
     sweeps = spec.slim_sweeps
     if sweeps is not None:
         for axis in SLIM_AXES:

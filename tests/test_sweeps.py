@@ -332,3 +332,18 @@ def test_a_second_sweep_on_the_same_folder_leaves_claimed_runs_to_the_first(tmp_
     assert f"{2 - skipped} run(s) were run by another sweep on this folder" in second.stdout
     assert not list((out / "claims").glob("*.claim"))  # released
     assert all(is_finished(out, rid) for rid in json.loads((out / "sweep.json").read_text())["run_ids"])
+
+
+def test_variants_repeat_the_runs_of_the_methods_that_have_the_settings():
+    """2 seeds x (ERM once: it has no SLIM setting; SLIM_Val three times: as configured, authors', ablation)."""
+    raw = grid(methods=["erm", "slim-val"], variants=[{}, {"slim_variant": "authors"},
+                                                        {"slim_ablation": "random_subset"}])
+    configs = expand(parse_sweep(raw), device="cpu")
+    by_method = {m: [c for c in configs if c["method"] == m] for m in ("erm", "slim-val")}
+    assert len(by_method["erm"]) == 2 and len(by_method["slim-val"]) == 6
+    kinds = {(c["hparams"]["slim_variant"], c["hparams"]["slim_ablation"]) for c in by_method["slim-val"]}
+    assert kinds == {("paper", "none"), ("authors", "none"), ("paper", "random_subset")}
+    with pytest.raises(HarnessError, match="variants"):
+        parse_sweep(grid(variants={"slim_variant": "authors"}))
+    with pytest.raises(HarnessError, match="slim_ablation"):
+        parse_sweep(grid(variants=[{"slim_ablation": "nonsense"}]))
