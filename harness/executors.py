@@ -222,8 +222,7 @@ class LocalExecutor:
                                 show_progress=self.show_progress)
 
     def map(self, configs: list[dict[str, Any]], out_dir: Path, cache_dir: Path) -> Iterator[RunOutcome]:
-        if self.workers == 1:
-            limit_numba_threads(self.threads)
+        if self.workers == 1:  # in this process: each run pins its threads (harness.threads)
             for config in configs:
                 yield run_one(config, str(out_dir), str(cache_dir), None, self.show_progress)
             return

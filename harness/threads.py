@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from collections.abc import Iterator
 
 RUN_THREADS = 1
 # read by OpenMP / BLAS runtimes and numba when they load, so libraries first loaded inside a run obey too
-THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")  # numba: set_num_threads
 
 
 @contextlib.contextmanager
@@ -24,17 +23,16 @@ def pinned_threads(threads: int = RUN_THREADS) -> Iterator[int]:
 
     The previous torch and numba counts and the environment are restored afterwards; yields the count.
     """
+    import numba  # loaded first: numba reads NUMBA_NUM_THREADS once, and a later change of it breaks compiles
     import torch
     from threadpoolctl import threadpool_limits
 
     previous = torch.get_num_threads()
     saved_env = {name: os.environ.get(name) for name in THREAD_ENV}
-    numba = sys.modules.get("numba")
-    os.environ.update({name: str(threads) for name in THREAD_ENV if name != "NUMBA_NUM_THREADS" or not numba})
-    numba_previous = numba.get_num_threads() if numba is not None else None
+    os.environ.update({name: str(threads) for name in THREAD_ENV})
+    numba_previous = numba.get_num_threads()
     torch.set_num_threads(threads)
-    if numba is not None:
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     try:
         with threadpool_limits(limits=threads):
             yield threads
@@ -45,5 +43,4 @@ def pinned_threads(threads: int = RUN_THREADS) -> Iterator[int]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-        if numba is not None and numba_previous is not None:
-            numba.set_num_threads(numba_previous)
+        numba.set_num_threads(numba_previous)

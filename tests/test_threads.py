@@ -88,3 +88,35 @@ def test_pinned_threads_sets_and_restores_every_pool():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(previous)
+
+
+def test_numba_first_loaded_inside_a_run_still_compiles_after_it(tmp_path):
+    """numba reads NUMBA_NUM_THREADS once; a pinned block that set it around numba's first import, then put
+    it back, made every later compile fail ("Cannot set NUMBA_NUM_THREADS to a different value once the
+    threads have been launched"), as happened on a fresh machine whose numba cache was empty."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np\n"
+        "from harness.threads import pinned_threads\n"
+        "with pinned_threads(1):\n"
+        "    import numba\n"
+        "    @numba.njit(parallel=True)\n"
+        "    def total(x):\n"
+        "        s = 0.0\n"
+        "        for i in numba.prange(len(x)):\n"
+        "            s += x[i]\n"
+        "        return s\n"
+        "    total(np.ones(64))\n"
+        "@numba.njit\n"
+        "def plus_one(x):\n"
+        "    return x + 1\n"
+        "print(plus_one(1))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_NUM_THREADS"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=os.getcwd(), env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert done.stdout.strip() == "2"
