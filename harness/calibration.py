@@ -6,7 +6,7 @@ bar chart. A preset is calibrated when ERM's worst-group test accuracy is at lea
 average (the spurious feature is the easier one) and group-balanced ERM or GroupDRO wins back at least
 ``RECOVERY_MIN`` of that gap in worst-group accuracy (the core feature is learnable)::
 
-    python -m harness.calibration [--scale quick] [--out results/calibration]
+    python -m harness.calibration [--scale tiny] [--out results/calibration]
 """
 from __future__ import annotations
 
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m harness.calibration",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scale", choices=SCALES, default="quick")
+    parser.add_argument("--scale", choices=SCALES, default="tiny", help="default tiny, the reproduction's scale")
     parser.add_argument("--out", type=Path, default=Path("results/calibration"))
     parser.add_argument("--presets", nargs="+", default=list(PRESETS), metavar="NAME")
     parser.add_argument("--seed", type=int, default=0)

@@ -160,12 +160,24 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def default_arch(dataset: str, scale: str) -> str:
-    """The architecture a run uses unless ``--arch`` says otherwise. Real data: EfficientNet-Lite0, whose
-    ImageNet weights ship with the harness, and the paper's ResNet-50 at the paper scale. Synthetic presets:
-    ResNet-18 (from the stand-in), the backbone they are calibrated for (results/calibration)."""
-    if is_synthetic(dataset):
-        return "resnet18"
-    return "resnet50" if scale == "paper" else "efficientnet_lite0"
+    """The architecture a run uses unless ``--arch`` says otherwise: EfficientNet-Lite0, whose ImageNet
+    weights ship with the harness (the backbone the synthetic presets are calibrated for, results/calibration),
+    and on real data the paper's ResNet-50 at the paper scale."""
+    return "resnet50" if scale == "paper" and not is_synthetic(dataset) else "efficientnet_lite0"
+
+
+# Synthetic presets render at this size for EfficientNets (seen at 256 px, pretrain.EFFICIENTNET_INPUT): the
+# size they are calibrated at for the default backbone (results/calibration). Other backbones take the
+# generator's size of the scale (synthetic.IMAGE_SIZE: 32 px below the paper scale).
+EFFICIENTNET_SYNTHETIC_SIZE = 64
+
+
+def default_image_size(dataset: str, scale: str, arch: str) -> int | None:
+    """The size a run renders a synthetic preset at unless ``--image-size`` says otherwise (None: the
+    generator's size of the scale, or 224 px for real datasets)."""
+    if is_synthetic(dataset) and arch.startswith("efficientnet") and scale != "paper":
+        return EFFICIENTNET_SYNTHETIC_SIZE
+    return None
 
 
 def model_hparams(arch: str, dataset: str, scale: str) -> dict[str, Any]:
@@ -207,7 +219,7 @@ def run_hparams(method: str, dataset: str, scale: str, arch: str, overrides: dic
         hp.update({k: v for k, v in protocol_hparams(hp["pretrained"], scale).items() if k not in given})
     if hp.get("finetune") == "upper" and "finetune" in given and "augment" not in given:
         hp["augment"] = False
-    if hp.get("finetune") == "upper" and hp.get("augment"):
+    if hp.get("finetune") == "upper" and hp.get("augment") is True:  # other values: the settings check says why
         raise HarnessError("augment=true cannot apply with finetune=upper (the stem cache holds one view of "
                            "each image); use --set finetune=full to augment")
     if method == "gdro" and hp.get("gdro_strong_l2"):

@@ -67,7 +67,7 @@ class RunContext:
 
     @property
     def input_size(self) -> int:
-        """The size the backbone sees (``input_size='auto'``: 128 px for EfficientNets below that)."""
+        """The size the backbone sees (``input_size='auto'``: 256 px for EfficientNets below that)."""
         return resolve_input_size(self.hparams.get("input_size", "auto"), self.arch, self.benchmark.image_size)
 
     @property

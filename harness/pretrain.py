@@ -61,11 +61,13 @@ def standin_weights(
     return cache.get_or_create("standin", key, "safetensors", train)
 
 
-EFFICIENTNET_INPUT = 128  # EfficientNets see small images upsampled to this (an 8x8 grid at output stride 16)
+# EfficientNets see small images upsampled to this: an 8x8 target grid at their native output stride 32.
+# (At 128 px with the last stride dilated, the maps carry a fixed position pattern: results/calibration.)
+EFFICIENTNET_INPUT = 256
 
 
 def resolve_input_size(choice: int | str, arch: str, image_size: int) -> int:
-    """The size the backbone sees: ``auto`` is the image size, raised to 128 px for EfficientNets."""
+    """The size the backbone sees: ``auto`` is the image size, raised to 256 px for EfficientNets."""
     if choice != "auto":
         return int(choice)
     if arch in ARCHS and ARCHS[arch].family == "efficientnet":

@@ -224,6 +224,8 @@ def run_regression(*, config: str = "regression", baseline_path: Path = BASELINE
                                  run_ids=outcome.run_ids, command=command)
         atomic_write_json(Path(baseline_path), baseline)
         log(render(compare(baseline, summary)))
+        for problem in blind_spots(summary, tol):
+            log(f"warning: the grid is blind to worst-group regressions on {problem}")
         log(f"baseline written to {baseline_path}; tolerances in points (worst-group / average): "
             + ", ".join(f"{method} {100 * t['worst_group_acc']:.1f} / {100 * t['avg_acc']:.1f}"
                         for method, t in tol.items()))
@@ -244,6 +246,31 @@ def run_regression(*, config: str = "regression", baseline_path: Path = BASELINE
         return 1
     log("regression passed: no metric fell by more than its tolerance")
     return 0
+
+
+GROUP_AWARE = ("gdro", "dfr")  # methods that read group labels to fix the worst group
+
+
+def blind_spots(summary: dict[Cell, dict[str, Any]], tol: dict[str, dict[str, float]]) -> list[str]:
+    """Datasets of the grid on which it could not see a regression of the worst group: ERM's worst-group
+    accuracy is 0 (nothing below it to fall to), or no group-aware method is ahead of ERM by more than that
+    method's tolerance (a fix that stopped working would go unnoticed). One line per dataset; empty when
+    the grid sees everything."""
+    problems = []
+    for dataset in sorted({d for d, _ in summary}):
+        erm = summary.get((dataset, "erm"))
+        if erm is None:
+            continue
+        worst = erm["worst_group_acc"]["mean"]
+        if worst <= 0:
+            problems.append(f"{dataset}: ERM's worst-group accuracy is 0")
+        leads = {m: summary[dataset, m]["worst_group_acc"]["mean"] - worst for m in GROUP_AWARE
+                 if (dataset, m) in summary}
+        if leads and not any(lead > tol.get(m, {}).get("worst_group_acc", DEFAULT_FLOOR)
+                             for m, lead in leads.items()):
+            problems.append(f"{dataset}: no group-aware method is ahead of ERM's worst group by more than its "
+                            "tolerance (" + ", ".join(f"{m} {100 * lead:+.1f}" for m, lead in leads.items()) + ")")
+    return problems
 
 
 def _failure_text(row: Row) -> str:

@@ -11,13 +11,14 @@ import torch
 
 from harness.attention import attention_metrics
 from harness.cache import ArtifactCache
-from harness.datasets import load_benchmark
+from harness.datasets import is_synthetic, load_benchmark
 from harness.errors import HarnessError
 from harness.evaluation import evaluate
-from harness.hparams_registry import default_arch, run_hparams
+from harness.hparams_registry import default_arch, default_image_size, run_hparams
 from harness.methods import RunContext, get_method
 from harness.records import SCHEMA_VERSION, atomic_write_json, config_hash, environment, now_iso, record_path
 from harness.settings import check_run_inputs
+from harness.synthetic import GENERATOR_VERSION
 from harness.tempfiles import remove_stale_temps
 from harness.threads import pinned_threads
 
@@ -34,10 +35,14 @@ def make_config(
     get_method(method)  # unknown names fail here, before any work
     check_run_inputs(dataset, data_root=data_root, image_size=image_size, data_options=data_options)
     arch = arch or default_arch(dataset, scale)
+    image_size = image_size or default_image_size(dataset, scale, arch)
     return {
         "dataset": dataset, "method": method, "arch": arch, "seed": seed, "scale": scale,
         "data_seed": data_seed, "data_root": data_root, "data_options": data_options or {},
         **({"image_size": image_size} if image_size is not None else {}),
+        # the generator's version is part of the run's identity: a resumed sweep reruns what a new generator
+        # (or a recalibrated preset) draws differently instead of counting old records as finished
+        **({"data_version": GENERATOR_VERSION} if is_synthetic(dataset) else {}),
         "hparams": run_hparams(method, dataset, scale, arch, overrides), "device": device,
     }
 

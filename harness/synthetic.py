@@ -24,9 +24,9 @@ import torch
 from harness.data import Benchmark, Split
 from harness.errors import HarnessError
 
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 SCALES = ("tiny", "quick", "paper")
-IMAGE_SIZE = {"tiny": 32, "quick": 32, "paper": 64}
+IMAGE_SIZE = {"tiny": 32, "quick": 32, "paper": 64}  # the generator's default; see hparams_registry.default_image_size
 # Fewest instances every val/test group of positive proportion gets, so worst-group accuracy is measurable.
 EVAL_GROUP_FLOOR = {"tiny": 20, "quick": 25, "paper": 20}
 _SMALL_SPLIT_SIZES = {
@@ -398,9 +398,9 @@ def _render_faces(labels: np.ndarray, spurious: np.ndarray, rng: np.random.Gener
     n = len(labels)
     canvas = _backgrounds(rng, np.zeros(n, dtype=np.int64), ("studio",), size, d.texture_contrast)
     scale = _uniform(rng, d.object_size, n)
-    cx = (0.5 + 0.05 * rng.uniform(-1, 1, n)).astype(np.float32)
-    cy = (0.56 + 0.04 * rng.uniform(-1, 1, n)).astype(np.float32)
-    u, v = _frame(size, cx, cy, 0.26 * scale, _angles(rng, n, d))  # units: the face's half-height
+    half_height = 0.26 * scale
+    cx, cy = _placement(rng, n, half_height, 1.45)  # the hair reaches about 1.45 half-heights up
+    u, v = _frame(size, cx, cy, half_height, _angles(rng, n, d))  # units: the face's half-height
     face_w = 0.77
     face = _ellipse(u, v, 0.0, 0.0, face_w, 1.0)
     hair_w = (face_w * (1.2 + 0.1 * rng.random(n))).astype(np.float32)
@@ -428,7 +428,7 @@ def _render_faces(labels: np.ndarray, spurious: np.ndarray, rng: np.random.Gener
 def _render_lesions(labels: np.ndarray, spurious: np.ndarray, rng: np.random.Generator, size: int,
                     d: Difficulty) -> tuple[np.ndarray, np.ndarray]:
     """ISIC stand-in: a smooth even lesion (benign) or an irregular mottled one (malignant) on skin;
-    spurious = 1 adds a small coloured patch in a corner, never touching the lesion."""
+    spurious = 1 adds a small coloured patch in a corner, never painted over the lesion."""
     n = len(labels)
     malignant = labels == 1
     canvas = _backgrounds(rng, np.zeros(n, dtype=np.int64), ("skin",), size, d.texture_contrast)
@@ -440,7 +440,7 @@ def _render_lesions(labels: np.ndarray, spurious: np.ndarray, rng: np.random.Gen
     coeffs[:, 1:5] += d.shape_jitter * rng.standard_normal((n, 4)) * np.exp(1j * rng.uniform(0, _TAU, (n, 4)))
     coeffs = _cap_wobble(coeffs)
     radius = _uniform(rng, d.object_size, n)
-    cx, cy = (0.5 + 0.07 * rng.uniform(-1, 1, (2, n))).astype(np.float32)  # lesions stay near the middle
+    cx, cy = _placement(rng, n, radius, 1.0 + _MAX_WOBBLE)
     u, v = _frame(size, cx, cy, radius, _angles(rng, n, d))
     lesion = _blob_mask(u, v, coeffs)
 
@@ -562,10 +562,10 @@ _PRESETS: dict[str, _Preset] = {
         render=_render_birds,
         shapes=("landbird", "waterbird"),
         textures=("forest", "water"),
-        # Landbirds warm (hue 0.05 +- 0.125), waterbirds purple (0.05 + 0.75 = -0.2 mod 1), and the
-        # body plan.
-        difficulty=Difficulty(object_size=(0.22, 0.3), distinctness=1.0, shape_jitter=0.06, rotation=15.0,
-                              colour_jitter=0.25, core_hue_gap=0.75, texture_contrast=0.5, noise=0.04,
+        # Core: the body plan, and a hue that only leans (landbirds 0.05 +- 0.3, waterbirds -0.2 +- 0.3:
+        # the ranges overlap). Small birds anywhere in the frame, so no fixed map finds them (calibration).
+        difficulty=Difficulty(object_size=(0.12, 0.2), distinctness=1.0, shape_jitter=0.06, rotation=15.0,
+                              colour_jitter=0.6, core_hue_gap=0.75, texture_contrast=0.5, noise=0.04,
                               object_pattern=0.0),
     ),
     "celeba-synth": _Preset(
@@ -580,7 +580,7 @@ _PRESETS: dict[str, _Preset] = {
         render=_render_faces,
         shapes=("face_hair",),
         textures=("studio",),
-        difficulty=Difficulty(object_size=(0.85, 1.05), distinctness=1.0, shape_jitter=0.0, rotation=8.0,
+        difficulty=Difficulty(object_size=(0.6, 0.95), distinctness=1.0, shape_jitter=0.0, rotation=8.0,
                               colour_jitter=0.02, core_hue_gap=0.0, texture_contrast=0.4, noise=0.04,
                               object_pattern=0.0),
     ),
@@ -595,9 +595,11 @@ _PRESETS: dict[str, _Preset] = {
         render=_render_lesions,
         shapes=("smooth_lesion", "irregular_lesion", "patch_disc"),
         textures=("skin",),
-        difficulty=Difficulty(object_size=(0.17, 0.25), distinctness=0.85, shape_jitter=0.05, rotation=180.0,
+        # ImageNet features tell mottled from smooth at a glance: the malignant lesions are only mildly
+        # irregular and faintly mottled, so the patch is the easier cue (calibration).
+        difficulty=Difficulty(object_size=(0.12, 0.2), distinctness=0.5, shape_jitter=0.05, rotation=180.0,
                               colour_jitter=0.03, core_hue_gap=0.0, texture_contrast=0.4, noise=0.03,
-                              object_pattern=0.65),
+                              object_pattern=0.3),
     ),
     "nico-synth": _Preset(
         description="NICO stand-in: 6 blob kinds x 6 contexts; each class mostly in its own context in "
@@ -611,7 +613,7 @@ _PRESETS: dict[str, _Preset] = {
         shapes=_NICO_CLASSES,
         textures=_NICO_CONTEXTS,
         # Class c's objects: blob kind c and hue c / 6 +- 0.075 (neighbouring classes' hues do not overlap).
-        difficulty=Difficulty(object_size=(0.2, 0.28), distinctness=0.8, shape_jitter=0.04, rotation=180.0,
+        difficulty=Difficulty(object_size=(0.12, 0.2), distinctness=0.8, shape_jitter=0.04, rotation=180.0,
                               colour_jitter=0.15, core_hue_gap=1 / 6, texture_contrast=0.5, noise=0.04,
                               object_pattern=0.0),
     ),
@@ -629,7 +631,7 @@ _PRESETS: dict[str, _Preset] = {
         shapes=_IN9_SHAPES,
         textures=_IN9_BACKGROUNDS,
         # Class c's objects: blob kind c and hue c / 9 +- 0.05 (the classes' hues do not overlap).
-        difficulty=Difficulty(object_size=(0.22, 0.3), distinctness=1.0, shape_jitter=0.04, rotation=180.0,
+        difficulty=Difficulty(object_size=(0.12, 0.2), distinctness=1.0, shape_jitter=0.04, rotation=180.0,
                               colour_jitter=0.1, core_hue_gap=1 / 9, texture_contrast=0.3, noise=0.04,
                               object_pattern=0.0),
     ),

@@ -201,3 +201,16 @@ def _two_runs_started(out: Path, executor: str) -> bool:
     if executor == "local":
         return len(list((out / "logs").glob("*.log"))) == 2
     return len(list((out / "submitit").glob("*_0_log.out"))) == 2
+
+
+def test_a_new_generator_version_is_a_new_run(monkeypatch):
+    """Records drawn by an older generator (or before a preset was recalibrated) do not count as this
+    configuration's: the version is in the config, so the run id changes with it."""
+    import harness.runner as runner
+
+    config = runner.make_config(dataset="waterbirds-synth", method="erm")
+    assert config["data_version"] == runner.GENERATOR_VERSION
+    monkeypatch.setattr(runner, "GENERATOR_VERSION", runner.GENERATOR_VERSION + 1)
+    assert runner.run_id(runner.make_config(dataset="waterbirds-synth", method="erm")) != runner.run_id(config)
+    # real datasets carry no generator version
+    assert "data_version" not in runner.make_config(dataset="waterbirds", method="erm", data_root="/data/wb")

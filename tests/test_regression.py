@@ -12,7 +12,8 @@ from baselines.erm import ERM
 from harness import methods as method_registry
 from harness.errors import HarnessError
 from harness.methods import MethodResult, RunContext
-from harness.regression import compare, failures, load_baseline, render, run_regression, summarize, tolerances
+from harness.regression import (BASELINE_PATH, blind_spots, compare, failures, load_baseline, render, run_regression,
+                                summarize, tolerances)
 
 
 def record(method: str, seed: int, worst: float, avg: float, dataset: str = "waterbirds-synth",
@@ -49,6 +50,28 @@ def test_summary_and_tolerance_by_hand():
         assert tol[method]["worst_group_acc"] == pytest.approx(2 * 0.02 / math.sqrt(3), abs=1e-4)
         assert tol[method]["avg_acc"] == pytest.approx(2 * 0.01 / math.sqrt(3), abs=1e-4)
     assert tolerances(summary, sigmas=2.0, floor=0.05)["erm"] == {"worst_group_acc": 0.05, "avg_acc": 0.05}
+
+
+def test_blind_spots_by_hand():
+    # ERM worst 0.62 on waterbirds; GroupDRO 0.64 (+2 points) with a tolerance of 2.31 points: blind there
+    near = GOOD + [record("gdro", s, w, 0.9) for s, w in enumerate((0.62, 0.66, 0.64))]
+    summary = summarize(near)
+    (line,) = blind_spots(summary, tolerances(summary))
+    assert line.startswith("waterbirds-synth: no group-aware method") and "gdro +2.0" in line
+    # DFR 8 points ahead on isic-synth, where ERM's worst group is 0: the first check fires, the second not
+    isic = [record(m, s, w, 0.9, dataset="isic-synth") for m, w in (("erm", 0.0), ("dfr", 0.08)) for s in range(3)]
+    summary = summarize(isic)
+    assert blind_spots(summary, tolerances(summary)) == ["isic-synth: ERM's worst-group accuracy is 0"]
+    far = GOOD + [record("dfr", s, 0.75, 0.9) for s in range(3)]
+    assert blind_spots(summarize(far), tolerances(summarize(far))) == []
+
+
+def test_the_committed_baseline_can_see_a_worst_group_regression():
+    """On every preset of CI's grid ERM's worst group is above 0 and GroupDRO or DFR leads it by more than
+    its tolerance, so a group-aware method that broke would show (issue 14)."""
+    baseline = load_baseline(BASELINE_PATH)
+    summary = {(c["dataset"], c["method"]): c for c in baseline["cells"]}
+    assert blind_spots(summary, baseline["tolerances"]) == []
 
 
 def test_tolerance_is_pooled_per_method_over_its_datasets():
