@@ -7,13 +7,18 @@ import shlex
 import sys
 from pathlib import Path
 
+from tabulate import tabulate
+
+from harness.dataset_facts import REAL_IMAGE_SIZE, SCALES
 from harness.errors import HarnessError
-from harness.hparams_registry import SCALES, parse_override
+from harness.hparams_registry import hparam_table, parse_override
+from harness.plugins import load_plugins
+from harness.registry import METHODS
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", required=True, help="a name from `python -m harness datasets`")
-    p.add_argument("--method", required=True, help="erm, jtt, gdro, dfr, slim-tr or slim-val")
+    p.add_argument("--method", required=True, help="a name from `python -m harness methods`")
     p.add_argument("--arch", default=None,
                    help="efficientnet_lite0/1/2, resnet18/34/50, vit_tiny/small/base (default efficientnet_lite0; "
                         "resnet50 on real data at --scale paper)")
@@ -21,7 +26,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scale", choices=SCALES, default="tiny", help="synthetic preset size (default tiny)")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the generated data (synthetic presets)")
     p.add_argument("--data-root", help="folder of a real dataset in its published layout")
-    p.add_argument("--image-size", type=int, help="real datasets: decode and resize to this size (default 224)")
+    p.add_argument("--image-size", type=int,
+                   help=f"real datasets: decode and resize to this size (default {REAL_IMAGE_SIZE})")
     p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
                    help="dataset option, e.g. target=Blond_Hair (repeatable)")
     p.add_argument("--weights",
@@ -97,8 +103,6 @@ def _read_logs(paths: list[Path]) -> list:
 
 
 def _cmd_agreement(args: argparse.Namespace) -> int:
-    from tabulate import tabulate
-
     from simulated_oracle import agreement
 
     report = agreement(_read_logs(args.logs), [str(p) for p in args.logs])
@@ -133,9 +137,21 @@ def _checked_options(options: list[str]) -> list[str]:
     return options
 
 
-def _cmd_datasets(args: argparse.Namespace) -> int:
-    from tabulate import tabulate
+def _cmd_hparams(args: argparse.Namespace) -> int:
+    """Every setting a run of the method uses by default, and where each value comes from."""
+    rows = [(key, repr(value), source) for key, value, source in
+            hparam_table(args.method, args.dataset, args.scale, args.arch)]
+    print(tabulate(rows, headers=["setting", "value", "from"], tablefmt="simple"))
+    return 0
 
+
+def _cmd_methods(args: argparse.Namespace) -> int:
+    rows = [(name, METHODS.get(name).title, METHODS.get(name).__module__) for name in METHODS]
+    print(tabulate(rows, headers=["method", "shown as", "module"], tablefmt="simple"))
+    return 0
+
+
+def _cmd_datasets(args: argparse.Namespace) -> int:
     from harness.datasets import list_datasets
 
     rows = [(e.name, e.description, e.needs) for e in list_datasets()]
@@ -351,6 +367,13 @@ def build_parser() -> argparse.ArgumentParser:
     ls_import.add_argument("--out", type=Path, required=True, help="folder of the <annotator>.jsonl logs")
     ls_import.set_defaults(func=_cmd_import_label_studio)
     sub.add_parser("datasets", help="list every dataset and what it needs").set_defaults(func=_cmd_datasets)
+    sub.add_parser("methods", help="list every registered method").set_defaults(func=_cmd_methods)
+    hparams = sub.add_parser("hparams", help="every default setting of a method on a dataset, and its source")
+    hparams.add_argument("--method", required=True, help="a name from `python -m harness methods`")
+    hparams.add_argument("--dataset", required=True, help="a name from `python -m harness datasets`")
+    hparams.add_argument("--scale", choices=SCALES, default="tiny")
+    hparams.add_argument("--arch", default=None, help="the architecture (default: the dataset's and scale's)")
+    hparams.set_defaults(func=_cmd_hparams)
 
     sweep = sub.add_parser("sweep", help="run every configuration of a sweep file (resumable)")
     sweep.add_argument("file", help="a sweep TOML file, or a shipped config: quick, paper, regression")
@@ -402,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.command_line = "python -m harness " + shlex.join(argv)
     try:
+        load_plugins()
         return args.func(args)
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)

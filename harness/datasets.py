@@ -1,12 +1,18 @@
-"""The dataset registry: synthetic presets (generated, the default) and real datasets (read from disk)."""
+"""The dataset registry: synthetic presets (generated, the default) and real datasets (read from disk).
+
+What the paper says about each dataset lives in :mod:`harness.dataset_facts`.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from harness.data import Benchmark
+from harness.dataset_facts import REAL_IMAGE_SIZE, is_synthetic
 from harness.errors import HarnessError
 
+if TYPE_CHECKING:  # annotations only: harness.data imports torch
+    from harness.data import Benchmark
 
 @dataclass(frozen=True)
 class DatasetEntry:
@@ -30,17 +36,13 @@ def list_datasets() -> list[DatasetEntry]:
     return entries
 
 
-def is_synthetic(name: str) -> bool:
-    return name.endswith("-synth")
-
-
 def load_benchmark(
     name: str,
     *,
     scale: str,
     data_seed: int = 0,
     data_root: str | Path | None = None,
-    image_size: int | None = None,  # synthetic: the scale's size unless given; real: 224 unless given
+    image_size: int | None = None,  # synthetic: the scale's size unless given; real: REAL_IMAGE_SIZE
     options: dict[str, str] | None = None,
     cache_dir: Path | None = None,
     show_progress: bool = True,
@@ -60,7 +62,7 @@ def load_benchmark(
 
     if data_root is None:
         raise HarnessError(f"dataset {name!r} is read from disk: give --data-root PATH")
-    return load_real(name, Path(data_root), image_size=image_size or 224,
+    return load_real(name, Path(data_root), image_size=image_size or REAL_IMAGE_SIZE,
                      cache_dir=Path(cache_dir or default_cache_root() / "images"),
                      options=options, progress=show_progress)
 

@@ -10,8 +10,9 @@ from torch import nn
 
 from baselines.erm import ERM
 from harness import methods as method_registry
+from harness.context import RunContext
 from harness.errors import HarnessError
-from harness.methods import MethodResult, RunContext
+from harness.methods import MethodResult
 from harness.regression import compare, failures, load_baseline, render, run_regression, summarize, tolerances
 
 
