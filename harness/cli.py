@@ -13,6 +13,7 @@ from harness.dataset_facts import REAL_IMAGE_SIZE, SCALES
 from harness.errors import HarnessError
 from harness.hparams_registry import hparam_table, parse_override
 from harness.plugins import load_plugins
+from harness.records import load_records
 from harness.registry import METHODS
 
 
@@ -267,19 +268,10 @@ def _runs_folder(path: Path) -> Path:
 
 
 def _load_run_records(runs: Path) -> list[dict]:
-    import json
+    def skipped(path: Path, kind: str) -> None:
+        print(f"warning: skipped {path}: {kind}, not a run record (a JSON object)", file=sys.stderr)
 
-    records = []
-    for record_file in sorted(runs.glob("*.json")):
-        try:
-            record = json.loads(record_file.read_text())
-        except json.JSONDecodeError as exc:
-            raise HarnessError(f"run record {record_file} is not valid JSON: {exc}") from None
-        if isinstance(record, dict):
-            records.append(record)
-        else:
-            kind = "null" if record is None else "an array" if isinstance(record, list) else "a single value"
-            print(f"warning: skipped {record_file}: {kind}, not a run record (a JSON object)", file=sys.stderr)
+    records = load_records(runs, on_skip=skipped)
     if not records:
         raise HarnessError(f"no run records (*.json) in {runs}")
     return records

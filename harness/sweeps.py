@@ -40,7 +40,7 @@ from harness.errors import HarnessError
 from harness.executors import Executor, RunOutcome, record_status, scratch_folder
 from harness.hparams_registry import default_hparams
 from harness.progress import progress
-from harness.records import atomic_write_json, now_iso, record_path
+from harness.records import atomic_write_json, load_records, now_iso
 from harness.runner import check_writable, make_config, run_id
 from harness.settings import check_value
 from harness.tempfiles import HOST, process_alive, remove_stale_temps, temp_path
@@ -375,12 +375,7 @@ def is_finished(out_dir: Path, rid: str) -> bool:
 
 def sweep_records(out_dir: Path, run_ids: list[str]) -> list[dict[str, Any]]:
     """The records of ``run_ids`` that exist under ``out_dir/runs`` (ok and failed)."""
-    records = []
-    for rid in run_ids:
-        path = record_path(out_dir, rid)
-        if path.is_file():
-            records.append(json.loads(path.read_text()))
-    return records
+    return load_records(Path(out_dir) / "runs", run_ids)
 
 
 # ------------------------------------------------------------------------------------------ claims
