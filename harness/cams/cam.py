@@ -14,6 +14,7 @@ class CAM(CamExtractor):
     """CAM (Zhou et al. 2016) for a GAP + linear head: w_c = W[class, c] / (h w), equal to GradCAM there."""
 
     needs_gradients = False
+    package_class = "GradCAM"  # equal to GradCAM on the heads CAM accepts
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__(model)

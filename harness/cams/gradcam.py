@@ -18,6 +18,8 @@ from harness.registry import CAMS
 class GradCAM(CamExtractor):
     """GradCAM (Selvaraju et al. 2017): w_c = spatial mean of the selected logit's gradient w.r.t. A_c."""
 
+    package_class = "GradCAM"
+
     def channel_weights(self, grid, gradients, classes):
         return gradients.mean(dim=(2, 3))
 

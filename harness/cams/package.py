@@ -39,12 +39,13 @@ class PackageCam(CamExtractor):
 
     def __init__(self, model: nn.Module, method: str) -> None:
         super().__init__(model)
-        import pytorch_grad_cam
+        import pytorch_grad_cam  # here: the package (and OpenCV) load only when one of its methods is used
 
-        self.cam_class = getattr(pytorch_grad_cam, PACKAGE_METHODS[method])
+        self.cam_class = getattr(pytorch_grad_cam, PACKAGE_METHODS[method])  # package_class stays None: these
+        # maps are the package's own, so there is nothing to compare them with
 
     def maps(self, images, grid, gradients, classes):
-        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # as in __init__
 
         height, width = grid.shape[-2:]
         cam = self.cam_class(model=self.model, target_layers=[self.model.target_layer],
