@@ -5,16 +5,29 @@ import argparse
 import os
 import shlex
 import sys
+import time
 from pathlib import Path
 
+import torch
 from tabulate import tabulate
 
+from harness.annotate import build_task, serve
 from harness.dataset_facts import REAL_IMAGE_SIZE, SCALES
+from harness.datasets import list_datasets
 from harness.errors import HarnessError
+from harness.executors import check_jobs, make_executor
+from harness.figures import collect_run_figures, write_figures
 from harness.hparams_registry import hparam_table, parse_override
+from harness.label_studio import export_tasks, import_export
 from harness.plugins import load_plugins
 from harness.records import load_records
 from harness.registry import METHODS
+from harness.regression import run_regression
+from harness.reproduction import append_comparison, check_out_dir, committed_folder, update_results
+from harness.runner import execute, make_config
+from harness.sweeps import expand, load_sweep, run_sweep, stage_report, sweep_records, write_reproduction_readme
+from harness.tables import write_tables
+from simulated_oracle import agreement, load_log, merge_majority, save_log
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -42,8 +55,6 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace) -> dict:
-    from harness.runner import make_config
-
     overrides = dict(parse_override(o) for o in args.overrides)
     if args.weights:
         if not Path(args.weights).is_file():
@@ -76,20 +87,14 @@ def _oracle_setting(spec: str) -> str:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from harness.runner import execute
-
     path = execute(_config(args), args.out, show_progress=not args.quiet)
     print(path)
     return 0
 
 
 def _cmd_annotate(args: argparse.Namespace) -> int:
-    from harness.annotate import build_task, serve
-
     task = build_task(_config(args), args.out, show_progress=not args.quiet)
     if args.label_studio:
-        from harness.label_studio import export_tasks
-
         for path in export_tasks(task, args.label_studio):
             print(path)
         return 0
@@ -98,14 +103,10 @@ def _cmd_annotate(args: argparse.Namespace) -> int:
 
 
 def _read_logs(paths: list[Path]) -> list:
-    from simulated_oracle import load_log
-
     return [load_log(path) for path in paths]
 
 
 def _cmd_agreement(args: argparse.Namespace) -> int:
-    from simulated_oracle import agreement
-
     report = agreement(_read_logs(args.logs), [str(p) for p in args.logs])
     print(f"consistency (share of the most frequent answer, paper Table 6): {100 * report['consistency']:.1f}% "
           f"over {report['instances']} instances ({report['unanimous']} unanimous)")
@@ -116,16 +117,12 @@ def _cmd_agreement(args: argparse.Namespace) -> int:
 
 
 def _cmd_merge(args: argparse.Namespace) -> int:
-    from simulated_oracle import merge_majority, save_log
-
     save_log(merge_majority(_read_logs(args.logs), [str(p) for p in args.logs]), args.out)
     print(args.out)
     return 0
 
 
 def _cmd_import_label_studio(args: argparse.Namespace) -> int:
-    from harness.label_studio import import_export
-
     for path in import_export(args.export, args.out):
         print(path)
     return 0
@@ -153,8 +150,6 @@ def _cmd_methods(args: argparse.Namespace) -> int:
 
 
 def _cmd_datasets(args: argparse.Namespace) -> int:
-    from harness.datasets import list_datasets
-
     rows = [(e.name, e.description, e.needs) for e in list_datasets()]
     print(tabulate(rows, headers=["dataset", "what it is", "what it needs"], tablefmt="simple",
                    maxcolwidths=[None, 60, 60]))
@@ -176,9 +171,6 @@ def _add_sweep_options(p: argparse.ArgumentParser, out_default: str | None, cpu_
 
 def _sweep(args: argparse.Namespace, source: str, out_dir: Path | None):
     """Expand and run a sweep file; returns (spec, out folder, outcome)."""
-    from harness.executors import make_executor
-    from harness.sweeps import expand, load_sweep, run_sweep
-
     spec = load_sweep(source)
     out_dir = out_dir or Path("out") / spec.name
     overrides = dict(parse_override(o) for o in args.overrides)
@@ -201,9 +193,6 @@ def _sweep_exit(outcome) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from harness.sweeps import stage_report, sweep_records
-    from harness.tables import write_tables
-
     _, out_dir, outcome = _sweep(args, args.file, args.out)
     print(f"stage times:\n{stage_report(outcome.stage_seconds)}")
     written = write_tables(sweep_records(out_dir, outcome.run_ids), out_dir / "tables", "markdown")
@@ -214,13 +203,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     """Recompute the grid into a fresh folder (never results/), draw tables and figures, compare every table
     cell with the committed results, and with ``--update-results`` replace results/reproduce with it."""
-    import time
-
-    from harness.figures import collect_run_figures, write_figures
-    from harness.reproduction import append_comparison, check_out_dir, committed_folder, update_results
-    from harness.sweeps import stage_report, sweep_records, write_reproduction_readme
-    from harness.tables import write_tables
-    from slim.analysis import write_figure4
+    from slim.analysis import write_figure4  # a plug-in's own code, loaded by the command that needs it
 
     started = time.monotonic()
     check_out_dir(args.out)
@@ -253,8 +236,6 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def _on_cpu(device: str) -> bool:
-    import torch
-
     return device == "cpu" or (device == "auto" and not torch.cuda.is_available())
 
 
@@ -278,8 +259,6 @@ def _load_run_records(runs: Path) -> list[dict]:
 
 
 def _cmd_tables(args: argparse.Namespace) -> int:
-    from harness.tables import write_tables
-
     runs = _runs_folder(args.runs)
     written = write_tables(_load_run_records(runs), args.out or runs.parent / "tables", args.format)
     for path in written:
@@ -288,8 +267,7 @@ def _cmd_tables(args: argparse.Namespace) -> int:
 
 
 def _cmd_figures(args: argparse.Namespace) -> int:
-    from harness.figures import collect_run_figures, write_figures
-    from slim.analysis import write_figure4
+    from slim.analysis import write_figure4  # a plug-in's own code, loaded by the command that needs it
 
     runs = _runs_folder(args.runs)
     out = args.out or runs.parent / "figures"
@@ -301,7 +279,7 @@ def _cmd_figures(args: argparse.Namespace) -> int:
 
 
 def _cmd_figure4(args: argparse.Namespace) -> int:
-    from slim.analysis import write_figure4
+    from slim.analysis import write_figure4  # a plug-in's own code, loaded by the command that needs it
 
     runs = _runs_folder(args.runs)
     written = write_figure4(runs, args.out or runs.parent / "figure4")
@@ -313,9 +291,6 @@ def _cmd_figure4(args: argparse.Namespace) -> int:
 
 
 def _cmd_regression(args: argparse.Namespace) -> int:
-    from harness.executors import check_jobs
-    from harness.regression import run_regression
-
     check_jobs(args.jobs)
     return run_regression(config=args.config, baseline_path=args.baseline, update=args.update_baseline,
                           out_dir=args.out, jobs=args.jobs, show_progress=not args.quiet,
@@ -410,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["bench"]:
-        from harness.bench import main as bench_main
+        from harness.bench import main as bench_main  # parses its own arguments; imports the SLIM stages
 
         return bench_main(argv[1:])
     parser = build_parser()

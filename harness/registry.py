@@ -51,5 +51,6 @@ class Registry(Generic[T]):
         return iter(tuple(self._entries))
 
 
-METHODS: Registry[Any] = Registry("method")  # name -> harness.methods.Method subclass
+# name -> harness.methods.Method subclass
+METHODS: Registry[Any] = Registry("method", " (harness.plugins.load_plugins() registers the shipped ones)")
 CAMS: Registry[Any] = Registry("attention method")  # name -> factory(model) -> harness.cams.CamExtractor

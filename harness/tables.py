@@ -531,10 +531,14 @@ def _accuracy_table(
         f"labels. Add. training cost: extra training data as a multiple of the training set size, min-max "
         f"over datasets. SLIM rows: default budget and subset fraction."
     )
+    return finish(caption, headers, rows, [list(range(len(rows)))], setup, style)
+
+
+def finish(caption: str, headers: list[str], rows: list, blocks: list[list[int]], setup: list[Record],
+           style: Style) -> str:
+    """Render a table whose footer lists the failed runs of ``setup``."""
     footer = failed_footer([r for r in setup if r["status"] != "ok"], style)
-    return render(
-        Table(caption, [style.escape(h) for h in headers], rows, [list(range(len(rows)))], footer), style
-    )
+    return render(Table(caption, [style.escape(h) for h in headers], rows, blocks, footer), style)
 
 
 def table2(records: Iterable[Record], arch: str, scale: str, fmt: str = "markdown") -> str | None:
@@ -597,8 +601,7 @@ def table4(records: Iterable[Record], arch: str, scale: str, fmt: str = "markdow
         f"answered, as a count and a share of the split queried. Training: curated subset size as a multiple "
         f"of that split. Ranges show values that differ over seeds."
     )
-    footer = failed_footer([r for r in setup if r["status"] != "ok"], style)
-    return render(Table(caption, [style.escape(h) for h in headers], rows, [], footer), style)
+    return finish(caption, headers, rows, [], setup, style)
 
 
 def table5(records: Iterable[Record], arch: str, scale: str, fmt: str = "markdown") -> str | None:
@@ -631,10 +634,7 @@ def table5(records: Iterable[Record], arch: str, scale: str, fmt: str = "markdow
         f"{_marking_note(style, 'per column')}. "
         f"SLIM rows: default budget and subset fraction."
     )
-    footer = failed_footer([r for r in setup if r["status"] != "ok"], style)
-    return render(
-        Table(caption, [style.escape(h) for h in headers], rows, [list(range(len(rows)))], footer), style
-    )
+    return finish(caption, headers, rows, [list(range(len(rows)))], setup, style)
 
 
 def _sweep_table(records: Iterable[Record], arch: str, scale: str, fmt: str, vary: str) -> str | None:
@@ -686,8 +686,7 @@ def _sweep_table(records: Iterable[Record], arch: str, scale: str, fmt: str, var
         f"{_marking_note(style, 'per column within each method')}."
         f"{_column_notes(specs, style)}"
     )
-    footer = failed_footer([r for r in setup if r["status"] != "ok"], style)
-    return render(Table(caption, [style.escape(h) for h in headers], rows, blocks, footer), style)
+    return finish(caption, headers, rows, blocks, setup, style)
 
 
 def table7(records: Iterable[Record], arch: str, scale: str, fmt: str = "markdown") -> str | None:
@@ -762,8 +761,7 @@ def table_diagnostics(records: Iterable[Record], arch: str, scale: str, fmt: str
         f"Ablations read ground truth (see labels_used): noise_free_oracle, true_screening, "
         f"random_subset, group_balanced_subset."
     )
-    footer = failed_footer([r for r in setup if r["status"] != "ok"], style)
-    return render(Table(caption, [style.escape(h) for h in headers], rows, [], footer), style)
+    return finish(caption, headers, rows, [], setup, style)
 
 
 TABLES: tuple[tuple[str, str, Callable[..., str | None]], ...] = (

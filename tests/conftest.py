@@ -54,6 +54,15 @@ def toy_benchmark() -> Benchmark:
     return make_toy_benchmark()
 
 
+@pytest.fixture
+def one_thread():
+    """Runs in this process use one torch thread (the sweep's default share), as the workers would."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 FAST_MODEL = {"pretrained": "none", "width": 0.25, "depth": 2}
 
 
