@@ -24,7 +24,7 @@ class DatasetFacts:
     published JTT / GroupDRO / ERM settings it uses at the paper scale. ``slim_budgets``: paper Table 4's
     (attention budget, curated subset fraction) of SLIM_Tr and SLIM_Val; ``split_sizes``: Table 4's
     (train, val) sizes, so each budget is also a share of its split. ``test_splits``: the accuracy tables'
-    test split, first one present wins. ``masks``: whether the real dataset comes with object masks.
+    test split, first one present wins. ``masks``: which object masks the real dataset has.
     """
 
     title: str
@@ -33,21 +33,32 @@ class DatasetFacts:
     published: str
     slim_budgets: tuple[tuple[int, float], tuple[int, float]]
     split_sizes: tuple[int, int]
-    masks: bool
+    masks: str
     test_splits: tuple[str, ...] = ("test",)
 
 
 FACTS: dict[str, DatasetFacts] = {
-    "waterbirds": DatasetFacts("Waterbirds", "binary", True, "waterbirds", ((120, 0.10), (40, 0.10)),
-                               (4795, 1199), masks=True),
-    "celeba": DatasetFacts("CelebA", "binary", False, "celeba", ((200, 0.10), (70, 0.05)), (162770, 19867),
-                           masks=False),
-    "isic": DatasetFacts("ISIC", "binary", False, "waterbirds", ((120, 0.20), (40, 0.30)), (17000, 2000),
-                         masks=False),
-    "nico": DatasetFacts("NICO", "multi-class", False, "waterbirds", ((40, 0.20), (20, 0.20)), (2220, 740),
-                         masks=False),
-    "imagenet9": DatasetFacts("ImageNet9", "multi-class", False, "waterbirds", ((180, 0.10), (50, 0.10)),
-                              (45405, 4185), masks=True, test_splits=("test_mixed_rand", "test")),
+    "waterbirds": DatasetFacts(
+        "Waterbirds", "binary", weighted_avg=True, published="waterbirds",
+        slim_budgets=((120, 0.10), (40, 0.10)), split_sizes=(4795, 1199),
+        masks="CUB segmentations or boxes (option cub_root)"),
+    "celeba": DatasetFacts(
+        "CelebA", "binary", weighted_avg=False, published="celeba",
+        slim_budgets=((200, 0.10), (70, 0.05)), split_sizes=(162770, 19867),
+        masks="CelebAMask-HQ hair masks if given (option masks)"),
+    "isic": DatasetFacts(
+        "ISIC", "binary", weighted_avg=False, published="waterbirds",
+        slim_budgets=((120, 0.20), (40, 0.30)), split_sizes=(17000, 2000),
+        masks="lesion masks if given (option masks); patch masks (patch_masks) mark wrong attention"),
+    "nico": DatasetFacts(
+        "NICO", "multi-class", weighted_avg=False, published="waterbirds",
+        slim_budgets=((40, 0.20), (20, 0.20)), split_sizes=(2220, 740),
+        masks="only user masks or boxes (option masks)"),
+    "imagenet9": DatasetFacts(
+        "ImageNet9", "multi-class", weighted_avg=False, published="waterbirds",
+        slim_budgets=((180, 0.10), (50, 0.10)), split_sizes=(45405, 4185),
+        masks="test splits: fg_mask arrays or only_fg non-black pixels; train/val only with option masks",
+        test_splits=("test_mixed_rand", "test")),
 }
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.dataset_facts import REAL_IMAGE_SIZE, is_synthetic
+from harness.dataset_facts import FACTS, REAL_IMAGE_SIZE, is_synthetic
 from harness.errors import HarnessError
 
 if TYPE_CHECKING:  # annotations only: harness.data imports torch
@@ -32,7 +32,8 @@ def list_datasets() -> list[DatasetEntry]:
         needs = "--data-root with " + ", ".join(info.expected)
         if info.options:
             needs += "; options (--data-option k=v): " + ", ".join(info.options)
-        entries.append(DatasetEntry(info.name, f"{info.description} (masks: {info.has_masks})", needs, False))
+        masks = FACTS[info.name].masks
+        entries.append(DatasetEntry(info.name, f"{info.description} (masks: {masks})", needs, False))
     return entries
 
 
