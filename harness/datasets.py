@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from harness.cache import default_cache_root
+from harness.data import Benchmark
 from harness.dataset_facts import FACTS, REAL_IMAGE_SIZE, is_synthetic
 from harness.errors import HarnessError
+from harness.real_datasets import REAL_DATASETS, load_real
+from harness.synthetic import PRESETS, make_benchmark
 
-if TYPE_CHECKING:  # annotations only: harness.data imports torch
-    from harness.data import Benchmark
 
 @dataclass(frozen=True)
 class DatasetEntry:
@@ -23,9 +24,6 @@ class DatasetEntry:
 
 
 def list_datasets() -> list[DatasetEntry]:
-    from harness.real_datasets import REAL_DATASETS
-    from harness.synthetic import PRESETS
-
     entries = [DatasetEntry(name, desc, "nothing: generated (--scale tiny|quick|paper)", True)
                for name, desc in PRESETS.items()]
     for info in REAL_DATASETS.values():
@@ -53,14 +51,9 @@ def load_benchmark(
     if name not in known:
         raise HarnessError(f"unknown dataset {name!r}; `python -m harness datasets` lists them")
     if is_synthetic(name):
-        from harness.synthetic import make_benchmark
-
         if data_root is not None:
             raise HarnessError(f"{name} is generated; --data-root is for the real datasets")
         return make_benchmark(name, scale, data_seed, image_size=image_size)
-    from harness.cache import default_cache_root
-    from harness.real_datasets import load_real
-
     if data_root is None:
         raise HarnessError(f"dataset {name!r} is read from disk: give --data-root PATH")
     return load_real(name, Path(data_root), image_size=image_size or REAL_IMAGE_SIZE,

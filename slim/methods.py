@@ -37,6 +37,7 @@ from harness.data import Split
 from harness.dataset_facts import FACTS, facts, is_synthetic
 from harness.errors import HarnessError
 from harness.features import reference_features
+from harness.gallery import save_cam_gallery
 from harness.hparams_registry import budget_from_share
 from harness.last_layer import C_GRID, fit_logistic, head_from, score_c_grid, with_head
 from harness.methods import Method, MethodResult, register
@@ -44,9 +45,11 @@ from harness.records import atomic_write_bytes
 from harness.settings import SETTINGS, Setting
 from harness.training import SELECTIONS, class_balanced_accuracy
 from simulated_oracle import Answer, Oracle, RecordedOracle, SimulatedOracle, oracle_seed, save_log, summarize_log
+from slim.analysis import FIG4_FILE, FIG4_KS, consistency_curves
 from slim.annotation import split_budget
 from slim.diagnostics import stage_diagnostics
 from slim.pipeline import ABLATIONS, DEFAULT_SETTINGS, Curation, SlimCurator, Truth, make_space, settings_from
+from slim.plots import save_figures
 from slim.threads import single_threaded
 
 ATTENTION_METHOD, ATTENTION_TARGET = "gradcam", "label"  # GradCAM for the true class, as the authors do
@@ -221,8 +224,6 @@ class _Slim(Method):
         ctx.run_dir.mkdir(parents=True, exist_ok=True)
         save_log(oracle.log, ctx.run_dir / "queries.jsonl")
         if self.hparams.get("figures", True):
-            from slim.plots import save_figures
-
             save_figures(ctx.run_dir, curation, split.groups.numpy(), ctx.benchmark.group_names)
             if self.hparams.get("figure4", True):
                 save_figure4(ctx, inputs.split_name, attention, inputs.embedding, inputs.curator.settings)
@@ -240,8 +241,6 @@ class _Slim(Method):
         """The run's result; with figures on and test masks known, also ``cam_gallery.png``: f_r's worst
         test group under f_r's and this model's attention (paper Table 5, left)."""
         if self.hparams.get("figures", True) and ctx.benchmark.splits["test"].masks is not None:
-            from harness.gallery import save_cam_gallery
-
             reference, _ = ctx.reference_model()
             save_cam_gallery(ctx.run_dir / "cam_gallery.png", {"ERM (f_r)": reference, self.title: model},
                              ctx.benchmark, ctx.device)
@@ -285,8 +284,6 @@ def save_figure4(ctx: RunContext, split: str, attention: Any, embedding: np.ndar
     under k-means of the original feature space (UMAP of the pooled features F) and of the attention space;
     ``figure4.png`` and its numbers ``figure4.json`` beside the record (``python -m harness figure4``
     averages them over runs)."""
-    from slim.analysis import FIG4_FILE, FIG4_KS, consistency_curves
-
     pooled = attention.pooled.numpy()
     original, _ = cached_space(ctx, split, pooled, settings, attention.method, features="pooled")
     curves = consistency_curves({"original feature space": original, "attention space": embedding},
