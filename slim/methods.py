@@ -42,6 +42,7 @@ from harness.hparams_registry import budget_from_share
 from harness.last_layer import C_GRID, fit_logistic, head_from, score_c_grid, with_head
 from harness.methods import Method, MethodResult, register
 from harness.records import atomic_write_bytes
+from harness.registry import CAMS
 from harness.settings import SETTINGS, Setting
 from harness.training import SELECTIONS, class_balanced_accuracy
 from simulated_oracle import Answer, Oracle, RecordedOracle, SimulatedOracle, oracle_seed, save_log, summarize_log
@@ -123,6 +124,13 @@ class _Slim(Method):
             and known else None
         return dict(DEFAULT_SETTINGS, budget=budget, budget_share=share, subset_frac=frac, figures=True,
                     figure4=True)
+
+    @classmethod
+    def adjust_hparams(cls, hp: dict[str, Any], given: dict[str, Any], dataset: str, scale: str) -> None:
+        """An unknown ``attention_method`` fails here, before any work (its type is the schema's check)."""
+        method = hp.get("attention_method", ATTENTION_METHOD)
+        if isinstance(method, str):
+            CAMS.get(method)
 
     @property
     def attention_method(self) -> str:

@@ -149,8 +149,7 @@ def test_the_attention_method_is_a_setting(make_context):
     inputs = get_method("slim-val")(ctx.hparams).prepare(ctx)
     assert inputs.attention.method == "eigencam" and inputs.identity != default.identity
     assert not np.array_equal(inputs.fa, default.fa)  # other maps, other attention-weighted features
-    with pytest.raises(HarnessError, match="unknown attention method 'nope'"):
-        ctx = make_context("slim-val", attention_method="nope")
-        get_method("slim-val")(ctx.hparams).prepare(ctx)
+    with pytest.raises(HarnessError, match="unknown attention method 'nope'"):  # before any work
+        run_hparams("slim-val", "waterbirds-synth", "tiny", "resnet18", {"attention_method": "nope"})
     with pytest.raises(HarnessError, match="must be a string"):
         run_hparams("slim-val", "waterbirds-synth", "tiny", "resnet18", {"attention_method": 3})
