@@ -37,28 +37,25 @@ class DatasetFacts:
     test_splits: tuple[str, ...] = ("test",)
 
 
+_ROWS = (
+    # name, title, family, weighted_avg, published, slim_budgets (SLIM_Tr, SLIM_Val), split_sizes (train, val)
+    ("waterbirds", "Waterbirds", "binary", True, "waterbirds", ((120, 0.10), (40, 0.10)), (4795, 1199)),
+    ("celeba", "CelebA", "binary", False, "celeba", ((200, 0.10), (70, 0.05)), (162770, 19867)),
+    ("isic", "ISIC", "binary", False, "waterbirds", ((120, 0.20), (40, 0.30)), (17000, 2000)),
+    ("nico", "NICO", "multi-class", False, "waterbirds", ((40, 0.20), (20, 0.20)), (2220, 740)),
+    ("imagenet9", "ImageNet9", "multi-class", False, "waterbirds", ((180, 0.10), (50, 0.10)), (45405, 4185)),
+)
+_MASKS = {
+    "waterbirds": "CUB segmentations or boxes (option cub_root)",
+    "celeba": "CelebAMask-HQ hair masks if given (option masks)",
+    "isic": "lesion masks if given (option masks); patch masks (patch_masks) mark wrong attention",
+    "nico": "only user masks or boxes (option masks)",
+    "imagenet9": "test splits: fg_mask arrays or only_fg non-black pixels; train/val only with option masks",
+}
+_TEST_SPLITS = {"imagenet9": ("test_mixed_rand", "test")}  # the paper reports ImageNet-9 on mixed_rand
 FACTS: dict[str, DatasetFacts] = {
-    "waterbirds": DatasetFacts(
-        "Waterbirds", "binary", weighted_avg=True, published="waterbirds",
-        slim_budgets=((120, 0.10), (40, 0.10)), split_sizes=(4795, 1199),
-        masks="CUB segmentations or boxes (option cub_root)"),
-    "celeba": DatasetFacts(
-        "CelebA", "binary", weighted_avg=False, published="celeba",
-        slim_budgets=((200, 0.10), (70, 0.05)), split_sizes=(162770, 19867),
-        masks="CelebAMask-HQ hair masks if given (option masks)"),
-    "isic": DatasetFacts(
-        "ISIC", "binary", weighted_avg=False, published="waterbirds",
-        slim_budgets=((120, 0.20), (40, 0.30)), split_sizes=(17000, 2000),
-        masks="lesion masks if given (option masks); patch masks (patch_masks) mark wrong attention"),
-    "nico": DatasetFacts(
-        "NICO", "multi-class", weighted_avg=False, published="waterbirds",
-        slim_budgets=((40, 0.20), (20, 0.20)), split_sizes=(2220, 740),
-        masks="only user masks or boxes (option masks)"),
-    "imagenet9": DatasetFacts(
-        "ImageNet9", "multi-class", weighted_avg=False, published="waterbirds",
-        slim_budgets=((180, 0.10), (50, 0.10)), split_sizes=(45405, 4185),
-        masks="test splits: fg_mask arrays or only_fg non-black pixels; train/val only with option masks",
-        test_splits=("test_mixed_rand", "test")),
+    name: DatasetFacts(*row, masks=_MASKS[name], test_splits=_TEST_SPLITS.get(name, ("test",)))
+    for name, *row in _ROWS
 }
 
 
