@@ -4,8 +4,8 @@ Only the last layer of the reference ERM model is retrained, on its penultimate 
 with an L1 logistic regression (harness.last_layer). Following the authors' code:
 
 - tuning: val is shuffled (fixed seed) and halved; a group-balanced subsample of one half is
-  standardised with its own mean/std, one fit per C in ``C_GRID``, and the C with the best worst-group
-  accuracy on the other half wins (the first in grid order on ties, like their argmax);
+  standardised with its own mean/std, one fit per C in ``harness.last_layer.C_GRID``, and the C with the
+  best worst-group accuracy on the other half wins (the first in grid order on ties, like their argmax);
 - final: ``dfr_num_retrains`` (20) group-balanced subsamples of the whole val set (every group present
   contributes the smallest group's count, drawn without replacement), each fit with that C, and the
   coefficients and intercepts averaged. Features are standardised with the mean/std of the *train*
@@ -22,12 +22,12 @@ from typing import Any
 import numpy as np
 from sklearn.preprocessing import StandardScaler
 
+from harness.context import RunContext
 from harness.errors import HarnessError
+from harness.evaluation import group_metrics
 from harness.features import reference_features
-from harness.last_layer import LinearHead, fit_logistic, head_from, with_head
-from harness.methods import Method, MethodResult, RunContext, register
-
-C_GRID = (1.0, 0.7, 0.3, 0.1, 0.07, 0.03, 0.01)  # inverse L1 strength, the authors' Waterbirds grid
+from harness.last_layer import C_GRID, LinearHead, fit_logistic, head_from, score_c_grid, with_head
+from harness.methods import Method, MethodResult, register
 
 
 def balanced_subsample(groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -41,11 +41,6 @@ def balanced_subsample(groups: np.ndarray, rng: np.random.Generator) -> np.ndarr
     return np.concatenate(draws)
 
 
-def worst_group_accuracy(preds: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> float:
-    """Minimum over the groups present of the group's accuracy (paper eq. 2 of SLIM)."""
-    return float(min((preds[groups == g] == labels[groups == g]).mean() for g in np.unique(groups)))
-
-
 def _check_classes(labels: np.ndarray, where: str) -> None:
     if len(np.unique(labels)) < 2:
         raise HarnessError(f"DFR needs at least two classes in {where}; found {np.unique(labels).tolist()}")
@@ -53,21 +48,19 @@ def _check_classes(labels: np.ndarray, where: str) -> None:
 
 def tune_c(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, *, num_classes: int,
            rng: np.random.Generator, grid: tuple[float, ...] = C_GRID) -> tuple[float, dict[float, float]]:
-    """Pick C: fit on a balanced subsample of one random half, score worst-group accuracy on the other.
-
-    Returns the chosen C and {C: held-out worst-group accuracy}.
+    """Pick C: fit on a balanced subsample of one random half, score worst-group accuracy (paper eq. 2 of
+    SLIM) on the other. Returns the chosen C (the first best in grid order) and {C: that accuracy}.
     """
     order = rng.permutation(len(labels))
     held_out, fit_half = order[:len(order) // 2], order[len(order) // 2:]
     subset = fit_half[balanced_subsample(groups[fit_half], rng)]
     _check_classes(labels[subset], "the balanced subsample of the tuning half of val")
-    scaler = StandardScaler().fit(features[subset])
-    scores = {}
-    x, y = features[subset], labels[subset]
-    for c in grid:
-        coef, intercept = fit_logistic(x, y, C=c, num_classes=num_classes, scaler=scaler)
-        preds = head_from(coef, intercept, scaler).logits(features[held_out]).argmax(1)
-        scores[c] = worst_group_accuracy(preds, labels[held_out], groups[held_out])
+    names = list(range(int(groups.max()) + 1))
+
+    def worst_group(preds: np.ndarray, rows: np.ndarray) -> float:
+        return group_metrics(preds, labels[rows], groups[rows], names)["worst_group_acc"]
+
+    scores = score_c_grid(features, labels, subset, held_out, num_classes=num_classes, score=worst_group, grid=grid)
     return max(grid, key=lambda c: scores[c]), scores
 
 
@@ -92,7 +85,13 @@ def averaged_head(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, 
 @register
 class DFR(Method):
     name = "dfr"
+    title = "DFR"
     needs_val_group_labels = True
+
+    @classmethod
+    def default_hparams(cls, dataset: str, scale: str) -> dict[str, Any]:
+        """Kirichenko et al. 2022: 20 balanced retrains averaged; the C grid is fixed (harness.last_layer)."""
+        return {"dfr_num_retrains": 20}
 
     def fit(self, ctx: RunContext) -> MethodResult:
         b = ctx.benchmark

@@ -23,9 +23,11 @@ import numpy as np
 import torch
 
 from harness.cache import load_tensors, save_tensors
+from harness.context import MODEL_KEYS, TRAIN_KEYS, RunContext
 from harness.errors import HarnessError
 from harness.evaluation import predict_logits
-from harness.methods import MODEL_KEYS, TRAIN_KEYS, Method, MethodResult, RunContext, register
+from harness.hparams_registry import literature
+from harness.methods import Method, MethodResult, register
 
 
 def upweighted_indices(num_train: int, error_set: np.ndarray, lam: int) -> np.ndarray:
@@ -68,10 +70,28 @@ def stage1_predictions(ctx: RunContext, hp: dict[str, Any]) -> tuple[np.ndarray,
     return tensors["predictions"].numpy(), meta
 
 
+# JTT (Liu et al. 2021, Appx. / authors' README): both stages share lr, wd and batch size; stage 1 runs
+# T = jtt_epochs epochs; the error set is repeated jtt_lambda more times in stage 2.
+PUBLISHED = {
+    "waterbirds": dict(epochs=300, lr=1e-5, weight_decay=1.0, batch_size=64, jtt_epochs=60, jtt_lambda=100),
+    "celeba": dict(epochs=50, lr=1e-5, weight_decay=0.1, batch_size=128, jtt_epochs=1, jtt_lambda=50),
+}
+# Synthetic presets: a briefly trained identification model (a few epochs of the ERM schedule) and a
+# smaller upweight, since the tiny/quick splits give error sets of roughly 10-20% rather than a few %.
+SYNTHETIC = {"tiny": dict(jtt_epochs=2, jtt_lambda=10), "quick": dict(jtt_epochs=3, jtt_lambda=10),
+             "paper": dict(jtt_epochs=3, jtt_lambda=10)}
+
+
 @register
 class JTT(Method):
     name = "jtt"
+    title = "JTT"
     needs_val_group_labels = True  # model selection by val worst-group accuracy
+
+    @classmethod
+    def default_hparams(cls, dataset: str, scale: str) -> dict[str, Any]:
+        paper = literature(dataset, scale)
+        return dict(PUBLISHED[paper] if paper else SYNTHETIC[scale], selection="val_worst_group_acc")
 
     def fit(self, ctx: RunContext) -> MethodResult:
         lam = upweight_factor(self.hparams.get("jtt_lambda"))

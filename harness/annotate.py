@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
+from harness.methods import get_method
+from harness.runner import make_context
 from simulated_oracle import Answer, QueryLogEntry, load_log, save_log
 from simulated_oracle.recorded import attention_of
 
@@ -66,9 +68,6 @@ class AnnotationTask:
 
 def build_task(config: dict[str, Any], out_dir: Path, *, show_progress: bool = True) -> AnnotationTask:
     """The queries a SLIM run of ``config`` would ask, with its caches under ``out_dir/cache`` (as ``run``)."""
-    from harness.methods import get_method
-    from harness.runner import make_context
-
     method = get_method(config["method"])(config["hparams"])
     if not hasattr(method, "prepare"):  # SLIM_Tr and SLIM_Val (slim.methods) prepare their queries
         raise HarnessError(f"method {config['method']!r} asks no attention questions: annotate slim-tr or slim-val")

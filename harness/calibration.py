@@ -24,10 +24,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness.attention import correct_shares, iter_upsampled
+from harness.attention_accuracy import correct_shares
+from harness.attention_maps import iter_upsampled
 from harness.data import Benchmark
+from harness.dataset_facts import SCALES, paper_dataset
 from harness.errors import HarnessError
-from harness.hparams_registry import paper_dataset
 from harness.models import create_model
 from harness.synthetic import make_benchmark
 from simulated_oracle.aiou import ATTENTION_CORRECT, DEFAULT_DELTA, aiou_batch
@@ -243,7 +244,7 @@ def bar_chart(records: dict[str, dict[str, Record]], path: Path, scale: str) -> 
         values = [100 * records[p][label]["metrics"]["test"][key] for p in presets]
         ax.bar(x + (i - (len(bars) - 1) / 2) * width, values, width, color=colours[label, key],
                label=f"{METHOD_TITLES[label]}: {'worst group' if key == 'worst_group_acc' else 'average'}")
-    ax.set_xticks(x, [p.removesuffix("-synth") for p in presets])
+    ax.set_xticks(x, [paper_dataset(p) for p in presets])
     ax.set_ylabel("test accuracy (%)")
     ax.set_ylim(0, 100)
     ax.set_title(f"Synthetic presets ({scale}): worst-group vs average test accuracy", fontsize=10)
@@ -254,7 +255,7 @@ def bar_chart(records: dict[str, dict[str, Record]], path: Path, scale: str) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from harness.synthetic import PRESETS, SCALES
+    from harness.synthetic import PRESETS
 
     parser = argparse.ArgumentParser(prog="python -m harness.calibration",
                                      description=__doc__.split("\n\n")[0])

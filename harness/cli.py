@@ -5,15 +5,34 @@ import argparse
 import os
 import shlex
 import sys
+import time
 from pathlib import Path
 
+import torch
+from tabulate import tabulate
+
+from harness.annotate import build_task, serve
+from harness.dataset_facts import REAL_IMAGE_SIZE, SCALES
+from harness.datasets import list_datasets
 from harness.errors import HarnessError
-from harness.hparams_registry import SCALES, parse_override
+from harness.executors import check_jobs, make_executor
+from harness.figures import collect_run_figures, write_figures
+from harness.hparams_registry import hparam_table, parse_override
+from harness.label_studio import export_tasks, import_export
+from harness.plugins import load_plugins
+from harness.records import load_records
+from harness.registry import METHODS
+from harness.regression import run_regression
+from harness.reproduction import append_comparison, check_out_dir, committed_folder, update_results
+from harness.runner import execute, make_config
+from harness.sweeps import expand, load_sweep, run_sweep, stage_report, sweep_records, write_reproduction_readme
+from harness.tables import write_tables
+from simulated_oracle import agreement, load_log, merge_majority, save_log
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", required=True, help="a name from `python -m harness datasets`")
-    p.add_argument("--method", required=True, help="erm, jtt, gdro, dfr, slim-tr or slim-val")
+    p.add_argument("--method", required=True, help="a name from `python -m harness methods`")
     p.add_argument("--arch", default=None,
                    help="efficientnet_lite0/1/2, resnet18/34/50, vit_tiny/small/base (default efficientnet_lite0; "
                         "resnet50 on real data at --scale paper)")
@@ -21,7 +40,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scale", choices=SCALES, default="tiny", help="synthetic preset size (default tiny)")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the generated data (synthetic presets)")
     p.add_argument("--data-root", help="folder of a real dataset in its published layout")
-    p.add_argument("--image-size", type=int, help="real datasets: decode and resize to this size (default 224)")
+    p.add_argument("--image-size", type=int,
+                   help=f"real datasets: decode and resize to this size (default {REAL_IMAGE_SIZE})")
     p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
                    help="dataset option, e.g. target=Blond_Hair (repeatable)")
     p.add_argument("--weights",
@@ -35,8 +55,6 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace) -> dict:
-    from harness.runner import make_config
-
     overrides = dict(parse_override(o) for o in args.overrides)
     if args.weights:
         if not Path(args.weights).is_file():
@@ -69,20 +87,14 @@ def _oracle_setting(spec: str) -> str:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from harness.runner import execute
-
     path = execute(_config(args), args.out, show_progress=not args.quiet)
     print(path)
     return 0
 
 
 def _cmd_annotate(args: argparse.Namespace) -> int:
-    from harness.annotate import build_task, serve
-
     task = build_task(_config(args), args.out, show_progress=not args.quiet)
     if args.label_studio:
-        from harness.label_studio import export_tasks
-
         for path in export_tasks(task, args.label_studio):
             print(path)
         return 0
@@ -91,16 +103,10 @@ def _cmd_annotate(args: argparse.Namespace) -> int:
 
 
 def _read_logs(paths: list[Path]) -> list:
-    from simulated_oracle import load_log
-
     return [load_log(path) for path in paths]
 
 
 def _cmd_agreement(args: argparse.Namespace) -> int:
-    from tabulate import tabulate
-
-    from simulated_oracle import agreement
-
     report = agreement(_read_logs(args.logs), [str(p) for p in args.logs])
     print(f"consistency (share of the most frequent answer, paper Table 6): {100 * report['consistency']:.1f}% "
           f"over {report['instances']} instances ({report['unanimous']} unanimous)")
@@ -111,16 +117,12 @@ def _cmd_agreement(args: argparse.Namespace) -> int:
 
 
 def _cmd_merge(args: argparse.Namespace) -> int:
-    from simulated_oracle import merge_majority, save_log
-
     save_log(merge_majority(_read_logs(args.logs), [str(p) for p in args.logs]), args.out)
     print(args.out)
     return 0
 
 
 def _cmd_import_label_studio(args: argparse.Namespace) -> int:
-    from harness.label_studio import import_export
-
     for path in import_export(args.export, args.out):
         print(path)
     return 0
@@ -133,11 +135,21 @@ def _checked_options(options: list[str]) -> list[str]:
     return options
 
 
+def _cmd_hparams(args: argparse.Namespace) -> int:
+    """Every setting a run of the method uses by default, and where each value comes from."""
+    rows = [(key, repr(value), source) for key, value, source in
+            hparam_table(args.method, args.dataset, args.scale, args.arch)]
+    print(tabulate(rows, headers=["setting", "value", "from"], tablefmt="simple"))
+    return 0
+
+
+def _cmd_methods(args: argparse.Namespace) -> int:
+    rows = [(name, METHODS.get(name).title, METHODS.get(name).__module__) for name in METHODS]
+    print(tabulate(rows, headers=["method", "shown as", "module"], tablefmt="simple"))
+    return 0
+
+
 def _cmd_datasets(args: argparse.Namespace) -> int:
-    from tabulate import tabulate
-
-    from harness.datasets import list_datasets
-
     rows = [(e.name, e.description, e.needs) for e in list_datasets()]
     print(tabulate(rows, headers=["dataset", "what it is", "what it needs"], tablefmt="simple",
                    maxcolwidths=[None, 60, 60]))
@@ -159,9 +171,6 @@ def _add_sweep_options(p: argparse.ArgumentParser, out_default: str | None, cpu_
 
 def _sweep(args: argparse.Namespace, source: str, out_dir: Path | None):
     """Expand and run a sweep file; returns (spec, out folder, outcome)."""
-    from harness.executors import make_executor
-    from harness.sweeps import expand, load_sweep, run_sweep
-
     spec = load_sweep(source)
     out_dir = out_dir or Path("out") / spec.name
     overrides = dict(parse_override(o) for o in args.overrides)
@@ -184,9 +193,6 @@ def _sweep_exit(outcome) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from harness.sweeps import stage_report, sweep_records
-    from harness.tables import write_tables
-
     _, out_dir, outcome = _sweep(args, args.file, args.out)
     print(f"stage times:\n{stage_report(outcome.stage_seconds)}")
     written = write_tables(sweep_records(out_dir, outcome.run_ids), out_dir / "tables", "markdown")
@@ -197,13 +203,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     """Recompute the grid into a fresh folder (never results/), draw tables and figures, compare every table
     cell with the committed results, and with ``--update-results`` replace results/reproduce with it."""
-    import time
-
-    from harness.figures import collect_run_figures, write_figures
-    from harness.reproduction import append_comparison, check_out_dir, committed_folder, update_results
-    from harness.sweeps import stage_report, sweep_records, write_reproduction_readme
-    from harness.tables import write_tables
-    from slim.analysis import write_figure4
+    from slim.analysis import write_figure4  # a plug-in's own code, loaded by the command that needs it
 
     started = time.monotonic()
     check_out_dir(args.out)
@@ -236,8 +236,6 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def _on_cpu(device: str) -> bool:
-    import torch
-
     return device == "cpu" or (device == "auto" and not torch.cuda.is_available())
 
 
@@ -251,27 +249,16 @@ def _runs_folder(path: Path) -> Path:
 
 
 def _load_run_records(runs: Path) -> list[dict]:
-    import json
+    def skipped(path: Path, kind: str) -> None:
+        print(f"warning: skipped {path}: {kind}, not a run record (a JSON object)", file=sys.stderr)
 
-    records = []
-    for record_file in sorted(runs.glob("*.json")):
-        try:
-            record = json.loads(record_file.read_text())
-        except json.JSONDecodeError as exc:
-            raise HarnessError(f"run record {record_file} is not valid JSON: {exc}") from None
-        if isinstance(record, dict):
-            records.append(record)
-        else:
-            kind = "null" if record is None else "an array" if isinstance(record, list) else "a single value"
-            print(f"warning: skipped {record_file}: {kind}, not a run record (a JSON object)", file=sys.stderr)
+    records = load_records(runs, on_skip=skipped)
     if not records:
         raise HarnessError(f"no run records (*.json) in {runs}")
     return records
 
 
 def _cmd_tables(args: argparse.Namespace) -> int:
-    from harness.tables import write_tables
-
     runs = _runs_folder(args.runs)
     written = write_tables(_load_run_records(runs), args.out or runs.parent / "tables", args.format)
     for path in written:
@@ -280,8 +267,7 @@ def _cmd_tables(args: argparse.Namespace) -> int:
 
 
 def _cmd_figures(args: argparse.Namespace) -> int:
-    from harness.figures import collect_run_figures, write_figures
-    from slim.analysis import write_figure4
+    from slim.analysis import write_figure4  # a plug-in's own code, loaded by the command that needs it
 
     runs = _runs_folder(args.runs)
     out = args.out or runs.parent / "figures"
@@ -293,7 +279,7 @@ def _cmd_figures(args: argparse.Namespace) -> int:
 
 
 def _cmd_figure4(args: argparse.Namespace) -> int:
-    from slim.analysis import write_figure4
+    from slim.analysis import write_figure4  # a plug-in's own code, loaded by the command that needs it
 
     runs = _runs_folder(args.runs)
     written = write_figure4(runs, args.out or runs.parent / "figure4")
@@ -305,9 +291,6 @@ def _cmd_figure4(args: argparse.Namespace) -> int:
 
 
 def _cmd_regression(args: argparse.Namespace) -> int:
-    from harness.executors import check_jobs
-    from harness.regression import run_regression
-
     check_jobs(args.jobs)
     return run_regression(config=args.config, baseline_path=args.baseline, update=args.update_baseline,
                           out_dir=args.out, jobs=args.jobs, show_progress=not args.quiet,
@@ -351,6 +334,13 @@ def build_parser() -> argparse.ArgumentParser:
     ls_import.add_argument("--out", type=Path, required=True, help="folder of the <annotator>.jsonl logs")
     ls_import.set_defaults(func=_cmd_import_label_studio)
     sub.add_parser("datasets", help="list every dataset and what it needs").set_defaults(func=_cmd_datasets)
+    sub.add_parser("methods", help="list every registered method").set_defaults(func=_cmd_methods)
+    hparams = sub.add_parser("hparams", help="every default setting of a method on a dataset, and its source")
+    hparams.add_argument("--method", required=True, help="a name from `python -m harness methods`")
+    hparams.add_argument("--dataset", required=True, help="a name from `python -m harness datasets`")
+    hparams.add_argument("--scale", choices=SCALES, default="tiny")
+    hparams.add_argument("--arch", default=None, help="the architecture (default: the dataset's and scale's)")
+    hparams.set_defaults(func=_cmd_hparams)
 
     sweep = sub.add_parser("sweep", help="run every configuration of a sweep file (resumable)")
     sweep.add_argument("file", help="a sweep TOML file, or a shipped config: quick, paper, regression")
@@ -395,13 +385,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["bench"]:
-        from harness.bench import main as bench_main
+        from harness.bench import main as bench_main  # parses its own arguments; imports the SLIM stages
 
         return bench_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     args.command_line = "python -m harness " + shlex.join(argv)
     try:
+        load_plugins()
         return args.func(args)
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,11 +1,18 @@
-"""The dataset registry: synthetic presets (generated, the default) and real datasets (read from disk)."""
+"""The dataset registry: synthetic presets (generated, the default) and real datasets (read from disk).
+
+What the paper says about each dataset lives in :mod:`harness.dataset_facts`.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.cache import default_cache_root
 from harness.data import Benchmark
+from harness.dataset_facts import FACTS, REAL_IMAGE_SIZE, is_synthetic
 from harness.errors import HarnessError
+from harness.real_datasets import REAL_DATASETS, load_real
+from harness.synthetic import PRESETS, make_benchmark
 
 
 @dataclass(frozen=True)
@@ -17,21 +24,15 @@ class DatasetEntry:
 
 
 def list_datasets() -> list[DatasetEntry]:
-    from harness.real_datasets import REAL_DATASETS
-    from harness.synthetic import PRESETS
-
     entries = [DatasetEntry(name, desc, "nothing: generated (--scale tiny|quick|paper)", True)
                for name, desc in PRESETS.items()]
     for info in REAL_DATASETS.values():
         needs = "--data-root with " + ", ".join(info.expected)
         if info.options:
             needs += "; options (--data-option k=v): " + ", ".join(info.options)
-        entries.append(DatasetEntry(info.name, f"{info.description} (masks: {info.has_masks})", needs, False))
+        masks = FACTS[info.name].masks
+        entries.append(DatasetEntry(info.name, f"{info.description} (masks: {masks})", needs, False))
     return entries
-
-
-def is_synthetic(name: str) -> bool:
-    return name.endswith("-synth")
 
 
 def load_benchmark(
@@ -40,7 +41,7 @@ def load_benchmark(
     scale: str,
     data_seed: int = 0,
     data_root: str | Path | None = None,
-    image_size: int | None = None,  # synthetic: the scale's size unless given; real: 224 unless given
+    image_size: int | None = None,  # synthetic: the scale's size unless given; real: REAL_IMAGE_SIZE
     options: dict[str, str] | None = None,
     cache_dir: Path | None = None,
     show_progress: bool = True,
@@ -50,17 +51,12 @@ def load_benchmark(
     if name not in known:
         raise HarnessError(f"unknown dataset {name!r}; `python -m harness datasets` lists them")
     if is_synthetic(name):
-        from harness.synthetic import make_benchmark
-
         if data_root is not None:
             raise HarnessError(f"{name} is generated; --data-root is for the real datasets")
         return make_benchmark(name, scale, data_seed, image_size=image_size)
-    from harness.cache import default_cache_root
-    from harness.real_datasets import load_real
-
     if data_root is None:
         raise HarnessError(f"dataset {name!r} is read from disk: give --data-root PATH")
-    return load_real(name, Path(data_root), image_size=image_size or 224,
+    return load_real(name, Path(data_root), image_size=image_size or REAL_IMAGE_SIZE,
                      cache_dir=Path(cache_dir or default_cache_root() / "images"),
                      options=options, progress=show_progress)
 

@@ -1,6 +1,7 @@
 """Predictions and group metrics shared by every method (paper eq. 2: worst-group accuracy)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -8,19 +9,25 @@ import torch
 from torch import nn
 
 from harness.data import Benchmark, Split
-from harness.hparams_registry import paper_dataset
+from harness.dataset_facts import facts
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, split: Split, device: torch.device, batch_size: int = 256) -> torch.Tensor:
-    """Logits (N, C) of ``model`` on every image of ``split``, in order, on the CPU."""
-    model.eval()
+def batched_outputs(forward: Callable[[torch.Tensor], torch.Tensor], split: Split, device: torch.device,
+                    batch_size: int = 256) -> torch.Tensor:
+    """``forward`` of every input of ``split``, ``batch_size`` at a time, in order, float32 on the CPU."""
     out = []
     for start in range(0, len(split), batch_size):
         images = split.inputs[start:start + batch_size].to(device, non_blocking=True)
         with autocast(device):
-            out.append(model(to_float(images)).float().cpu())
+            out.append(forward(to_float(images)).float().cpu())
     return torch.cat(out) if out else torch.empty(0)
+
+
+def predict_logits(model: nn.Module, split: Split, device: torch.device, batch_size: int = 256) -> torch.Tensor:
+    """Logits (N, C) of ``model`` on every image of ``split``, in order, on the CPU."""
+    model.eval()
+    return batched_outputs(model, split, device, batch_size)
 
 
 def to_float(inputs: torch.Tensor) -> torch.Tensor:
@@ -68,7 +75,8 @@ def group_metrics(
 
 
 def split_metrics(logits: torch.Tensor, split: Split, benchmark: Benchmark) -> dict[str, Any]:
-    weighted = paper_dataset(benchmark.name) == "waterbirds"
+    known = facts(benchmark.name)
+    weighted = known is not None and known.weighted_avg
     return group_metrics(
         logits.argmax(1).numpy(), split.labels.numpy(), split.groups.numpy(), benchmark.group_names,
         benchmark.train_group_proportions() if weighted else None,

@@ -5,6 +5,10 @@ folders: it runs the config with ``runner.execute`` and, when the run raises, wr
 status ``failed``, the error and a traceback summary under the same run id, so one failing run never
 stops the sweep. Its records and the shared cache are written atomically, so a worker killed at any
 moment leaves nothing that reads as finished.
+
+This module imports neither torch nor the runner at its top: a spawned worker unpickles its functions
+from here and must set CUDA_VISIBLE_DEVICES (``_init_worker``) before anything asks torch about CUDA, so
+the runner, the models and torch are imported inside the functions that need them.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Protocol
 
+from harness.dataset_facts import REAL_IMAGE_SIZE, is_synthetic
 from harness.errors import HarnessError
 from harness.records import SCHEMA_VERSION, atomic_write_json, environment, now_iso, record_path
 from harness.tempfiles import process_alive
@@ -160,16 +165,14 @@ class Executor(Protocol):
 
 def image_size(config: dict[str, Any]) -> int:
     """Size of a run's images as the runner loads them: the config's ``image_size`` if set, else the
-    scale's for the synthetic presets and 224 px for real datasets."""
-    from harness.datasets import is_synthetic
-
+    scale's for the synthetic presets and REAL_IMAGE_SIZE for real datasets."""
     if config.get("image_size"):
         return int(config["image_size"])
     if is_synthetic(config["dataset"]):
-        from harness.synthetic import IMAGE_SIZE
+        from harness.synthetic import IMAGE_SIZE  # imports torch (see the module docstring)
 
         return IMAGE_SIZE[config["scale"]]
-    return 224
+    return REAL_IMAGE_SIZE
 
 
 class LocalExecutor:
@@ -321,7 +324,7 @@ class SubmititExecutor:
                "array_parallelism": "slurm_array_parallelism"}
 
     def __init__(self, folder: Path, options: dict[str, Any], *, jobs: int | None = None) -> None:
-        import submitit
+        import submitit  # only the cluster executor needs it (a slow import)
 
         check_jobs(jobs)
         self.jobs = jobs or 1

@@ -7,21 +7,15 @@ import torch
 from torch import nn
 
 from harness.cache import load_tensors, save_tensors
+from harness.context import RunContext
 from harness.data import Split
-from harness.evaluation import autocast, to_float
-from harness.methods import RunContext
+from harness.evaluation import batched_outputs
 
 
-@torch.no_grad()
 def penultimate_features(model: nn.Module, split: Split, device: torch.device, batch_size: int = 256) -> torch.Tensor:
     """(N, D) float32 inputs of the linear head, in split order, on the CPU."""
     model.eval().to(device)
-    out = []
-    for start in range(0, len(split), batch_size):
-        images = split.inputs[start:start + batch_size].to(device, non_blocking=True)
-        with autocast(device):
-            out.append(model.features(to_float(images)).float().cpu())
-    return torch.cat(out)
+    return batched_outputs(model.features, split, device, batch_size)
 
 
 def reference_features(ctx: RunContext, split: str) -> torch.Tensor:

@@ -6,7 +6,6 @@ Figures are drawn on matplotlib's Agg canvas without pyplot, so nothing global i
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import shutil
@@ -17,6 +16,7 @@ from matplotlib.figure import Figure
 
 from harness import tables
 from harness.errors import HarnessError
+from harness.records import read_record
 from harness.tables import Record
 
 log = logging.getLogger(__name__)
@@ -194,11 +194,7 @@ def collect_run_figures(runs_dir: Path, out_dir: Path) -> list[Path]:
     for record_path in sorted(runs_dir.glob("*.json")):
         if not any((runs_dir / record_path.stem).glob("*.png")):
             continue
-        try:
-            rec = json.loads(record_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise HarnessError(f"run record {record_path} is not valid JSON: {exc}") from None
-        rec = tables.check_records([rec])[0]
+        rec = tables.check_records([read_record(record_path) or {}])[0]  # a non-object fails the check
         if not tables.is_main_setting(rec):
             continue
         cell = (rec["dataset"], rec.get("method_label") or rec["method"], rec["arch"], rec["scale"])

@@ -15,16 +15,17 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
+from harness.attention import extract
 from harness.data import Benchmark, Split
 from harness.errors import HarnessError
+from harness.evaluation import group_metrics, predict_logits
+from simulated_oracle import aiou_batch
 
 PER_GROUP = 6
 
 
 def worst_group(model: nn.Module, split: Split, group_names: list[str], device: torch.device | str) -> int:
     """The non-empty group on which ``model`` has the lowest accuracy (ties: the lowest id)."""
-    from harness.evaluation import group_metrics, predict_logits
-
     preds = predict_logits(model, split, torch.device(device)).argmax(1).numpy()
     accuracy = group_metrics(preds, split.labels.numpy(), split.groups.numpy(), group_names)["group_acc"]
     return group_names.index(min(accuracy, key=accuracy.get))
@@ -33,9 +34,6 @@ def worst_group(model: nn.Module, split: Split, group_names: list[str], device: 
 def cam_gallery_figure(models: Mapping[str, nn.Module], split: Split, ids: np.ndarray,
                        device: torch.device | str, *, title: str, delta: float = 0.8) -> Figure:
     """Row 0: the images at ``ids`` with the object's outline; then per model its CAM overlay and AIoU."""
-    from harness.attention import extract
-    from simulated_oracle import aiou_batch
-
     if split.masks is None:
         raise HarnessError("a CAM gallery needs the split's object masks (for the outline and AIoU)")
     if not len(ids):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,8 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from torch import nn
+
+C_GRID = (1.0, 0.7, 0.3, 0.1, 0.07, 0.03, 0.01)  # inverse L1 strength, DFR authors' Waterbirds grid
 
 
 @dataclass
@@ -78,3 +81,17 @@ def with_head(model: nn.Module, head: LinearHead) -> nn.Module:
         linear.weight.copy_(torch.as_tensor(weight, dtype=linear.weight.dtype))
         linear.bias.copy_(torch.as_tensor(bias, dtype=linear.bias.dtype))
     return new
+
+
+def score_c_grid(features: np.ndarray, labels: np.ndarray, fit_rows: np.ndarray, test_rows: np.ndarray, *,
+                 num_classes: int, score: Callable[[np.ndarray, np.ndarray], float],
+                 grid: tuple[float, ...] = C_GRID, random_state: int = 0) -> dict[float, float]:
+    """{C: ``score(predictions, test_rows)``} of one logistic fit per C of ``grid`` on ``fit_rows``
+    (standardised with their own mean / std), predicting ``test_rows``: DFR's and SLIM_Val's tuning loop."""
+    scaler = StandardScaler().fit(features[fit_rows])
+    x, y = features[fit_rows], labels[fit_rows]
+    scores = {}
+    for c in grid:
+        coef, intercept = fit_logistic(x, y, C=c, num_classes=num_classes, scaler=scaler, random_state=random_state)
+        scores[c] = score(head_from(coef, intercept, scaler).logits(features[test_rows]).argmax(1), test_rows)
+    return scores

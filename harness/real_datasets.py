@@ -56,7 +56,6 @@ class RealDatasetInfo:
     name: str
     description: str
     expected: list[str]
-    has_masks: str
     options: dict[str, str]
 
 
@@ -68,7 +67,6 @@ REAL_DATASETS: dict[str, RealDatasetInfo] = {
             "metadata.csv with columns img_id, img_filename, y, split (0 train, 1 val, 2 test), place",
             "<species folder>/<image>.jpg for every img_filename",
         ],
-        has_masks="CUB segmentations or boxes (option cub_root)",
         options={
             "cub_root": "CUB_200_2011 folder: segmentations/<species>/<image>.png, "
             "else images.txt + bounding_boxes.txt",
@@ -83,7 +81,6 @@ REAL_DATASETS: dict[str, RealDatasetInfo] = {
             "list_eval_partition.txt (image, split 0/1/2)",
             "list_attr_celeba.txt (count line, 40 attribute names, image + 40 values in {-1, 1})",
         ],
-        has_masks="CelebAMask-HQ hair masks if given (option masks)",
         options={
             "target": "attribute to predict (default Blond_Hair)",
             "spurious": "spurious attribute (default Male)",
@@ -98,7 +95,6 @@ REAL_DATASETS: dict[str, RealDatasetInfo] = {
             "fold (train/val/test)",
             "images/<Image Index> (a name without extension means .jpg)",
         ],
-        has_masks="lesion masks if given (option masks); patch masks (patch_masks) mark wrong attention",
         options={
             "masks": "lesion (core) masks: " + MASKS_OPTION,
             "patch_masks": "coloured-patch masks, same layout; an image without a patch may lack one",
@@ -108,7 +104,6 @@ REAL_DATASETS: dict[str, RealDatasetInfo] = {
         name="nico",
         description="NICO++ (DG track): object classes in contexts, long-tailed context skew in train",
         expected=["<context>/<class>/<image>.jpg for contexts autumn, dim, grass, outdoor, rock, water"],
-        has_masks="only user masks or boxes (option masks)",
         options={
             "classes": "comma-separated class folders (default bird,cat,dog,horse,sheep,cow)",
             "contexts": "comma-separated context folders (default autumn,dim,grass,outdoor,rock,water)",
@@ -127,7 +122,6 @@ REAL_DATASETS: dict[str, RealDatasetInfo] = {
             "mixed_rand, mixed_next, only_fg, no_fg",
             "bg_challenge/fg_mask/val/<NN_class>/<image>.npy (optional foreground masks)",
         ],
-        has_masks="test splits: fg_mask arrays or only_fg non-black pixels; train/val only with option masks",
         options={
             "variants": "comma-separated test variants to load (default all present)",
             "masks": MASKS_OPTION,

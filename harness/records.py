@@ -26,9 +26,11 @@ import json
 import os
 import platform
 import subprocess
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from harness.errors import HarnessError
 from harness.tempfiles import temp_path
 
 SCHEMA_VERSION = 1
@@ -113,9 +115,31 @@ def record_path(out_dir: Path, run_id: str) -> Path:
     return Path(out_dir) / "runs" / f"{run_id}.json"
 
 
-def load_records(out_dir: Path) -> list[dict[str, Any]]:
-    """Every finished record under ``out_dir/runs`` (temp files are ignored)."""
-    runs = Path(out_dir) / "runs"
-    if not runs.is_dir():
-        return []
-    return [json.loads(p.read_text()) for p in sorted(runs.glob("*.json"))]
+def read_record(path: Path) -> dict[str, Any] | None:
+    """The record in ``path``; None when the file holds JSON that is not an object (not a run record)."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise HarnessError(f"run record {path} is not valid JSON: {exc}") from None
+    return record if isinstance(record, dict) else None
+
+
+def load_records(runs: Path, run_ids: Iterable[str] | None = None, *,
+                 on_skip: Callable[[Path, str], None] | None = None) -> list[dict[str, Any]]:
+    """The records in the folder ``runs`` (a sweep's ``OUT/runs``): every one (sorted by file name; temp
+    files are ignored) or those of ``run_ids`` that exist, in that order. A file that is not a JSON object
+    is skipped (``on_skip`` is told the path and what it holds); invalid JSON is a HarnessError."""
+    runs = Path(runs)
+    if run_ids is None:
+        paths = sorted(runs.glob("*.json")) if runs.is_dir() else []
+    else:
+        paths = [p for p in (runs / f"{rid}.json" for rid in run_ids) if p.is_file()]
+    records = []
+    for path in paths:
+        record = read_record(path)
+        if record is not None:
+            records.append(record)
+        elif on_skip is not None:
+            value = json.loads(path.read_text())
+            on_skip(path, "null" if value is None else "an array" if isinstance(value, list) else "a single value")
+    return records

@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.executors import LocalExecutor
 from harness.records import atomic_write_json, environment, git_commit, now_iso
+from harness.sweeps import expand, load_sweep, run_sweep, sweep_records
 
 BASELINE_PATH = Path("results/regression/baseline.json")
 BASELINE_SCHEMA = 2
@@ -183,9 +185,6 @@ def run_regression(*, config: str = "regression", baseline_path: Path = BASELINE
                    out_dir: Path | None = None, jobs: int | None = None, show_progress: bool = True,
                    log: Callable[[str], None] = print, command: str = "python -m harness regression") -> int:
     """Run the pinned grid and compare it with (or, with ``update``, write) the baseline; the exit status."""
-    from harness.executors import LocalExecutor
-    from harness.sweeps import expand, load_sweep, run_sweep, sweep_records
-
     spec = load_sweep(config)
     settings = dict(spec.regression)
     stray = sorted(set(settings) - {"sigmas", "floor"})

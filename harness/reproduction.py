@@ -4,13 +4,13 @@ comparison of every table cell against the committed results, and replaces them 
 (``--update-results``)."""
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 from harness.comparison import compare, markdown
 from harness.errors import HarnessError
+from harness.records import load_records
 
 RESULTS = Path("results")
 COPIED = ("README.md", "sweep.json", "tables", "figures", "runs")
@@ -32,19 +32,9 @@ def check_out_dir(out_dir: Path | None) -> None:
                            "(default out/<sweep name>); --update-results copies it there afterwards")
 
 
-def committed_records(folder: Path) -> list[dict[str, Any]]:
-    runs = Path(folder) / "runs"
-    records = []
-    for path in sorted(runs.glob("*.json")) if runs.is_dir() else []:
-        record = json.loads(path.read_text())
-        if isinstance(record, dict):
-            records.append(record)
-    return records
-
-
 def append_comparison(readme: Path, records: list[dict[str, Any]], committed: Path) -> str:
     """Append the cell-by-cell comparison with ``committed`` to the reproduction's README; return its last line."""
-    old = committed_records(committed)
+    old = load_records(Path(committed) / "runs")
     if not old:
         text = f"No committed results in {committed}/ to compare with."
     else:

@@ -9,13 +9,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.attention import attention_metrics
+from harness.attention_accuracy import attention_metrics
 from harness.cache import ArtifactCache
+from harness.context import RunContext
 from harness.datasets import is_synthetic, load_benchmark
 from harness.errors import HarnessError
 from harness.evaluation import evaluate
 from harness.hparams_registry import default_arch, default_image_size, run_hparams
-from harness.methods import RunContext, get_method
+from harness.methods import get_method
+from harness.plugins import load_plugins
 from harness.records import SCHEMA_VERSION, atomic_write_json, config_hash, environment, now_iso, record_path
 from harness.settings import check_run_inputs
 from harness.synthetic import GENERATOR_VERSION
@@ -32,6 +34,7 @@ def make_config(
     image_size: int | None = None, overrides: dict[str, Any] | None = None, device: str = "auto",
 ) -> dict[str, Any]:
     """The full configuration of a run: every setting, hparams included, each checked (harness.settings)."""
+    load_plugins()
     get_method(method)  # unknown names fail here, before any work
     check_run_inputs(dataset, data_root=data_root, image_size=image_size, data_options=data_options)
     arch = arch or default_arch(dataset, scale)
@@ -103,6 +106,7 @@ def execute(config: dict[str, Any], out_dir: Path, *, cache_dir: Path | None = N
     The run's float work uses a fixed thread count (:mod:`harness.threads`), so its record is the same
     whatever the machine's cores; the count is written into the record's environment.
     """
+    load_plugins()  # a sweep worker or cluster job may start here
     out_dir = Path(out_dir)
     check_writable(out_dir)
     remove_stale_temps(out_dir / "runs")

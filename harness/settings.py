@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from harness.dataset_facts import is_synthetic
 from harness.errors import HarnessError
 from harness.training import SAMPLERS, SELECTIONS
 
@@ -131,8 +132,6 @@ def check_hparams(hp: dict[str, Any]) -> None:
 def check_run_inputs(dataset: str, *, data_root: str | None, image_size: Any, data_options: dict | None) -> None:
     """Data settings that must fit the dataset: the generated presets take no root or options (an image size
     renders them at that size)."""
-    from harness.datasets import is_synthetic
-
     if is_synthetic(dataset):
         given = [flag for flag, value in (("--data-root", data_root), ("--data-option", data_options))
                  if value not in (None, {})]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import time
 import tomllib
 from collections.abc import Callable, Iterator
@@ -31,10 +32,17 @@ from itertools import product
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from harness.dataset_facts import SCALES, is_synthetic
+from harness.datasets import list_datasets
 from harness.errors import HarnessError
 from harness.executors import Executor, RunOutcome, record_status, scratch_folder
+from harness.hparams_registry import default_hparams
 from harness.progress import progress
-from harness.records import atomic_write_json, now_iso, record_path
+from harness.records import atomic_write_json, load_records, now_iso
+from harness.runner import check_writable, make_config, run_id
+from harness.settings import check_value
 from harness.tempfiles import HOST, process_alive, remove_stale_temps, temp_path
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -114,8 +122,6 @@ def load_sweep(name_or_path: str | Path) -> SweepSpec:
 
 def parse_sweep(raw: dict[str, Any], source: str = "<sweep>") -> SweepSpec:
     """Check a parsed sweep file and turn it into a :class:`SweepSpec`."""
-    from harness.hparams_registry import SCALES
-
     def fail(message: str) -> HarnessError:
         return HarnessError(f"{source}: {message}")
 
@@ -198,8 +204,6 @@ def _settings(raw: dict[str, Any], key: str, fail: Callable[[str], HarnessError]
 
 
 def _check_setting(key: str, value: Any, where: str, fail: Callable[[str], HarnessError]) -> None:
-    from harness.settings import check_value
-
     try:
         check_value(key, value, where)
     except HarnessError as exc:
@@ -255,9 +259,6 @@ def expand(spec: SweepSpec, *, device: str = "auto",
     ``extra_overrides`` (the command line's ``--set``) win over the file's overrides; the SLIM sweep
     values win over both.
     """
-    from harness.hparams_registry import default_hparams
-    from harness.runner import make_config, run_id
-
     check_inputs(spec)
     configs: dict[str, dict[str, Any]] = {}
     variant_of: dict[str, int] = {}
@@ -305,8 +306,6 @@ def _order_runs(configs: list[dict[str, Any]], spec: SweepSpec,
     Within a method the main-grid runs go before the SLIM sweep values, and consecutive runs differ in
     dataset and arch, so parallel workers build different shared stages instead of waiting on one.
     """
-    from harness.runner import run_id
-
     methods = ["erm"] + [m for m in spec.methods if m != "erm"]
     methods += sorted({c["method"] for c in configs} - set(methods))
 
@@ -331,8 +330,6 @@ def _resolved_paths(overrides: dict[str, Any]) -> dict[str, Any]:
 
 def check_inputs(spec: SweepSpec) -> None:
     """Fail before any run when a real dataset's folder or a weights file the sweep names is missing."""
-    from harness.datasets import is_synthetic, list_datasets
-
     known = {e.name for e in list_datasets()}
     swept = spec.slim_sweeps.datasets if spec.slim_sweeps else ()
     for dataset in dict.fromkeys(spec.datasets + swept):
@@ -378,12 +375,7 @@ def is_finished(out_dir: Path, rid: str) -> bool:
 
 def sweep_records(out_dir: Path, run_ids: list[str]) -> list[dict[str, Any]]:
     """The records of ``run_ids`` that exist under ``out_dir/runs`` (ok and failed)."""
-    records = []
-    for rid in run_ids:
-        path = record_path(out_dir, rid)
-        if path.is_file():
-            records.append(json.loads(path.read_text()))
-    return records
+    return load_records(Path(out_dir) / "runs", run_ids)
 
 
 # ------------------------------------------------------------------------------------------ claims
@@ -448,8 +440,6 @@ def release_run(out_dir: Path, rid: str) -> None:
 def _wait_for_claims(configs: list[dict[str, Any]], out_dir: Path, log: Callable[[str], None]) -> dict[str, list]:
     """Wait while sweeps on this host run ``configs``; sort them into 'done' (ok records), 'remote'
     (claims of other hosts, which cannot be checked) and 'rerun' (their sweep died or failed them)."""
-    from harness.runner import run_id
-
     def owners() -> dict[str, dict]:
         return {rid: owner for rid in map(run_id, configs) if (owner := claim_owner(out_dir, rid)) is not None}
 
@@ -482,8 +472,6 @@ def run_sweep(configs: list[dict[str, Any]], out_dir: Path, executor: Executor, 
     Runs another sweep on the same folder has claimed are left to it; this one waits for them at the end
     and runs those that sweep did not finish.
     """
-    from harness.runner import check_writable, run_id
-
     out_dir = Path(out_dir)
     check_writable(out_dir)
     remove_stale_temps(out_dir)
@@ -538,8 +526,6 @@ def _stages(configs: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any
 def _outcomes(stages: list[tuple[str, list[dict[str, Any]]]], executor: Executor, out_dir: Path,
               cache_dir: Path, stage_seconds: dict[str, float], deferred: list[dict[str, Any]]) -> Iterator[RunOutcome]:
     """Each stage's runs this sweep could claim, through the executor; the others go to ``deferred``."""
-    from harness.runner import run_id
-
     for method, configs in stages:
         started = time.monotonic()
         mine = [c for c in configs if _claim_unfinished(out_dir, run_id(c))]
@@ -566,11 +552,6 @@ def stage_report(stage_seconds: dict[str, float]) -> str:
 
 def machine_description(device: str) -> str:
     """CPU model and core count, and the GPU when the sweep used one."""
-    import os
-    import platform
-
-    import torch
-
     cpu = platform.processor() or "unknown CPU"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -599,10 +580,6 @@ def write_reproduction_readme(out_dir: Path, *, spec: SweepSpec, outcome: SweepO
                               records: list[dict[str, Any]], stage_seconds: dict[str, float],
                               wall_seconds: float, command: str, device: str, outputs: list[Path]) -> Path:
     """OUT/README.md: when, how and on what the results were made, stage times, and links to them."""
-    import platform
-
-    import torch
-
     ok = sum(r.get("status") == "ok" for r in records)
     links = [p.relative_to(out_dir) for p in outputs if p.is_relative_to(out_dir)]
     per_run = sum(link.parent.name == "runs" for link in links)

@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 from harness.data import Benchmark, Split
+from harness.dataset_facts import check_scale
 from harness.errors import HarnessError
 
 GENERATOR_VERSION = 4
-SCALES = ("tiny", "quick", "paper")
 IMAGE_SIZE = {"tiny": 32, "quick": 32, "paper": 64}  # the generator's default; see hparams_registry.default_image_size
 # Fewest instances every val/test group of positive proportion gets, so worst-group accuracy is measurable.
 EVAL_GROUP_FLOOR = {"tiny": 20, "quick": 25, "paper": 20}
@@ -742,8 +742,7 @@ def _make_split(preset: _Preset, counts: np.ndarray, size: int, d: Difficulty,
 def split_sizes(name: str, scale: str) -> dict[str, np.ndarray]:
     """Per split, the number of instances of each group make_benchmark(name, scale, ...) draws."""
     preset = _preset(name)
-    if scale not in SCALES:
-        raise HarnessError(f"unknown scale {scale!r}; choose from {', '.join(SCALES)}")
+    check_scale(scale)
     sizes = {}
     for split, shares in preset.proportions.items():
         if scale == "paper":

@@ -31,32 +31,17 @@ from typing import Any
 import numpy as np
 from tabulate import tabulate
 
+from harness.dataset_facts import FACTS, facts, is_synthetic, paper_dataset
 from harness.errors import HarnessError
-from harness.hparams_registry import budget_from_share, default_hparams, paper_dataset
+from harness.hparams_registry import budget_from_share, default_hparams
+from harness.registry import METHODS
 
 log = logging.getLogger(__name__)
 
 Record = dict[str, Any]
 
-BINARY_DATASETS = ("waterbirds", "celeba", "isic")
-MULTICLASS_DATASETS = ("nico", "imagenet9")
 SLIM_METHODS = ("slim-tr", "slim-val")
 METHOD_ORDER = ("erm", "jtt", "slim-tr", "slim-val", "dfr", "gdro")  # the paper's row order, cheap to costly
-METHOD_NAMES = {
-    "erm": "ERM",
-    "jtt": "JTT",
-    "gdro": "GDRO",
-    "dfr": "DFR",
-    "slim-tr": "SLIM_Tr",
-    "slim-val": "SLIM_Val",
-}
-DATASET_NAMES = {
-    "waterbirds": "Waterbirds",
-    "celeba": "CelebA",
-    "isic": "ISIC",
-    "nico": "NICO",
-    "imagenet9": "ImageNet9",
-}
 FORMATS = ("markdown", "latex")
 REQUIRED_KEYS = ("status", "dataset", "method", "arch", "seed", "scale")
 SWEEP_INDEX = {"budget": 0, "subset_frac": 1}  # position in slim_setting()'s (budget, subset_frac)
@@ -223,7 +208,8 @@ def in_setup(records: Iterable[Record], arch: str, scale: str) -> list[Record]:
 
 def method_label(rec: Record) -> str:
     """Row name: the record's ``method_label`` if set, else the method's display name."""
-    return rec.get("method_label") or METHOD_NAMES.get(rec["method"], rec["method"])
+    method = rec["method"]
+    return rec.get("method_label") or (METHODS.get(method).title if method in METHODS else method)
 
 
 def method_rank(rec: Record) -> tuple[int, str]:
@@ -233,15 +219,15 @@ def method_rank(rec: Record) -> tuple[int, str]:
 
 def dataset_name(dataset: str) -> str:
     """Display name: 'waterbirds-synth' -> 'Waterbirds (synth)'."""
-    base = paper_dataset(dataset)
-    name = DATASET_NAMES.get(base, base)
-    return f"{name} (synth)" if dataset.endswith("-synth") else name
+    known = facts(dataset)
+    name = known.title if known else paper_dataset(dataset)
+    return f"{name} (synth)" if is_synthetic(dataset) else name
 
 
 def dataset_rank(dataset: str) -> tuple[int, bool, str]:
-    known = BINARY_DATASETS + MULTICLASS_DATASETS
+    known = list(FACTS)
     base = paper_dataset(dataset)
-    return (known.index(base) if base in known else len(known), dataset.endswith("-synth"), dataset)
+    return (known.index(base) if base in known else len(known), is_synthetic(dataset), dataset)
 
 
 def datasets_of(records: Iterable[Record]) -> list[str]:
@@ -347,9 +333,10 @@ def accuracy_columns(records: Iterable[Record], dataset: str) -> tuple[str, str]
     'weighted_avg_acc' when its records have it.
     """
     own = [r for r in records if r["dataset"] == dataset]
-    preferred = ("test_mixed_rand", "test") if paper_dataset(dataset) == "imagenet9" else ("test",)
+    known = facts(dataset)
+    preferred = known.test_splits if known else ("test",)
     split = next((s for s in preferred if _has(own, s, "worst_group_acc")), "test")
-    weighted = paper_dataset(dataset) == "waterbirds" and _has(own, split, "weighted_avg_acc")
+    weighted = known is not None and known.weighted_avg and _has(own, split, "weighted_avg_acc")
     return split, "weighted_avg_acc" if weighted else "avg_acc"
 
 
@@ -508,13 +495,12 @@ def _accuracy_table(
     scale: str,
     fmt: str,
     number: int,
-    families: tuple[str, ...],
+    family: str,
     kind_text: str,
 ) -> str | None:
     style = get_style(fmt)
-    setup = [
-        r for r in in_setup(check_records(records), arch, scale) if paper_dataset(r["dataset"]) in families
-    ]
+    setup = [r for r in in_setup(check_records(records), arch, scale)
+             if getattr(facts(r["dataset"]), "family", None) == family]
     ok = ok_records(setup)
     datasets = datasets_of(ok)
     specs = {ds: accuracy_columns(ok, ds) for ds in datasets}
@@ -545,20 +531,24 @@ def _accuracy_table(
         f"labels. Add. training cost: extra training data as a multiple of the training set size, min-max "
         f"over datasets. SLIM rows: default budget and subset fraction."
     )
+    return finish(caption, headers, rows, [list(range(len(rows)))], setup, style)
+
+
+def finish(caption: str, headers: list[str], rows: list, blocks: list[list[int]], setup: list[Record],
+           style: Style) -> str:
+    """Render a table whose footer lists the failed runs of ``setup``."""
     footer = failed_footer([r for r in setup if r["status"] != "ok"], style)
-    return render(
-        Table(caption, [style.escape(h) for h in headers], rows, [list(range(len(rows)))], footer), style
-    )
+    return render(Table(caption, [style.escape(h) for h in headers], rows, blocks, footer), style)
 
 
 def table2(records: Iterable[Record], arch: str, scale: str, fmt: str = "markdown") -> str | None:
     """Paper Table 2 analogue: binary tasks (Waterbirds, CelebA, ISIC); None when it has no value."""
-    return _accuracy_table(records, arch, scale, fmt, 2, BINARY_DATASETS, "binary classification")
+    return _accuracy_table(records, arch, scale, fmt, 2, "binary", "binary classification")
 
 
 def table3(records: Iterable[Record], arch: str, scale: str, fmt: str = "markdown") -> str | None:
     """Paper Table 3 analogue: multi-class tasks (NICO, ImageNet-9 on test_mixed_rand when present)."""
-    return _accuracy_table(records, arch, scale, fmt, 3, MULTICLASS_DATASETS, "multi-class classification")
+    return _accuracy_table(records, arch, scale, fmt, 3, "multi-class", "multi-class classification")
 
 
 def _attention_queries(rec: Record) -> int | None:
@@ -611,8 +601,7 @@ def table4(records: Iterable[Record], arch: str, scale: str, fmt: str = "markdow
         f"answered, as a count and a share of the split queried. Training: curated subset size as a multiple "
         f"of that split. Ranges show values that differ over seeds."
     )
-    footer = failed_footer([r for r in setup if r["status"] != "ok"], style)
-    return render(Table(caption, [style.escape(h) for h in headers], rows, [], footer), style)
+    return finish(caption, headers, rows, [], setup, style)
 
 
 def table5(records: Iterable[Record], arch: str, scale: str, fmt: str = "markdown") -> str | None:
@@ -645,10 +634,7 @@ def table5(records: Iterable[Record], arch: str, scale: str, fmt: str = "markdow
         f"{_marking_note(style, 'per column')}. "
         f"SLIM rows: default budget and subset fraction."
     )
-    footer = failed_footer([r for r in setup if r["status"] != "ok"], style)
-    return render(
-        Table(caption, [style.escape(h) for h in headers], rows, [list(range(len(rows)))], footer), style
-    )
+    return finish(caption, headers, rows, [list(range(len(rows)))], setup, style)
 
 
 def _sweep_table(records: Iterable[Record], arch: str, scale: str, fmt: str, vary: str) -> str | None:
@@ -700,8 +686,7 @@ def _sweep_table(records: Iterable[Record], arch: str, scale: str, fmt: str, var
         f"{_marking_note(style, 'per column within each method')}."
         f"{_column_notes(specs, style)}"
     )
-    footer = failed_footer([r for r in setup if r["status"] != "ok"], style)
-    return render(Table(caption, [style.escape(h) for h in headers], rows, blocks, footer), style)
+    return finish(caption, headers, rows, blocks, setup, style)
 
 
 def table7(records: Iterable[Record], arch: str, scale: str, fmt: str = "markdown") -> str | None:
@@ -776,8 +761,7 @@ def table_diagnostics(records: Iterable[Record], arch: str, scale: str, fmt: str
         f"Ablations read ground truth (see labels_used): noise_free_oracle, true_screening, "
         f"random_subset, group_balanced_subset."
     )
-    footer = failed_footer([r for r in setup if r["status"] != "ok"], style)
-    return render(Table(caption, [style.escape(h) for h in headers], rows, [], footer), style)
+    return finish(caption, headers, rows, [], setup, style)
 
 
 TABLES: tuple[tuple[str, str, Callable[..., str | None]], ...] = (

@@ -30,25 +30,45 @@ import numpy as np
 import torch
 from sklearn.preprocessing import StandardScaler
 
-from baselines.dfr import C_GRID
 from harness.attention import AttentionPass, attention_identity, attention_key, cached_attention
 from harness.cache import load_tensors, save_tensors
+from harness.context import RunContext
 from harness.data import Split
+from harness.dataset_facts import FACTS, facts, is_synthetic
 from harness.errors import HarnessError
 from harness.features import reference_features
+from harness.gallery import save_cam_gallery
 from harness.hparams_registry import budget_from_share
-from harness.last_layer import fit_logistic, head_from, with_head
-from harness.methods import Method, MethodResult, RunContext, register
+from harness.last_layer import C_GRID, fit_logistic, head_from, score_c_grid, with_head
+from harness.methods import Method, MethodResult, register
 from harness.records import atomic_write_bytes
+from harness.registry import CAMS
+from harness.settings import SETTINGS, Setting
 from harness.training import SELECTIONS, class_balanced_accuracy
 from simulated_oracle import Answer, Oracle, RecordedOracle, SimulatedOracle, oracle_seed, save_log, summarize_log
+from slim.analysis import FIG4_FILE, FIG4_KS, consistency_curves
 from slim.annotation import split_budget
 from slim.diagnostics import stage_diagnostics
-from slim.pipeline import ABLATIONS, Curation, SlimCurator, Truth, make_space, settings_from
+from slim.pipeline import ABLATIONS, DEFAULT_SETTINGS, Curation, SlimCurator, Truth, make_space, settings_from
+from slim.plots import save_figures
 from slim.threads import single_threaded
 
 ATTENTION_METHOD, ATTENTION_TARGET = "gradcam", "label"  # GradCAM for the true class, as the authors do
 TRUTH_BATCH = 512  # instances whose noise-free answers are computed at once
+# SLIM_Tr trains for at least the authors' 50 epochs, and at least as many SGD steps as ERM takes on train.
+SLIM_TR_MIN_EPOCHS = 50
+# Which attention maps SLIM curates with (a name of harness.registry.CAMS, ATTENTION_METHOD unless set).
+# No default lists it, so runs that leave it out keep their run ids; a run that sets it records it.
+SETTINGS["attention_method"] = Setting(str)
+
+
+def slim_shares(split_index: int, dataset: str) -> tuple[float, float]:
+    """(share of the split annotated, curated subset fraction) of paper Table 4 for ``dataset`` (datasets
+    the paper has not use Waterbirds'): e.g. SLIM_Tr (``split_index`` 0) on Waterbirds 120 / 4795 = 2.5 %
+    and 0.1; SLIM_Val is ``split_index`` 1."""
+    known = facts(dataset) or FACTS["waterbirds"]
+    budget, frac = known.slim_budgets[split_index]
+    return budget / known.split_sizes[split_index], frac
 
 
 def resolve_budget(hparams: dict[str, Any], labels: np.ndarray) -> tuple[int, dict[str, Any]]:
@@ -88,7 +108,33 @@ class _Slim(Method):
     """The curation both variants share; subclasses set ``name``, ``attention_split`` and train."""
 
     attention_split: ClassVar[str]
-    title: ClassVar[str]  # the name its figures show
+    split_index: ClassVar[int]  # 0 for SLIM_Tr, 1 for SLIM_Val in paper Table 4's pairs
+    # SLIM's oracle ("simulated" or "answers:PATH") and the simulated one's flip probability, and the
+    # attention method: no default lists them, so runs that leave them out keep their run ids.
+    extra_settings = ("oracle", "oracle_flip_prob", "attention_method")
+
+    @classmethod
+    def default_hparams(cls, dataset: str, scale: str) -> dict[str, Any]:
+        """The pipeline's stage settings (beside their code in slim.pipeline) and the run's budget: at the
+        paper scale on a real dataset Table 4's budget; otherwise ``budget`` None and the run asks
+        ``budget_share`` of the split it curates (at least 2 queries per class), the paper's share."""
+        share, frac = slim_shares(cls.split_index, dataset)
+        known = facts(dataset)
+        budget = known.slim_budgets[cls.split_index][0] if scale == "paper" and not is_synthetic(dataset) \
+            and known else None
+        return dict(DEFAULT_SETTINGS, budget=budget, budget_share=share, subset_frac=frac, figures=True,
+                    figure4=True)
+
+    @classmethod
+    def adjust_hparams(cls, hp: dict[str, Any], given: dict[str, Any], dataset: str, scale: str) -> None:
+        """An unknown ``attention_method`` fails here, before any work (its type is the schema's check)."""
+        method = hp.get("attention_method", ATTENTION_METHOD)
+        if isinstance(method, str):
+            CAMS.get(method)
+
+    @property
+    def attention_method(self) -> str:
+        return str(self.hparams.get("attention_method", ATTENTION_METHOD))
 
     def __init__(self, hparams: dict[str, Any], oracle: Oracle | None = None) -> None:
         super().__init__(hparams)
@@ -124,11 +170,12 @@ class _Slim(Method):
         subset_frac = float(self.hparams["subset_frac"])
         if subset_frac <= 0:
             raise HarnessError(f"subset_frac must be positive, got {subset_frac}")
-        key = attention_key(ctx, name, method=ATTENTION_METHOD, target=ATTENTION_TARGET)
-        attention = cached_attention(ctx, name, method=ATTENTION_METHOD, target=ATTENTION_TARGET)
+        method = self.attention_method
+        key = attention_key(ctx, name, method=method, target=ATTENTION_TARGET)
+        attention = cached_attention(ctx, name, method=method, target=ATTENTION_TARGET)
         settings = settings_from(self.hparams)
         fa, fabar = attention.fa.numpy(), attention.fabar.numpy()
-        embedding, mode = cached_space(ctx, name, fa, settings)
+        embedding, mode = cached_space(ctx, name, fa, settings, method)
         curator = SlimCurator(budgets, max(1, round(subset_frac * len(split))), settings=settings,
                               random_state=ctx.seed)
         return SlimInputs(split_name=name, split=split, attention=attention, identity=attention_identity(key),
@@ -185,8 +232,6 @@ class _Slim(Method):
         ctx.run_dir.mkdir(parents=True, exist_ok=True)
         save_log(oracle.log, ctx.run_dir / "queries.jsonl")
         if self.hparams.get("figures", True):
-            from slim.plots import save_figures
-
             save_figures(ctx.run_dir, curation, split.groups.numpy(), ctx.benchmark.group_names)
             if self.hparams.get("figure4", True):
                 save_figure4(ctx, inputs.split_name, attention, inputs.embedding, inputs.curator.settings)
@@ -204,8 +249,6 @@ class _Slim(Method):
         """The run's result; with figures on and test masks known, also ``cam_gallery.png``: f_r's worst
         test group under f_r's and this model's attention (paper Table 5, left)."""
         if self.hparams.get("figures", True) and ctx.benchmark.splits["test"].masks is not None:
-            from harness.gallery import save_cam_gallery
-
             reference, _ = ctx.reference_model()
             save_cam_gallery(ctx.run_dir / "cam_gallery.png", {"ERM (f_r)": reference, self.title: model},
                              ctx.benchmark, ctx.device)
@@ -225,13 +268,13 @@ def oracle_summary(ctx: RunContext, oracle: Oracle, split: str) -> dict[str, Any
     return summary
 
 
-def cached_space(ctx: RunContext, split: str, fa: np.ndarray, settings: dict[str, Any],
+def cached_space(ctx: RunContext, split: str, fa: np.ndarray, settings: dict[str, Any], attention_method: str,
                  features: str = "fa") -> tuple[np.ndarray, dict[str, Any]]:
     """The attention space of ``split`` (stage 1), cached on the attention pass's identity, the UMAP
     settings and which ``features`` of the pass were projected ("fa", or "pooled" for Fig. 4's original
     feature space); returns the embedding and what ran (``AttentionSpace.mode_``)."""
     space = make_space(settings, ctx.seed)
-    key = dict(reference=ctx.reference_key(), split=split, attention=ATTENTION_METHOD,
+    key = dict(reference=ctx.reference_key(), split=split, attention=attention_method,
                target=ATTENTION_TARGET, device=torch.device(ctx.device).type, space=space.params(),
                features=features)
 
@@ -249,10 +292,8 @@ def save_figure4(ctx: RunContext, split: str, attention: Any, embedding: np.ndar
     under k-means of the original feature space (UMAP of the pooled features F) and of the attention space;
     ``figure4.png`` and its numbers ``figure4.json`` beside the record (``python -m harness figure4``
     averages them over runs)."""
-    from slim.analysis import FIG4_FILE, FIG4_KS, consistency_curves
-
     pooled = attention.pooled.numpy()
-    original, _ = cached_space(ctx, split, pooled, settings, features="pooled")
+    original, _ = cached_space(ctx, split, pooled, settings, attention.method, features="pooled")
     curves = consistency_curves({"original feature space": original, "attention space": embedding},
                                 {"attention": attention.cams.numpy(), "features": pooled}, FIG4_KS,
                                 random_state=ctx.seed)
@@ -267,6 +308,13 @@ class SlimTr(_Slim):
     name = "slim-tr"
     title = "SLIM_Tr"
     attention_split = "train"
+    split_index = 0
+
+    @classmethod
+    def default_hparams(cls, dataset: str, scale: str) -> dict[str, Any]:
+        """Selection reads class labels only; a training budget in steps (see :func:`training_epochs`)."""
+        return super().default_hparams(dataset, scale) | dict(
+            selection="val_class_balanced_acc", slim_tr_steps="match_erm", slim_tr_min_epochs=SLIM_TR_MIN_EPOCHS)
 
     def fit(self, ctx: RunContext) -> MethodResult:
         curation, oracle, details = self.curate(ctx)
@@ -309,6 +357,7 @@ class SlimVal(_Slim):
     name = "slim-val"
     title = "SLIM_Val"
     attention_split = "val"
+    split_index = 1
 
     def fit(self, ctx: RunContext) -> MethodResult:
         curation, oracle, details = self.curate(ctx)
@@ -349,12 +398,8 @@ def choose_c(features: np.ndarray, labels: np.ndarray, rows: np.ndarray, num_cla
     fit_rows, test_rows = rows[~held[rows]], distinct[held[distinct]]
     if len(np.unique(labels[fit_rows])) < 2 or len(test_rows) == 0:
         return grid[0], {}
-    scaler = StandardScaler().fit(features[fit_rows])
-    scores = {}
-    for c in grid:
-        coef, intercept = fit_logistic(features[fit_rows], labels[fit_rows], C=c, num_classes=num_classes,
-                                   scaler=scaler, random_state=random_state)
-        head = head_from(coef, intercept, scaler)
-        scores[str(c)] = class_balanced_accuracy(head.logits(features[test_rows]).argmax(1), labels[test_rows])
-    best = max(grid, key=lambda c: (scores[str(c)], -c))
-    return best, scores
+    scores = score_c_grid(features, labels, fit_rows, test_rows, num_classes=num_classes, grid=grid,
+                          score=lambda preds, test: class_balanced_accuracy(preds, labels[test]),
+                          random_state=random_state)
+    best = max(grid, key=lambda c: (scores[c], -c))
+    return best, {str(c): score for c, score in scores.items()}

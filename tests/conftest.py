@@ -6,8 +6,10 @@ import pytest
 import torch
 
 from harness.data import Benchmark, Split
+from harness.plugins import load_plugins
 
 torch.set_num_threads(2)
+load_plugins()  # the methods and CAM variants every test may name
 
 
 def make_toy_split(n: int, aligned: float, rng: np.random.Generator, size: int = 32) -> Split:
@@ -52,6 +54,15 @@ def toy_benchmark() -> Benchmark:
     return make_toy_benchmark()
 
 
+@pytest.fixture
+def one_thread():
+    """Runs in this process use one torch thread (the sweep's default share), as the workers would."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 FAST_MODEL = {"pretrained": "none", "width": 0.25, "depth": 2}
 
 
@@ -59,8 +70,8 @@ FAST_MODEL = {"pretrained": "none", "width": 0.25, "depth": 2}
 def make_context(tmp_path):
     """Factory of RunContexts on the toy benchmark: untrained narrow models, few epochs, CPU."""
     from harness.cache import ArtifactCache
+    from harness.context import RunContext
     from harness.hparams_registry import run_hparams
-    from harness.methods import RunContext
 
     def make(method: str = "erm", *, benchmark: Benchmark | None = None, arch: str = "resnet18", seed: int = 0,
              **overrides):

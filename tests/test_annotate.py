@@ -289,11 +289,11 @@ def toy_runs(tmp_path, monkeypatch):
     """Runs of the toy benchmark through the runner (a one-epoch reference model, no figures)."""
     from conftest import FAST_MODEL, make_toy_benchmark
 
-    import harness.methods
+    import harness.context
 
     bench = make_toy_benchmark(n_train=64)
-    erm_defaults = harness.methods.default_hparams
-    monkeypatch.setattr(harness.methods, "default_hparams", lambda *a: dict(erm_defaults(*a), epochs=1))
+    erm_defaults = harness.context.default_hparams
+    monkeypatch.setattr(harness.context, "default_hparams", lambda *a: dict(erm_defaults(*a), epochs=1))
     monkeypatch.setattr("harness.runner.load_benchmark", lambda *a, **k: bench)
 
     def config(method="slim-val", **overrides):

@@ -63,12 +63,12 @@ def served(tmp_path, monkeypatch):
     trained for two epochs: the page and the runs are under test here, not the model)."""
     from werkzeug.serving import make_server
 
-    import harness.methods
+    import harness.context
 
     require_browser()  # before the expensive part
 
-    erm_defaults = harness.methods.default_hparams
-    monkeypatch.setattr(harness.methods, "default_hparams", lambda *a: dict(erm_defaults(*a), epochs=2))
+    erm_defaults = harness.context.default_hparams
+    monkeypatch.setattr(harness.context, "default_hparams", lambda *a: dict(erm_defaults(*a), epochs=2))
 
     config = make_config(dataset="waterbirds-synth", method="slim-val", scale="tiny", overrides=FAST, device="cpu")
     task = build_task(config, tmp_path, show_progress=False)

@@ -11,17 +11,12 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
 import harness.attention as attention
-from harness.attention import (
-    CAM,
-    GradCAM,
-    attention_metrics,
-    cached_attention,
-    extract,
-    iter_upsampled,
-    make_extractor,
-    minmax_normalize,
-    upsample,
-)
+from harness.attention import cached_attention, extract
+from harness.attention_accuracy import attention_metrics
+from harness.attention_maps import iter_upsampled, minmax_normalize, upsample
+from harness.cams import make_extractor
+from harness.cams.cam import CAM
+from harness.cams.gradcam import GradCAM
 from harness.data import Benchmark, Split
 from harness.errors import HarnessError
 from harness.evaluation import predict_logits

@@ -12,7 +12,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 import baselines.dfr
-import harness.methods
+import harness.context
 from baselines.dfr import C_GRID, DFR, averaged_head, balanced_subsample, tune_c
 from harness.features import penultimate_features
 from harness.models import create_model
@@ -91,7 +91,7 @@ def fake_reference(monkeypatch):
         return computed[split]
 
     monkeypatch.setattr(baselines.dfr, "reference_features", reference_features)
-    monkeypatch.setattr(harness.methods.RunContext, "reference_model", lambda self: (model, {"epoch": 3}))
+    monkeypatch.setattr(harness.context.RunContext, "reference_model", lambda self: (model, {"epoch": 3}))
     return model
 
 
@@ -114,8 +114,8 @@ def test_reads_val_group_labels_and_never_train_ones(make_context, fake_referenc
 def test_runs_end_to_end(tmp_path, monkeypatch) -> None:
     bench = make_toy_benchmark(n_train=48)
     monkeypatch.setattr("harness.runner.load_benchmark", lambda *a, **k: bench)
-    erm_defaults = harness.methods.default_hparams
-    monkeypatch.setattr(harness.methods, "default_hparams",  # a one-epoch reference model
+    erm_defaults = harness.context.default_hparams
+    monkeypatch.setattr(harness.context, "default_hparams",  # a one-epoch reference model
                         lambda *a: dict(erm_defaults(*a), epochs=1))
     overrides = {**FAST_MODEL, "dfr_num_retrains": 5}
     config = make_config(dataset="toy", method="dfr", overrides=overrides, device="cpu")

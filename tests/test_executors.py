@@ -29,12 +29,7 @@ from harness.runner import make_config, run_id
 FAST = {"epochs": 1, "pretrained": "none", "width": 0.25}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def config(seed: int = 0, **overrides) -> dict:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import FAST_MODEL, make_toy_benchmark
 
-import harness.methods
+import harness.context
 from baselines.jtt import JTT, upweight_factor, upweighted_indices
 from harness.errors import HarnessError
 from harness.hparams_registry import default_hparams
@@ -31,7 +31,7 @@ def fake_fits(monkeypatch):
         return FitResult(selection={"criterion": hp.selection, "uses_val_group_labels": False,
                                     "epoch": hp.epochs})
 
-    monkeypatch.setattr(harness.methods, "fit", fake_fit)
+    monkeypatch.setattr(harness.context, "fit", fake_fit)
     return calls
 
 

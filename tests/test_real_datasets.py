@@ -12,6 +12,7 @@ import PIL.Image
 import pytest
 import torch
 
+from harness.dataset_facts import FACTS
 from harness.errors import HarnessError
 from harness.real_datasets import REAL_DATASETS, load_real, nico_split
 from tests.fixtures_real import (
@@ -65,7 +66,7 @@ def waterbirds(tmp_path_factory):
 def test_registry_lists_every_dataset_with_layout_and_options():
     assert set(REAL_DATASETS) == {"waterbirds", "celeba", "isic", "nico", "imagenet9"}
     for name, info in REAL_DATASETS.items():
-        assert info.name == name and info.description and info.expected and info.has_masks
+        assert info.name == name and info.description and info.expected and FACTS[name].masks
         assert "masks" in info.options
     assert {"target", "spurious"} <= set(REAL_DATASETS["celeba"].options)
     assert "cub_root" in REAL_DATASETS["waterbirds"].options

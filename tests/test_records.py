@@ -14,7 +14,7 @@ def test_config_hash_ignores_key_order_and_sees_values():
 def test_atomic_write_leaves_no_temp_files_and_load_skips_them(tmp_path):
     atomic_write_json(tmp_path / "runs" / "x.json", {"run_id": "x"})
     (tmp_path / "runs" / ".y.json.123.tmp").write_text("{half")
-    assert [r["run_id"] for r in load_records(tmp_path)] == ["x"]
+    assert [r["run_id"] for r in load_records(tmp_path / "runs")] == ["x"]
     assert json.loads((tmp_path / "runs" / "x.json").read_text()) == {"run_id": "x"}
 
 

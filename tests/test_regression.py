@@ -9,11 +9,21 @@ import torch
 from torch import nn
 
 from baselines.erm import ERM
-from harness import methods as method_registry
+from harness.context import RunContext
 from harness.errors import HarnessError
-from harness.methods import MethodResult, RunContext
-from harness.regression import (BASELINE_PATH, blind_spots, compare, failures, load_baseline, render, run_regression,
-                                summarize, tolerances)
+from harness.methods import MethodResult
+from harness.registry import METHODS
+from harness.regression import (
+    BASELINE_PATH,
+    blind_spots,
+    compare,
+    failures,
+    load_baseline,
+    render,
+    run_regression,
+    summarize,
+    tolerances,
+)
 
 
 def record(method: str, seed: int, worst: float, avg: float, dataset: str = "waterbirds-synth",
@@ -160,7 +170,7 @@ def test_end_to_end_deterministic_then_a_broken_method_fails(tmp_path, monkeypat
     assert run_regression(**common) == 0  # same code, same numbers
     assert "regression passed" in lines[-1]
 
-    monkeypatch.setitem(method_registry._REGISTRY, "erm", ConstantERM)
+    monkeypatch.setitem(METHODS._entries, "erm", ConstantERM)
     lines.clear()
     assert run_regression(**common) == 1
     assert "REGRESSION: erm on waterbirds-synth: avg_acc" in lines[-1]

@@ -6,16 +6,18 @@ from itertools import product
 import pytest
 
 from harness.cli import main
+from harness.dataset_facts import SCALES
 from harness.datasets import list_datasets
 from harness.errors import HarnessError
-from harness.hparams_registry import _EXTRA_KEYS, METHODS, SCALES, default_hparams, model_hparams, run_hparams
+from harness.hparams_registry import _EXTRA_KEYS, default_hparams, model_hparams, run_hparams
 from harness.models import ARCHS
+from harness.registry import METHODS
 from harness.settings import SETTINGS, Setting, check_hparams
 from harness.sweeps import parse_sweep
 
 
 def test_every_setting_of_every_method_has_a_schema_entry():
-    keys = set(_EXTRA_KEYS)
+    keys = set(_EXTRA_KEYS) | {key for method in METHODS for key in METHODS.get(method).extra_settings}
     for method, entry, scale, arch in product(METHODS, list_datasets(), SCALES, ARCHS):
         keys |= set(default_hparams(method, entry.name, scale)) | set(model_hparams(arch, entry.name, scale))
     assert sorted(keys - set(SETTINGS)) == []

@@ -10,12 +10,13 @@ import pytest
 import torch
 from conftest import FAST_MODEL, make_toy_benchmark
 
-import harness.methods
+import harness.context
 from baselines.dfr import C_GRID
 from harness.cache import ArtifactCache
+from harness.context import RunContext
 from harness.errors import HarnessError
 from harness.hparams_registry import run_hparams
-from harness.methods import RunContext, get_method
+from harness.methods import get_method
 from harness.models import create_model
 from harness.runner import execute, make_config
 from slim.methods import choose_c
@@ -29,9 +30,9 @@ def toy():
 def shared_cache(tmp_path_factory):
     """One cache for the module, so the toy benchmark's reference model and attention are computed once;
     the reference model is trained for a single epoch."""
-    erm_defaults = harness.methods.default_hparams
+    erm_defaults = harness.context.default_hparams
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(harness.methods, "default_hparams", lambda *a: dict(erm_defaults(*a), epochs=1))
+        patch.setattr(harness.context, "default_hparams", lambda *a: dict(erm_defaults(*a), epochs=1))
         yield tmp_path_factory.mktemp("slim-cache")
 
 

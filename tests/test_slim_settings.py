@@ -133,3 +133,23 @@ def test_random_pick_among_the_nearest_candidates():
             blob = points[:30] if row < 30 else points[30:]
             dist = np.linalg.norm(blob - blob.mean(0), axis=1)
             assert np.sort(dist)[2] >= np.linalg.norm(points[row] - blob.mean(0)) - 1e-9
+
+
+def test_the_attention_method_is_a_setting(make_context):
+    """SLIM curates with the registered CAM its ``attention_method`` names (GradCAM unless set, as the
+    authors); the setting is checked by the schema, and an unknown name is a one-line error."""
+    from harness.hparams_registry import run_hparams
+    from harness.methods import get_method
+    from harness.settings import SETTINGS
+
+    assert "attention_method" in SETTINGS and "attention_method" not in default_hparams("slim-val", "toy", "tiny")
+    default = get_method("slim-val")(make_context("slim-val").hparams).prepare(make_context("slim-val"))
+    assert default.attention.method == "gradcam"
+    ctx = make_context("slim-val", attention_method="eigencam")
+    inputs = get_method("slim-val")(ctx.hparams).prepare(ctx)
+    assert inputs.attention.method == "eigencam" and inputs.identity != default.identity
+    assert not np.array_equal(inputs.fa, default.fa)  # other maps, other attention-weighted features
+    with pytest.raises(HarnessError, match="unknown attention method 'nope'"):  # before any work
+        run_hparams("slim-val", "waterbirds-synth", "tiny", "resnet18", {"attention_method": "nope"})
+    with pytest.raises(HarnessError, match="must be a string"):
+        run_hparams("slim-val", "waterbirds-synth", "tiny", "resnet18", {"attention_method": 3})

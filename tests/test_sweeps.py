@@ -12,7 +12,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-import torch
 
 from harness import cli
 from harness.errors import HarnessError
@@ -26,13 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FAST = {"epochs": 1, "pretrained": "none", "width": 0.25}  # ERM trains its own 1-epoch model: seconds
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Runs in this process use one torch thread (the sweep's default share), as the workers would."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def grid(**changes) -> dict:

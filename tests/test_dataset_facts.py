@@ -1,0 +1,65 @@
+"""The dataset facts table: one place that tables, evaluation and hyperparameters read."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from test_tables import make_record
+
+from harness import tables
+from harness.data import Benchmark, Split
+from harness.dataset_facts import FACTS, DatasetFacts, facts, is_synthetic, paper_dataset
+from harness.evaluation import split_metrics
+from harness.hparams_registry import default_hparams
+from harness.real_datasets import REAL_DATASETS
+from harness.synthetic import PRESETS
+
+
+def test_names_and_facts():
+    assert paper_dataset("waterbirds-synth") == "waterbirds" == paper_dataset("waterbirds")
+    assert is_synthetic("nico-synth") and not is_synthetic("nico") and not is_synthetic("synth-nico")
+    assert facts("celeba-synth") is facts("celeba") is FACTS["celeba"] and facts("toy") is None
+    assert set(REAL_DATASETS) == set(FACTS) == {paper_dataset(p) for p in PRESETS}  # every dataset has its facts
+
+
+def test_slim_shares_are_the_table4_budgets_over_the_split_sizes():
+    """Paper Table 4 (SLIM_Tr / SLIM_Val): Waterbirds 120 of 4795 train and 40 of 1199 val; CelebA 200 of
+    162770 and 70 of 19867 with subset fractions 0.1 and 0.05."""
+    assert default_hparams("slim-tr", "waterbirds-synth", "tiny")["budget_share"] == 120 / 4795
+    assert default_hparams("slim-val", "celeba-synth", "tiny")["budget_share"] == 70 / 19867
+    assert default_hparams("slim-val", "celeba", "paper")["budget"] == 70
+    assert default_hparams("slim-val", "celeba", "paper")["subset_frac"] == 0.05
+
+
+def small_benchmark(name: str) -> Benchmark:
+    """Two groups of one class each in every split; train 3:1, test 1:1 with one error in group 0."""
+    def split(labels, groups):
+        n = len(labels)
+        return Split(images=torch.zeros(n, 3, 4, 4, dtype=torch.uint8), labels=torch.tensor(labels),
+                     spurious=torch.tensor(groups), groups=torch.tensor(groups))
+    train = split([0, 0, 0, 1], [0, 0, 0, 1])
+    test = split([0, 0, 1, 1], [0, 0, 1, 1])
+    return Benchmark(name=name, class_names=["a", "b"], spurious_names=["x", "y"], group_names=["a/x", "b/y"],
+                     splits={"train": train, "val": test, "test": test}, info={})
+
+
+def test_weighted_average_follows_the_facts(monkeypatch):
+    """Predictions [1, 0, 1, 1] on the test split: group accuracies 1/2 and 1; train proportions 3/4, 1/4
+    give the weighted average 3/4 * 1/2 + 1/4 * 1 = 0.625, reported only where the facts say so."""
+    logits = torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    bench = small_benchmark("waterbirds-synth")
+    assert np.isclose(split_metrics(logits, bench.splits["test"], bench)["weighted_avg_acc"], 0.625)
+    assert "weighted_avg_acc" not in split_metrics(logits, bench.splits["test"], small_benchmark("nico"))
+    monkeypatch.setitem(FACTS, "nico", DatasetFacts(**{**vars(FACTS["nico"]), "weighted_avg": True}))
+    assert np.isclose(split_metrics(logits, bench.splits["test"], small_benchmark("nico"))["weighted_avg_acc"],
+                      0.625)
+
+
+def test_a_dataset_with_facts_shows_in_its_family_table(monkeypatch):
+    """A new dataset is one entry of FACTS away from Tables 2 / 3 and its display name."""
+    records = [make_record("erm", "spawrious-synth")]
+    assert tables.table2(records, "resnet18", "tiny") is None and tables.table3(records, "resnet18", "tiny") is None
+    monkeypatch.setitem(FACTS, "spawrious", DatasetFacts(
+        "Spawrious", "multi-class", weighted_avg=False, published="waterbirds",
+        slim_budgets=((40, 0.2), (20, 0.2)), split_sizes=(3000, 600), masks="none"))
+    assert tables.table2(records, "resnet18", "tiny") is None
+    assert "Spawrious (synth)" in tables.table3(records, "resnet18", "tiny")
