@@ -62,7 +62,7 @@ def standin_weights(
 
 
 # EfficientNets see small images upsampled to this: an 8x8 target grid at their native output stride 32.
-# (At 128 px with the last stride dilated, the maps carry a fixed position pattern: results/calibration.)
+# (At 128 px with the last stride dilated, the maps carry a fixed position pattern: README, "Why 256 px".)
 EFFICIENTNET_INPUT = 256
 
 
