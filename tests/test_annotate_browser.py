@@ -70,7 +70,8 @@ def served(tmp_path, monkeypatch):
     erm_defaults = harness.context.default_hparams
     monkeypatch.setattr(harness.context, "default_hparams", lambda *a: dict(erm_defaults(*a), epochs=2))
 
-    config = make_config(dataset="waterbirds-synth", method="slim-val", scale="tiny", overrides=FAST, device="cpu")
+    config = make_config(dataset="waterbirds-synth", method="slim-val", arch="resnet18", scale="tiny", overrides=FAST,
+                         device="cpu")
     task = build_task(config, tmp_path, show_progress=False)
     store = AnswerStore(tmp_path / "annotations", task)
     server = make_server("127.0.0.1", 0, create_app(task, store), threaded=True)
@@ -87,7 +88,7 @@ def test_browser_answers_every_query_and_slim_runs_on_them(served, tmp_path):
     from selenium.webdriver.support.ui import WebDriverWait
 
     task, store, url = served
-    simulated = make_config(dataset="waterbirds-synth", method="slim-val", scale="tiny",
+    simulated = make_config(dataset="waterbirds-synth", method="slim-val", arch="resnet18", scale="tiny",
                             overrides={**FAST, "oracle_flip_prob": 0.0}, device="cpu")
     sim_path = execute(simulated, tmp_path, show_progress=False)
     sim_record = json.loads(sim_path.read_text())
@@ -140,7 +141,7 @@ def test_browser_answers_every_query_and_slim_runs_on_them(served, tmp_path):
     assert [(e.instance_id, e.answer) for e in answers] == [(e.instance_id, e.answer) for e in truth]
     assert all(e.who == "tester" and e.attention == task.attention and 0 < e.seconds < 60 for e in answers)
 
-    human = make_config(dataset="waterbirds-synth", method="slim-val", scale="tiny",
+    human = make_config(dataset="waterbirds-synth", method="slim-val", arch="resnet18", scale="tiny",
                         overrides={**FAST, "oracle": f"answers:{log_path}"}, device="cpu")
     record = json.loads(execute(human, tmp_path, show_progress=False).read_text())
     oracle = record["details"]["oracle"]
@@ -153,7 +154,7 @@ def test_browser_answers_every_query_and_slim_runs_on_them(served, tmp_path):
     assert same == {k: v for k, v in sim_record["details"].items() if k != "oracle"}
 
     # the same answers for another split (SLIM_Tr asks about train) are refused before any training
-    other = make_config(dataset="waterbirds-synth", method="slim-tr", scale="tiny",
+    other = make_config(dataset="waterbirds-synth", method="slim-tr", arch="resnet18", scale="tiny",
                         overrides={**FAST, "oracle": f"answers:{log_path}"}, device="cpu")
     with pytest.raises(HarnessError, match="another reference model, split"):
         execute(other, tmp_path, show_progress=False)

@@ -33,7 +33,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def config(seed: int = 0, **overrides) -> dict:
-    return make_config(dataset="waterbirds-synth", method="erm", seed=seed, overrides={**FAST, **overrides},
+    return make_config(dataset="waterbirds-synth", method="erm", arch="resnet18", seed=seed,
+                       overrides={**FAST, **overrides},
                        device="cpu")
 
 

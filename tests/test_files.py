@@ -55,7 +55,7 @@ def test_only_dead_writers_temp_files_are_removed(tmp_path, capsys):
 
 def test_a_sweep_start_removes_what_killed_writers_left(tmp_path):
     out = tmp_path / "out"
-    config = make_config(dataset="waterbirds-synth", method="erm",
+    config = make_config(dataset="waterbirds-synth", method="erm", arch="resnet18",
                          overrides={"epochs": 1, "pretrained": "none", "width": 0.25}, device="cpu")
     leftovers = [dead_writers_temp(record_path(out, run_id(config))), dead_writers_temp(out / "sweep.json")]
     run_sweep([config], out, LocalExecutor(jobs=1, device="cpu", show_progress=False), log=lambda _: None,

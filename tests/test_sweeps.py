@@ -114,7 +114,8 @@ def test_override_precedence_and_device():
 
 
 def test_config_hash_is_stable_and_ignores_device():
-    config = make_config(dataset="waterbirds-synth", method="erm", seed=3, overrides=dict(FAST), device="cpu")
+    config = make_config(dataset="waterbirds-synth", method="erm", arch="resnet18", seed=3, overrides=dict(FAST),
+                         device="cpu")
 
     def reversed_keys(obj):
         return {k: reversed_keys(v) for k, v in reversed(list(obj.items()))} if isinstance(obj, dict) else obj
@@ -165,7 +166,12 @@ def test_shipped_configs():
     assert {c["dataset"] for c in configs} == {"waterbirds-synth", "celeba-synth", "isic-synth", "nico-synth",
                                                 "imagenet9-synth"}
     assert {c["method"] for c in configs} == {"erm", "jtt", "gdro", "dfr", "slim-tr", "slim-val"}
-    assert len({c["arch"] for c in configs}) == 2 and len(quick.seeds) >= 3
+    # the default backbone from ImageNet at 64 px; the stand-in grid is its own file at 32 px
+    assert {c["arch"] for c in configs} == {"efficientnet_lite0"} and len(quick.seeds) >= 3
+    assert {c["image_size"] for c in configs} == {64} and {c["hparams"]["pretrained"] for c in configs} == {"imagenet"}
+    standin = expand(load_sweep("standin"), device="cpu")
+    assert {c["arch"] for c in standin} == {"resnet18", "vit_tiny"} and {c["image_size"] for c in standin} == {32}
+    assert {c["hparams"]["pretrained"] for c in standin} == {"standin"}
     swept = {c["dataset"] for c in configs if c["method"] == "slim-tr"
              and c["hparams"]["budget"] != default_hparams("slim-tr", c["dataset"], "tiny")["budget"]}
     assert swept == {"waterbirds-synth", "celeba-synth", "isic-synth"}
@@ -182,7 +188,7 @@ def test_shipped_configs():
 
 
 def test_unreadable_or_failed_records_count_as_unfinished(tmp_path):
-    config = make_config(dataset="waterbirds-synth", method="erm", overrides=dict(FAST))
+    config = make_config(dataset="waterbirds-synth", method="erm", arch="resnet18", overrides=dict(FAST))
     rid = run_id(config)
     path = record_path(tmp_path, rid)
     path.parent.mkdir(parents=True)
