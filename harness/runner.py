@@ -20,7 +20,7 @@ from harness.methods import get_method
 from harness.plugins import load_plugins
 from harness.records import SCHEMA_VERSION, atomic_write_json, config_hash, environment, now_iso, record_path
 from harness.settings import check_run_inputs
-from harness.synthetic import GENERATOR_VERSION
+from harness.synthetic import data_version
 from harness.tempfiles import remove_stale_temps
 from harness.threads import pinned_threads
 
@@ -43,9 +43,9 @@ def make_config(
         "dataset": dataset, "method": method, "arch": arch, "seed": seed, "scale": scale,
         "data_seed": data_seed, "data_root": data_root, "data_options": data_options or {},
         **({"image_size": image_size} if image_size is not None else {}),
-        # the generator's version is part of the run's identity: a resumed sweep reruns what a new generator
-        # (or a recalibrated preset) draws differently instead of counting old records as finished
-        **({"data_version": GENERATOR_VERSION} if is_synthetic(dataset) else {}),
+        # what the preset draws is part of the run's identity: a resumed sweep reruns what a new generator
+        # or a recalibrated preset draws differently instead of counting old records as finished
+        **({"data_version": data_version(dataset)} if is_synthetic(dataset) else {}),
         "hparams": run_hparams(method, dataset, scale, arch, overrides), "device": device,
     }
 

@@ -200,13 +200,25 @@ def _two_runs_started(out: Path, executor: str) -> bool:
 
 
 def test_a_new_generator_version_is_a_new_run(monkeypatch):
-    """Records drawn by an older generator (or before a preset was recalibrated) do not count as this
-    configuration's: the version is in the config, so the run id changes with it."""
+    """Records drawn by an older generator, or before a preset was recalibrated, do not count as this
+    configuration's: the preset's data version is in the config, so the run id changes with it, and
+    recalibrating one preset leaves the other presets' runs as they were."""
+    import dataclasses
+
     import harness.runner as runner
+    import harness.synthetic as syn
 
     config = runner.make_config(dataset="waterbirds-synth", method="erm")
-    assert config["data_version"] == runner.GENERATOR_VERSION
-    monkeypatch.setattr(runner, "GENERATOR_VERSION", runner.GENERATOR_VERSION + 1)
+    other = runner.make_config(dataset="isic-synth", method="erm")
+    assert config["data_version"] == syn.data_version("waterbirds-synth")
+    assert config["data_version"].startswith(f"{syn.GENERATOR_VERSION}.")
+    monkeypatch.setattr(syn, "GENERATOR_VERSION", syn.GENERATOR_VERSION + 1)
     assert runner.run_id(runner.make_config(dataset="waterbirds-synth", method="erm")) != runner.run_id(config)
+    monkeypatch.undo()
+    preset = syn._PRESETS["waterbirds-synth"]
+    recalibrated = dataclasses.replace(preset, difficulty=dataclasses.replace(preset.difficulty, noise=0.05))
+    monkeypatch.setitem(syn._PRESETS, "waterbirds-synth", recalibrated)
+    assert runner.run_id(runner.make_config(dataset="waterbirds-synth", method="erm")) != runner.run_id(config)
+    assert runner.run_id(runner.make_config(dataset="isic-synth", method="erm")) == runner.run_id(other)
     # real datasets carry no generator version
     assert "data_version" not in runner.make_config(dataset="waterbirds", method="erm", data_root="/data/wb")
