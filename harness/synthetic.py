@@ -749,7 +749,7 @@ def data_version(name: str) -> str:
     preset = _preset(name)
     definition = json.dumps({**{f.name: getattr(preset, f.name) for f in fields(preset)
                                 if f.name not in ("description", "render", "difficulty")},
-                             "render": getattr(preset.render, "__qualname__", str(preset.render)),
+                             "render": preset.render.__qualname__,
                              "difficulty": asdict(preset.difficulty)}, sort_keys=True, default=list)
     return f"{GENERATOR_VERSION}.{hashlib.sha256(definition.encode()).hexdigest()[:8]}"
 
@@ -789,7 +789,7 @@ def make_benchmark(name: str, scale: str, seed: int, difficulty: Mapping[str, An
         for split, group_counts in counts.items()
     }
     info = {"scale": scale, "seed": int(seed), "image_size": size, "synthetic": True,
-            "generator_version": GENERATOR_VERSION, "data_version": data_version(name), "difficulty": asdict(knobs),
+            "generator_version": GENERATOR_VERSION, "difficulty": asdict(knobs),
             "difficulty_id": json.dumps(asdict(knobs), sort_keys=True)}  # a string, so cache keys see it
     return Benchmark(name=name, class_names=list(preset.class_names),
                      spurious_names=list(preset.spurious_names), group_names=[g[0] for g in preset.groups],
