@@ -118,7 +118,7 @@ def test_runs_end_to_end(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(harness.context, "default_hparams",  # a one-epoch reference model
                         lambda *a: dict(erm_defaults(*a), epochs=1))
     overrides = {**FAST_MODEL, "dfr_num_retrains": 5}
-    config = make_config(dataset="toy", method="dfr", overrides=overrides, device="cpu")
+    config = make_config(dataset="toy", method="dfr", arch="resnet18", overrides=overrides, device="cpu")
     path = execute(config, tmp_path, show_progress=False)
     record = json.loads(path.read_text())
     details = record["details"]

@@ -94,7 +94,7 @@ def test_registry_settings() -> None:
 
 def test_runs_end_to_end(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr("harness.runner.load_benchmark", lambda *a, **k: make_toy_benchmark(n_train=48))
-    config = make_config(dataset="toy", method="gdro", overrides={**FAST_MODEL, "epochs": 1}, device="cpu")
+    config = make_config(dataset="toy", method="gdro", arch="resnet18", overrides={**FAST_MODEL, "epochs": 1}, device="cpu")
     record = json.loads(execute(config, tmp_path, show_progress=False).read_text())
     assert record["labels_used"]["train_group_labels"] and record["labels_used"]["val_group_labels"]
     assert record["cost"]["extra_training_fraction"] == 0.0

@@ -89,7 +89,7 @@ def test_registry_settings() -> None:
 def test_runs_end_to_end(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr("harness.runner.load_benchmark", lambda *a, **k: SMALL)
     overrides = {**FAST_MODEL, "epochs": 1, "jtt_epochs": 1, "jtt_lambda": 1}
-    config = make_config(dataset="toy", method="jtt", overrides=overrides, device="cpu")
+    config = make_config(dataset="toy", method="jtt", arch="resnet18", overrides=overrides, device="cpu")
     record = json.loads(execute(config, tmp_path, show_progress=False).read_text())
     details = record["details"]
     labels = record["labels_used"]

@@ -47,7 +47,10 @@ def context(method: str, cache, benchmark, tmp_path, **settings) -> RunContext:
 def test_runs_end_to_end_through_the_runner(method, split, shared_cache, tmp_path, monkeypatch):
     bench = toy()
     monkeypatch.setattr("harness.runner.load_benchmark", lambda *a, **k: bench)
-    config = make_config(dataset="toy", method=method, overrides={**FAST_MODEL, "epochs": 2}, device="cpu")
+    # SLIM_Tr's floor of 50 epochs (tests/test_slim_settings.py) lowered to 3: the rule, not its size, is tested
+    floor = {"slim_tr_min_epochs": 3} if method == "slim-tr" else {}
+    config = make_config(dataset="toy", method=method, arch="resnet18",
+                         overrides={**FAST_MODEL, "epochs": 2, **floor}, device="cpu")
     frac, share = config["hparams"]["subset_frac"], config["hparams"]["budget_share"]
     assert config["hparams"]["budget"] is None  # the toy split: the paper's share of it
     path = execute(config, tmp_path, cache_dir=shared_cache, show_progress=False)
@@ -73,7 +76,7 @@ def test_runs_end_to_end_through_the_runner(method, split, shared_cache, tmp_pat
     else:
         assert record["model_selection"]["criterion"] == "val_class_balanced_acc"
         erm_steps = 1 * -(-len(bench.splits["train"]) // 64)  # the reference trains 1 epoch here
-        assert details["training_budget"]["epochs"] == max(50, erm_steps) == len(details["history"])
+        assert details["training_budget"]["epochs"] == max(3, erm_steps) == len(details["history"])
     run_dir = path.parent / record["run_id"]
     log = [json.loads(line) for line in (run_dir / "queries.jsonl").read_text().splitlines()]
     assert len(log) == budget and all(0 <= row["instance_id"] < size for row in log)
