@@ -11,6 +11,9 @@ Sections (each prints a markdown table with rates and ratios):
 - ``slim``: SLIM's stages after attention (UMAP attention space, annotation sampling, label spreading,
   screening, k-means disentangling, sampling) on clustered random features of the given size. Target at
   CelebA scale (160k x 2048) on the GPU machine: < 30 s in all.
+- ``stem``: the ``upper`` protocol's frozen-stem pass (``harness.stem_cache.encode_split``: small batches
+  and channels-last on the CPU) against a plain batched ``Network.encode`` in the default layout, on
+  EfficientNet-Lite0 seeing 64 px images at 256 px (the synthetic presets' default).
 - ``data``: one training epoch from a memory-mapped uint8 image cache (what the real-data loaders produce)
   against the same images held in memory / on the GPU. Target: >= 0.8x.
 
@@ -45,7 +48,7 @@ SIZES = {
     "paper": dict(archs=("resnet50", "vit_base"), image_size=224, width=1.0, depth=None, batch=256, n=256 * 20,
                   slim=(160_000, 2048)),
 }
-SECTIONS = ("train", "attention", "slim", "data")
+SECTIONS = ("train", "attention", "slim", "stem", "data")
 
 
 def synchronize(device: torch.device) -> None:
@@ -191,6 +194,29 @@ def bench_slim(cfg: dict) -> list[list[str]]:
     return [["stage", "seconds", "note"], *rows]
 
 
+def bench_stem(cfg: dict, device: torch.device) -> list[list[str]]:
+    from harness.stem_cache import encode_split, stem_pass
+
+    split = random_split(cfg["n"] // 4, 64, 2)
+    model = create_model("efficientnet_lite0", 2, 64, input_size=256).eval().to(device)
+    ours_batch = stem_pass(device)["batch_size"]
+
+    def plain() -> None:
+        with torch.no_grad():
+            for start in range(0, len(split), 128):
+                with autocast(device):
+                    model.encode(to_float(split.images[start:start + 128].to(device)))
+
+    with torch.no_grad():
+        model.encode(to_float(split.images[:2].to(device)))
+    rates = {"plain: Network.encode, batch 128, default layout": len(split) / timed(plain, device)}
+    run = lambda: encode_split(model, split, device, batch_size=ours_batch, show_progress=False)
+    run()
+    rates[f"ours: encode_split, batch {ours_batch}, channels-last"] = len(split) / timed(run, device)
+    first = next(iter(rates.values()))
+    return [["variant", "img/s", "vs plain"], *[[k, f"{v:,.1f}", f"{v / first:.2f}x"] for k, v in rates.items()]]
+
+
 def bench_data(cfg: dict, device: torch.device) -> list[list[str]]:
     split = random_split(cfg["n"], cfg["image_size"], 10)
     arch = cfg["archs"][0]
@@ -239,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
             table = bench_attention(cfg, device)
         elif section == "slim":
             table = bench_slim(cfg)
+        elif section == "stem":
+            table = bench_stem(cfg, device)
         elif section == "data":
             table = bench_data(cfg, device)
         else:

@@ -299,8 +299,8 @@ def toy_runs(tmp_path, monkeypatch):
     def config(method="slim-val", **overrides):
         from harness.runner import make_config
 
-        return make_config(dataset="toy", method=method, arch="resnet18", overrides={**FAST_MODEL, "figures": False, **overrides},
-                           device="cpu")
+        return make_config(dataset="toy", method=method, arch="resnet18",
+                           overrides={**FAST_MODEL, "figures": False, **overrides}, device="cpu")
 
     return config
 
@@ -344,8 +344,8 @@ def test_recorded_answers_give_the_simulated_runs_numbers(toy_runs, tmp_path, ca
         make_config(dataset="toy", method="erm", overrides={"oracle": "simulated"})
     # the CLI: Label Studio export of the same queries
     assert main(["annotate", "--dataset", "toy", "--method", "slim-val", "--arch", "resnet18", "--device", "cpu",
-                 "--quiet", "--out", str(tmp_path), "--set", "pretrained=none", "--set", "width=0.25", "--set", "depth=2",
-                 "--set", "figures=false", "--label-studio", str(tmp_path / "ls")]) == 0
+                 "--quiet", "--out", str(tmp_path), "--set", "pretrained=none", "--set", "width=0.25",
+                 "--set", "depth=2", "--set", "figures=false", "--label-studio", str(tmp_path / "ls")]) == 0
     exported = json.loads((tmp_path / "ls" / "tasks.json").read_text())
     assert [t["data"]["instance_id"] for t in exported] == [e.instance_id for e in truth]
     assert {t["data"]["attention"] for t in exported} == {task.attention}

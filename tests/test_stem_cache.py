@@ -28,3 +28,25 @@ def test_stem_outputs_are_computed_once_and_match_the_encoder(tmp_path, monkeypa
     # a subset keeps the stem rows with the images
     sub = first.splits["train"].subset([3, 1])
     assert torch.equal(sub.stem, first.splits["train"].stem[[3, 1]])
+
+
+def test_a_stem_written_with_another_batch_size_is_recomputed(tmp_path, monkeypatch):
+    """The batch size and layout of the stem pass change a convolution's float sums, so they key the cache:
+    a cache written with another batch size is not reused, one written the same way is."""
+    import harness.stem_cache
+
+    benchmark = make_toy_benchmark()
+    encoder = create_model("resnet18", 2, benchmark.image_size, width=0.25).eval()
+    batches = []
+    original = encoder.encode
+    monkeypatch.setattr(encoder, "encode", lambda x: batches.append(len(x)) or original(x))
+    cache, cpu = ArtifactCache(tmp_path), torch.device("cpu")
+    with_stem_inputs(benchmark, encoder, cache, {"k": 1}, cpu, show_progress=False)
+    assert max(batches) == harness.stem_cache.BATCH_SIZE["cpu"]
+    monkeypatch.setitem(harness.stem_cache.BATCH_SIZE, "cpu", 3)
+    batches.clear()
+    with_stem_inputs(benchmark, encoder, cache, {"k": 1}, cpu, show_progress=False)
+    assert max(batches) == 3 and sum(batches) == sum(len(s) for s in benchmark.splits.values())
+    batches.clear()
+    with_stem_inputs(benchmark, encoder, cache, {"k": 1}, cpu, show_progress=False)
+    assert batches == []
