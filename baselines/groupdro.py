@@ -94,15 +94,14 @@ def l2_candidates(hp: dict[str, Any]) -> list[float]:
     """The weight decays GroupDRO fits: the run's ``weight_decay``, then those of ``gdro_l2_search`` (a comma
     list of numbers >= 0, or 'none'), each once."""
     text = str(hp.get("gdro_l2_search", "none")).strip().lower()
-    extra: list[float] = []
-    if text not in ("", "none"):
-        try:
-            extra = [float(item) for item in text.split(",")]
-        except ValueError:
-            extra = [-1.0]
-        if any(not np.isfinite(v) or v < 0 for v in extra):
-            raise HarnessError(f"gdro_l2_search={hp['gdro_l2_search']!r}: must be 'none' or a comma list of "
-                               "weight decays >= 0, e.g. 0.1,1")
+    malformed = HarnessError(f"gdro_l2_search={text!r}: must be 'none' or a comma list of weight decays >= 0, "
+                             "e.g. 0.1,1")
+    try:
+        extra = [] if text in ("", "none") else [float(item) for item in text.split(",")]
+    except ValueError:
+        raise malformed from None
+    if any(not np.isfinite(v) or v < 0 for v in extra):
+        raise malformed
     candidates = [float(hp["weight_decay"])]
     return candidates + [v for v in dict.fromkeys(extra) if v not in candidates]
 

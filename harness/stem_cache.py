@@ -22,9 +22,9 @@ from harness.progress import progress
 
 STORAGE = torch.float16
 # Images per batch of the stem pass. On the CPU a small batch keeps the activations of 256 px images in the
-# caches: EfficientNet-Lite0 seeing 64 px images at 256 px, on one thread, encodes about 9 images/s in
-# batches of 128 and 30 in batches of 4 with channels-last (`python -m harness bench --sections stem`,
-# results/bench/stem-cpu.md).
+# caches: EfficientNet-Lite0 seeing 64 px images at 256 px, on one thread, encodes about 8-9 images/s in
+# batches of 128 and about 30 in batches of 4 with channels-last, 3.3-3.8x (`python -m harness bench
+# --sections stem`, results/bench/stem-cpu.md).
 BATCH_SIZE = {"cpu": 4, "cuda": 128}
 
 
