@@ -589,11 +589,15 @@ _PRESETS: dict[str, _Preset] = {
     ),
     "isic-synth": _Preset(
         description="ISIC stand-in: smooth even (benign) vs irregular mottled (malignant) lesions on skin; "
-                    "a coloured patch on about half of the benign images, never on malignant ones",
+                    "a coloured patch on 47 % of the benign images, never on malignant ones; groups "
+                    "9210/10525/2557 as in ISIC 2019",
         class_names=("benign", "malignant"),
         spurious_names=("no_patch", "patch"),
         groups=(("benign/patch", 0, (1,)), ("benign/no_patch", 0, (0,)), ("malignant/no_patch", 1, (0,))),
-        proportions={split: (0.44, 0.44, 0.12) for split in ("train", "val", "test")},
+        # The real composition: in the ISIC 2019 benign/malignant images with patch annotations (a published
+        # factsheet of that setup), 9210 of 19735 benign images carry a patch and none of 2557 malignant
+        # ones; a random split keeps these shares in every split.
+        proportions={split: _shares((9210, 10525, 2557)) for split in ("train", "val", "test")},
         paper_sizes={"train": 17000, "val": 2000, "test": 4000},
         render=_render_lesions,
         shapes=("smooth_lesion", "irregular_lesion", "patch_disc"),

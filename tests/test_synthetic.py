@@ -62,6 +62,11 @@ def test_paper_scale_train_groups_are_the_real_datasets():
     assert syn.split_sizes("celeba-synth", "paper")["train"].tolist() == [71629, 66874, 22880, 1387]
     assert syn.split_sizes("waterbirds-synth", "paper")["test"].tolist() == [2255, 2255, 642, 642]
     assert syn.split_sizes("celeba-synth", "paper")["val"].sum() == 19867
+    # ISIC 2019's benign/malignant images: 9210 of 19735 benign with a patch, 2557 malignant (none with one)
+    benign_patch, benign_clean, malignant = syn.split_sizes("isic-synth", "paper")["train"].tolist()
+    assert benign_patch + benign_clean + malignant == 17000
+    assert abs(benign_patch / (benign_patch + benign_clean) - 9210 / 19735) < 1e-3
+    assert abs(malignant / 17000 - 2557 / 22292) < 1e-3
 
 
 def test_group_proportions_and_floors(tiny):
