@@ -5,7 +5,8 @@ A cell is a (dataset, method row, arch, scale, SLIM budget and subset fraction) 
 are the test worst-group and average accuracy over seeds. The difference counts as seed noise when it is
 at most ``NOISE_SIGMAS`` standard errors of the difference of two means (each seed set's own spread), and
 never less than ``NOISE_FLOOR`` (identical code on one machine reproduces to the bit; the floor only
-absorbs rounding).
+absorbs rounding). A cell whose synthetic preset changed between the two (its records' ``data_version``
+differs) is a different experiment: it is shown, marked, and left out of the count of agreeing cells.
 """
 from __future__ import annotations
 
@@ -49,8 +50,13 @@ def within_noise(a: tuple[float, float, int], b: tuple[float, float, int]) -> bo
     return abs(ma - mb) <= tolerance
 
 
+def _data_versions(records: list[Record]) -> set[str]:
+    return {v for v in (r.get("config", {}).get("data_version") for r in records) if v is not None}
+
+
 def compare(committed: Iterable[Record], reproduced: Iterable[Record]) -> list[dict[str, Any]]:
-    """One row per cell found in either set: committed and reproduced means and the noise verdict."""
+    """One row per cell found in either set: committed and reproduced means, the noise verdict, and whether
+    the preset's data changed between the two."""
     old, new = _cells(committed), _cells(reproduced)
 
     def order(key: tuple) -> tuple:
@@ -59,8 +65,9 @@ def compare(committed: Iterable[Record], reproduced: Iterable[Record]) -> list[d
 
     rows = []
     for key in sorted(set(old) | set(new), key=order):
+        before, after = _data_versions(old.get(key, [])), _data_versions(new.get(key, []))
         row: dict[str, Any] = {"dataset": key[0], "method": key[1], "arch": key[2], "scale": key[3],
-                               "setting": key[4]}
+                               "setting": key[4], "data_changed": bool(before and after and before != after)}
         for metric, short in METRICS:
             a = _stats(old.get(key, []), metric)
             b = _stats(new.get(key, []), metric)
@@ -80,16 +87,20 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         return {True: "yes", False: "**no**", None: "–"}[flag]
 
     lines = ["| dataset | method | arch | SLIM setting | worst: committed | worst: reproduced | within noise "
-             "| avg: committed | avg: reproduced | within noise |", "|" + "---|" * 10]
+             "| avg: committed | avg: reproduced | within noise | same data |", "|" + "---|" * 11]
     for r in rows:
         setting = "" if r["setting"] is None else f"{r['setting'][0]} / {r['setting'][1]:g}"
         lines.append(f"| {r['dataset']} | {r['method']} | {r['arch']} | {setting} | {fmt(r['committed_worst'])} | "
                      f"{fmt(r['reproduced_worst'])} | {verdict(r['worst_within_noise'])} | "
-                     f"{fmt(r['committed_avg'])} | {fmt(r['reproduced_avg'])} | {verdict(r['avg_within_noise'])} |")
-    compared = [r for r in rows if r["worst_within_noise"] is not None]
+                     f"{fmt(r['committed_avg'])} | {fmt(r['reproduced_avg'])} | {verdict(r['avg_within_noise'])} | "
+                     f"{'**no**' if r['data_changed'] else 'yes'} |")
+    both = [r for r in rows if r["worst_within_noise"] is not None]
+    compared = [r for r in both if not r["data_changed"]]
     agree = sum(r["worst_within_noise"] and r["avg_within_noise"] for r in compared)
-    only = len(rows) - len(compared)
+    only, changed = len(rows) - len(both), len(both) - len(compared)
     lines.append("")
     lines.append(f"{agree} of {len(compared)} cells agree within seed noise on both columns"
+                 + (f"; {changed} cells are on a preset whose data changed (another data version), not counted"
+                    if changed else "")
                  + (f"; {only} cells exist on one side only" if only else "") + ".")
     return "\n".join(lines)

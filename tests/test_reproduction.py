@@ -9,9 +9,10 @@ from harness.errors import HarnessError
 from harness.reproduction import append_comparison, check_out_dir, committed_folder, update_results
 
 
-def record(method, seed, worst, avg, dataset="waterbirds-synth"):
+def record(method, seed, worst, avg, dataset="waterbirds-synth", data_version="4.aaaaaaaa"):
     return {"run_id": f"{method}{seed}{worst}", "status": "ok", "dataset": dataset, "method": method,
-            "arch": "resnet18", "seed": seed, "scale": "tiny", "config": {"hparams": {}},
+            "arch": "resnet18", "seed": seed, "scale": "tiny",
+            "config": {"hparams": {}, "data_version": data_version},
             "metrics": {"test": {"worst_group_acc": worst, "avg_acc": avg}}}
 
 
@@ -45,6 +46,24 @@ def test_compare_lists_every_cell_with_its_verdict():
     text = markdown(rows)
     assert text.splitlines()[-1] == ("1 of 1 cells agree within seed noise on both columns; "
                                      "1 cells exist on one side only.")
+
+
+def test_a_cell_whose_preset_changed_is_marked_and_not_counted_as_agreeing():
+    # the same numbers, but the isic preset was redefined between the two runs: not a reproduction of it
+    old = [record("erm", s, 0.4, 0.9, dataset=d) for s in range(3) for d in ("waterbirds-synth", "isic-synth")]
+    new = [record("erm", s, 0.4, 0.9, dataset="waterbirds-synth") for s in range(3)]
+    new += [record("erm", s, 0.4, 0.9, dataset="isic-synth", data_version="4.bbbbbbbb") for s in range(3)]
+    rows = {r["dataset"]: r for r in compare(old, new)}
+    assert rows["isic-synth"]["data_changed"] and not rows["waterbirds-synth"]["data_changed"]
+    assert rows["isic-synth"]["worst_within_noise"] is True  # the numbers are still compared and shown
+    text = markdown(list(rows.values()))
+    assert "| isic-synth | ERM | resnet18 |  | 40.0 ± 0.0 (n=3) | 40.0 ± 0.0 (n=3) | yes |" in text
+    assert text.splitlines()[-1] == ("1 of 1 cells agree within seed noise on both columns; 1 cells are on a "
+                                     "preset whose data changed (another data version), not counted.")
+    # real datasets carry no data version: never marked
+    for rec in old + new:
+        rec["config"].pop("data_version")
+    assert not any(r["data_changed"] for r in compare(old, new))
 
 
 def test_the_readme_gets_the_comparison_and_update_copies_the_reproduction(tmp_path):
