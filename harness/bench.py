@@ -210,7 +210,7 @@ def bench_stem(cfg: dict, device: torch.device) -> list[list[str]]:
     with torch.no_grad():
         model.encode(to_float(split.images[:2].to(device)))
     rates = {"plain: Network.encode, batch 128, default layout": len(split) / timed(plain, device)}
-    run = lambda: encode_split(model, split, device, batch_size=ours_batch, show_progress=False)
+    run = lambda: encode_split(model, split, device, show_progress=False)
     run()
     rates[f"ours: encode_split, batch {ours_batch}, channels-last"] = len(split) / timed(run, device)
     first = next(iter(rates.values()))

@@ -35,10 +35,12 @@ def stem_pass(device: torch.device) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def encode_split(model: Network, split: Split, device: torch.device, *, batch_size: int = 128,
+def encode_split(model: Network, split: Split, device: torch.device, *, batch_size: int | None = None,
                  desc: str = "stem", show_progress: bool = True) -> torch.Tensor:
-    """(N, ...) stem activations of every image of ``split``, in order, as float16 on the CPU; the model
-    is left in channels-last layout (its stem convolutions run faster so)."""
+    """(N, ...) stem activations of every image of ``split``, in order, as float16 on the CPU, in batches of
+    ``batch_size`` (default: the device's, :func:`stem_pass`); the model is left in channels-last layout
+    (its stem convolutions run faster so)."""
+    batch_size = batch_size or stem_pass(device)["batch_size"]
     model.eval().to(device, memory_format=torch.channels_last)
     out = []
     for start in progress(range(0, len(split), batch_size), desc=desc, enabled=show_progress):
@@ -57,8 +59,7 @@ def with_stem_inputs(benchmark: Benchmark, model: Network, cache: ArtifactCache,
     splits = {}
     for name, split in benchmark.splits.items():
         def compute(path: Path, split: Split = split, name: str = name) -> None:
-            stem = encode_split(model, split, device, batch_size=how["batch_size"], desc=f"frozen stem ({name})",
-                                show_progress=show_progress)
+            stem = encode_split(model, split, device, desc=f"frozen stem ({name})", show_progress=show_progress)
             save_tensors(path, {"stem": stem})
 
         path = cache.get_or_create("stem", dict(key, split=name, storage=str(STORAGE), **how), "safetensors",
