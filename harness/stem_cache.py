@@ -40,13 +40,14 @@ def encode_split(model: Network, split: Split, device: torch.device, *, batch_si
     """(N, ...) stem activations of every image of ``split``, in order, as float16 on the CPU, in batches of
     ``batch_size`` (default: the device's, :func:`stem_pass`); the model is left in channels-last layout
     (its stem convolutions run faster so)."""
-    batch_size = batch_size or stem_pass(device)["batch_size"]
-    model.eval().to(device, memory_format=torch.channels_last)
+    how = stem_pass(device)
+    batch_size, layout = batch_size or how["batch_size"], getattr(torch, how["memory_format"])
+    model.eval().to(device, memory_format=layout)
     out = []
     for start in progress(range(0, len(split), batch_size), desc=desc, enabled=show_progress):
         images = split.images[start:start + batch_size].to(device, non_blocking=True)
         with autocast(device):
-            stem = model.encode(to_float(images).contiguous(memory_format=torch.channels_last))
+            stem = model.encode(to_float(images).contiguous(memory_format=layout))
         out.append(stem.to(STORAGE).contiguous().cpu())
     return torch.cat(out)
 
