@@ -98,7 +98,8 @@ SETTINGS: dict[str, Setting] = {
     "finetune": Setting(str, choices=("full", "upper")), "input_size": count(16, 2048, AUTO),
     # JTT, GroupDRO, DFR (baselines/)
     "jtt_epochs": count(1), "jtt_lambda": count(0), "gdro_eta": positive(), "gdro_adjustment": NON_NEGATIVE,
-    "gdro_strong_l2": FLAG, "gdro_l2_search": Setting(str), "dfr_num_retrains": count(1),
+    "gdro_strong_l2": FLAG, "gdro_l2_search": Setting(str), "gdro_eta_search": Setting(str),
+    "dfr_num_retrains": count(1),
     # SLIM (slim.pipeline.DEFAULT_SETTINGS, paper Sec. 3)
     "budget": Setting(int, 1, nullable=True), "subset_frac": fraction(open_low=True), "figures": FLAG,
     "umap_neighbors": count(2), "umap_min_dist": NON_NEGATIVE, "umap_pca_dims": count(2, None, AUTO, NONE),

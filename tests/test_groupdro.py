@@ -93,18 +93,23 @@ def test_registry_settings() -> None:
 
 
 def test_runs_end_to_end(tmp_path, monkeypatch) -> None:
-    """A default synthetic run fits once per weight decay of the l2 search (the run's own first) and keeps the
-    fit whose selected epoch has the best val worst-group accuracy: the model the record evaluates."""
+    """A default synthetic run fits once per (eta, weight decay) pair of the search (the run's own first, eta
+    the outer loop) and keeps the fit whose selected epoch has the best val worst-group accuracy: the model
+    the record evaluates."""
     monkeypatch.setattr("harness.runner.load_benchmark", lambda *a, **k: make_toy_benchmark(n_train=48))
     config = make_config(dataset="toy", method="gdro", arch="resnet18", overrides={**FAST_MODEL, "epochs": 1},
                          device="cpu")
     record = json.loads(execute(config, tmp_path, show_progress=False).read_text())
     assert record["labels_used"]["train_group_labels"] and record["labels_used"]["val_group_labels"]
-    search = record["details"]["l2_search"]
-    assert [fit["weight_decay"] for fit in search] == [config["hparams"]["weight_decay"], 0.1, 1.0]
-    assert record["cost"]["extra_training_fraction"] == 2.0  # two fits beyond the first
+    search = record["details"]["search"]
+    own = config["hparams"]["weight_decay"]
+    assert [(fit["gdro_eta"], fit["weight_decay"]) for fit in search] == \
+        [(0.1, own), (0.1, 0.1), (0.1, 1.0), (0.01, own), (0.01, 0.1), (0.01, 1.0)]
+    assert record["cost"]["extra_training_fraction"] == 5.0  # five fits beyond the first
     scores = [fit["val_worst_group_acc"] for fit in search]
-    assert record["details"]["weight_decay"] == search[scores.index(max(scores))]["weight_decay"]
+    chosen = search[scores.index(max(scores))]
+    assert (record["details"]["gdro_eta"], record["details"]["weight_decay"]) == \
+        (chosen["gdro_eta"], chosen["weight_decay"])
     assert record["metrics"]["val"]["worst_group_acc"] == pytest.approx(max(scores))
     assert record["model_selection"]["criterion"] == "val_worst_group_acc"
     q = record["details"]["history"][-1]["q"]
@@ -112,16 +117,25 @@ def test_runs_end_to_end(tmp_path, monkeypatch) -> None:
     assert list(record["details"]["final_q"].values()) == pytest.approx(q)
 
 
-def test_l2_search_lists_the_run_weight_decay_first_and_refuses_malformed_lists() -> None:
-    from baselines.groupdro import l2_candidates
+def test_the_search_lists_the_run_values_first_and_refuses_malformed_lists() -> None:
+    from baselines.groupdro import search_grid, search_values
 
-    assert l2_candidates({"weight_decay": 5e-4, "gdro_l2_search": "none"}) == [5e-4]
-    assert l2_candidates({"weight_decay": 5e-4, "gdro_l2_search": "1, 0.1,1,0.0005"}) == [5e-4, 1.0, 0.1]
-    for bad in ("0.1,x", "-1", "0.1,,1", "inf"):
-        with pytest.raises(HarnessError, match="gdro_l2_search"):
-            l2_candidates({"weight_decay": 5e-4, "gdro_l2_search": bad})
+    assert search_values({"weight_decay": 5e-4, "gdro_l2_search": "none"}, "gdro_l2_search", "weight_decay") == [5e-4]
+    assert search_values({"weight_decay": 5e-4, "gdro_l2_search": "1, 0.1,1,0.0005"}, "gdro_l2_search",
+                         "weight_decay") == [5e-4, 1.0, 0.1]
+    assert search_grid({"weight_decay": 5e-4, "gdro_l2_search": "1", "gdro_eta": 0.1, "gdro_eta_search": "0.01,0.1"}) \
+        == [(0.1, 5e-4), (0.1, 1.0), (0.01, 5e-4), (0.01, 1.0)]
+    for search in ("gdro_l2_search", "gdro_eta_search"):
+        for bad in ("0.1,x", "-1", "0.1,,1", "inf"):
+            with pytest.raises(HarnessError, match=search):
+                search_grid({"weight_decay": 5e-4, "gdro_eta": 0.1, "gdro_l2_search": "none", "gdro_eta_search": "none",
+                             search: bad})
     # one number from the command line reads as a number; the setting takes it as a one-item list
     assert run_hparams("gdro", "waterbirds-synth", "tiny", "resnet18", {"gdro_l2_search": 1})["gdro_l2_search"] == "1"
+    assert run_hparams("gdro", "waterbirds-synth", "tiny", "resnet18", {"gdro_eta_search": 0.001})["gdro_eta_search"] \
+        == "0.001"
+    assert run_hparams("gdro", "waterbirds", "paper", "resnet50")["gdro_eta_search"] == "none"
     assert run_hparams("gdro", "waterbirds", "paper", "resnet50")["gdro_l2_search"] == "none"
-    with pytest.raises(HarnessError, match="gdro_l2_search"):
-        make_config(dataset="waterbirds-synth", method="gdro", overrides={"gdro_l2_search": "0.1;1"})
+    for search in ("gdro_l2_search", "gdro_eta_search"):
+        with pytest.raises(HarnessError, match=search):
+            make_config(dataset="waterbirds-synth", method="gdro", overrides={search: "0.1;1"})
