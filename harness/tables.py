@@ -758,8 +758,8 @@ def table_diagnostics(records: Iterable[Record], arch: str, scale: str, fmt: str
         f"the spurious attribute. Min grp (dist.): the curated subset's smallest true-group share, rows "
         f"(distinct instances); Random: the same for a uniform random subset (in expectation), Balanced: the "
         f"group-balanced ideal. Worst: worst-group test accuracy. Shares in percent, AUROC and NMI as .xx. "
-        f"Ablations read ground truth (see labels_used): noise_free_oracle, true_screening, "
-        f"random_subset, group_balanced_subset."
+        f"Ablations (see labels_used for what each reads): noise_free_oracle, true_screening, "
+        f"random_subset, uniform_pick, uniform_kept, group_balanced_subset."
     )
     return finish(caption, headers, rows, [], setup, style)
 

@@ -71,6 +71,8 @@ ABLATIONS = {
     "noise_free_oracle": "attention masks (an oracle without answer noise)",
     "true_screening": "attention masks (screening keeps exactly the instances with correct attention)",
     "random_subset": None,  # a uniform draw of the subset's size from the whole split: reads nothing
+    "uniform_pick": None,  # SLIM's subgroups and quotas, each quota drawn uniformly inside its subgroup: reads nothing
+    "uniform_kept": None,  # each class's share drawn uniformly from its kept instances (no subgroups): reads nothing
     "group_balanced_subset": "group labels of the curated split (equal rows per group)",
 }
 SETTINGS["slim_ablation"] = Setting(str, choices=tuple(ABLATIONS))
@@ -256,16 +258,22 @@ class SlimCurator:
             core[scope], env[scope] = disentangler.core_, disentangler.env_
             scope_quotas = allocate(core[scope].labels, core[scope].distances, env[scope].labels,
                                     env[scope].distances, scope_size, statistic=s["sampling_distance"])
-            draw = SubgroupSampler(random_state=rs, candidates=s["pick_candidates"]).fit(
+            draw = SubgroupSampler(random_state=rs, candidates=s["pick_candidates"],
+                                   pick="uniform" if ablation == "uniform_pick" else "centres").fit(
                 np.hstack([core[scope].points, env[scope].points]), core[scope].labels, env[scope].labels,
                 scope_quotas)
             quotas.update({(scope, c, e): q for (c, e), q in scope_quotas.items()})
             parts.append(rows[draw.indices_])
             repeats += draw.repeats_
         indices = np.concatenate(parts)
+        if ablation == "uniform_kept":
+            rng = np.random.default_rng(rs)
+            indices = np.concatenate([np.sort(rng.choice(rows, size=n, replace=n > len(rows)))
+                                      for rows, n in scopes.values()])
         if ablation in ("random_subset", "group_balanced_subset"):
             indices = ablation_subset(len(labels), len(indices), None if truth is None else truth.groups,
                                       ablation, rs)
+        if ablation in ("uniform_kept", "random_subset", "group_balanced_subset"):
             repeats = len(indices) - len(np.unique(indices))
         classes, counts = np.unique(labels[indices], return_counts=True)
         return Curation(

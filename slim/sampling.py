@@ -102,18 +102,22 @@ class SubgroupSampler:
 
     Inside a subgroup larger than its quota: k-means with k = quota on ``points`` and the member nearest
     each centre (diverse and typical instances; ``candidates`` > 1: a random one of that many nearest, as
-    the authors' code does). A subgroup no larger than its quota is taken whole and the
+    the authors' code does); ``pick="uniform"`` draws the quota uniformly without replacement instead (the
+    ``uniform_pick`` ablation). A subgroup no larger than its quota is taken whole and the
     rest is drawn uniformly with replacement from it; ``repeats_`` counts those extra draws.
     """
 
-    def __init__(self, n_init: int = 1, random_state: int = 0, candidates: int = 1) -> None:
+    def __init__(self, n_init: int = 1, random_state: int = 0, candidates: int = 1, pick: str = "centres") -> None:
         self.n_init = n_init
         self.random_state = random_state
         self.candidates = candidates
+        self.pick = pick
 
     def fit(self, points: np.ndarray, core_labels: np.ndarray, env_labels: np.ndarray,
             quotas: dict[tuple[int, int], int]) -> SubgroupSampler:
         """Sets ``indices_`` (rows of ``points``, repeats allowed, subgroup by subgroup) and ``repeats_``."""
+        if self.pick not in ("centres", "uniform"):
+            raise HarnessError(f"pick must be 'centres' or 'uniform', got {self.pick!r}")
         rng = np.random.default_rng(self.random_state)
         chosen: list[np.ndarray] = []
         self.repeats_ = 0
@@ -123,7 +127,9 @@ class SubgroupSampler:
                 continue
             if len(members) == 0:
                 raise HarnessError(f"subgroup (core {c}, env {e}) has a quota of {quota} but no instance")
-            if quota < len(members):
+            if quota < len(members) and self.pick == "uniform":
+                picked, repeats = np.sort(rng.choice(members, size=quota, replace=False)), 0
+            elif quota < len(members):
                 picked = members[nearest_to_centres(points[members], quota, n_init=self.n_init,
                                                     random_state=self.random_state,
                                                     candidates=self.candidates)]

@@ -132,3 +132,21 @@ def test_subgroup_sampler_is_deterministic_and_rejects_empty_subgroups_with_quot
     assert np.array_equal(a, b) and len(a) == 20
     with pytest.raises(HarnessError, match="no instance"):
         SubgroupSampler().fit(points, core, env, {(5, 5): 1})
+
+
+def test_uniform_pick_keeps_the_quotas_and_draws_distinct_members_of_each_subgroup():
+    """The uniform_pick ablation changes only which members fill a quota, never how many or from where."""
+    rng = np.random.default_rng(1)
+    points = rng.normal(size=(80, 3))
+    core, env = rng.integers(0, 2, 80), rng.integers(0, 3, 80)
+    quotas = allocate(core, rng.random(80), env, rng.random(80), 24)
+    centres = SubgroupSampler(random_state=0).fit(points, core, env, quotas)
+    uniform = SubgroupSampler(random_state=0, pick="uniform").fit(points, core, env, quotas)
+    for (c, e), quota in quotas.items():
+        members = set(np.flatnonzero((core == c) & (env == e)).tolist())
+        drawn = [int(i) for i in uniform.indices_ if i in members]
+        assert len(drawn) == quota and (len(set(drawn)) == quota or quota > len(members))
+    assert uniform.repeats_ == centres.repeats_ and len(uniform.indices_) == len(centres.indices_) == 24
+    assert set(uniform.indices_.tolist()) != set(centres.indices_.tolist())
+    with pytest.raises(HarnessError, match="pick"):
+        SubgroupSampler(pick="nearest").fit(points, core, env, quotas)

@@ -99,6 +99,12 @@ def test_ablations_replace_one_stage_with_ground_truth():
     random = curate("random_subset").indices
     assert len(random) == len(np.unique(random)) == 40
     assert np.array_equal(random, ablation_subset(120, 40, None, "random_subset", 0))
+    paper, uniform = curate("none"), curate("uniform_pick")  # same subgroups and quotas, other members
+    assert uniform.quotas == paper.quotas and len(uniform.indices) == len(paper.indices) == 40
+    assert not np.array_equal(np.sort(uniform.indices), np.sort(paper.indices))
+    kept = curate("uniform_kept")  # the same kept set and class shares, drawn without subgroups
+    assert np.array_equal(kept.keep, paper.keep) and kept.subset_classes == paper.subset_classes
+    assert kept.keep[kept.indices].all() and len(np.unique(kept.indices)) == 40
     with pytest.raises(HarnessError, match="ground truth"):
         SlimCurator(12, 40, settings={"slim_ablation": "true_screening"}).curate(
             fa, fabar, labels, SimulatedOracle(maps, masks, budget=12), embedding=embedding)
