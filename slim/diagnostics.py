@@ -8,7 +8,8 @@ output with it, and with the group and spurious labels, so a reader sees which s
   of correct attention;
 - expansion: AUROC of the propagated score against correct attention, beside a leave-one-out k-NN vote
   with every true label known (what the attention space allows at best);
-- screening: the share of correct attention among kept instances against the base rate;
+- screening: the share of correct attention among kept instances against the base rate, and per true group
+  the share kept beside the share whose attention is correct (does screening drop a whole group?);
 - disentangling: purity and NMI of the environment clusters against the spurious attribute and of the core
   clusters against the class (cluster ids are made distinct across scopes, so with ``curation_scope=class``
   the core clusters are class-pure by construction);
@@ -68,6 +69,11 @@ def group_shares(rows: np.ndarray, groups: np.ndarray, num_groups: int) -> list[
     return (counts / max(1, len(rows))).tolist()
 
 
+def group_means(values: np.ndarray, groups: np.ndarray, num_groups: int) -> list[float | None]:
+    """The mean of ``values`` over each group's rows (None for a group with no row)."""
+    return [float(values[groups == g].mean()) if (groups == g).any() else None for g in range(num_groups)]
+
+
 def noise_free_answer(entry: QueryLogEntry, correct: np.ndarray, empty: np.ndarray) -> Answer:
     """The answer a noise-free oracle gives: the log's own where it has one (a simulation), else from
     ground truth (a person's log): YES where attention is correct, NOT_SURE on an empty map, else NO."""
@@ -119,6 +125,8 @@ def stage_diagnostics(curation: Curation, log: Sequence[QueryLogEntry], correct:
             "kept_correct": float(correct[kept].mean()) if kept.any() else None,
             "base_rate": base_rate,
             "kept_share": float(kept.mean()),
+            "kept_share_by_group": group_means(kept, groups, num_groups),
+            "correct_by_group": group_means(correct, groups, num_groups),
         },
         "disentangling": {
             "env_purity_spurious": purity(env_ids, spurious[rows]),

@@ -70,7 +70,9 @@ def test_stage_diagnostics_by_hand():
     # pooled: positives 0.9, 0.8, 0.7, 0.3; negatives 0.2, 0.1, 0.6, 0.4 -> 4 + 4 + 4 + 2 of 16 pairs right
     assert d["expansion"]["auroc"] == 14 / 16
     assert d["expansion"]["auroc_per_class"] == {"0": 1.0, "1": 0.5}
-    assert d["screening"] == {"kept_correct": 0.75, "base_rate": 0.5, "kept_share": 0.5}
+    # groups 0-3 hold rows (0, 2), (1, 3), (4, 5), (6, 7): kept 1, 1, 2, 0 of 2; correct 1, 1, 1, 1 of 2
+    assert d["screening"] == {"kept_correct": 0.75, "base_rate": 0.5, "kept_share": 0.5,
+                              "kept_share_by_group": [0.5, 0.5, 1.0, 0.0], "correct_by_group": [0.5] * 4}
     # env clusters: class 0 rows 0, 1 split (spurious 0 | 1), class 1 rows 4, 5 together (0, 0): pure
     # three pure clusters (sizes 1, 1, 2) of spurious values (3 x 0, 1 x 1): the mutual information is
     # H(S); NMI (arithmetic) = 2 H(S) / (H(C) + H(S)) with H(C) = 1.5 bits, H(S) = H(3/4, 1/4)
