@@ -122,11 +122,16 @@ def test_hand_worked_quotas_drawn_with_repeats_where_subgroups_are_small():
     assert counts[[2, 3, 4, 5, 6]].tolist() == [2, 3, 1, 1, 1] and counts[[0, 1]].sum() == 1
 
 
+def random_subgroups(n: int, env_clusters: int, budget: int, seed: int):
+    """Points, core and environment labels of n random instances, and the quotas eqs. (3)-(6) give them."""
+    rng = np.random.default_rng(seed)
+    points = rng.normal(size=(n, 3))
+    core, env = rng.integers(0, 2, n), rng.integers(0, env_clusters, n)
+    return points, core, env, allocate(core, rng.random(n), env, rng.random(n), budget)
+
+
 def test_subgroup_sampler_is_deterministic_and_rejects_empty_subgroups_with_quota():
-    rng = np.random.default_rng(0)
-    points = rng.normal(size=(60, 3))
-    core, env = rng.integers(0, 2, 60), rng.integers(0, 2, 60)
-    quotas = allocate(core, rng.random(60), env, rng.random(60), 20)
+    points, core, env, quotas = random_subgroups(60, 2, 20, seed=0)
     a = SubgroupSampler(random_state=3).fit_predict(points, core, env, quotas)
     b = SubgroupSampler(random_state=3).fit_predict(points, core, env, quotas)
     assert np.array_equal(a, b) and len(a) == 20
@@ -136,10 +141,7 @@ def test_subgroup_sampler_is_deterministic_and_rejects_empty_subgroups_with_quot
 
 def test_uniform_pick_keeps_the_quotas_and_draws_distinct_members_of_each_subgroup():
     """The uniform_pick ablation changes only which members fill a quota, never how many or from where."""
-    rng = np.random.default_rng(1)
-    points = rng.normal(size=(80, 3))
-    core, env = rng.integers(0, 2, 80), rng.integers(0, 3, 80)
-    quotas = allocate(core, rng.random(80), env, rng.random(80), 24)
+    points, core, env, quotas = random_subgroups(80, 3, 24, seed=1)
     centres = SubgroupSampler(random_state=0).fit(points, core, env, quotas)
     uniform = SubgroupSampler(random_state=0, pick="uniform").fit(points, core, env, quotas)
     for (c, e), quota in quotas.items():
