@@ -6,9 +6,10 @@ spreading, screening), ``slim.clustering`` (core / environment clusters, the elb
 ``slim.sampling`` (eqs. 3-6); ``slim.pipeline`` chains them and ``slim.methods`` registers SLIM_Tr and
 SLIM_Val. ``slim.analysis`` reproduces the neighbour-consistency study of Fig. 4; ``slim.diagnostics``
 measures every stage against ground truth where a split has it. ``slim_variant="paper"`` (default) follows
-the paper's equations, ``"authors"`` the authors' public code where it differs (``slim.pipeline.VARIANTS``);
-``slim_ablation`` replaces one stage by ground truth (``slim.pipeline.ABLATIONS``). The stages run
-single-threaded (``slim.threads``), so a curation does not depend on the thread count.
+the paper's equations (``slim.pipeline``), ``"authors"`` computes what the authors' public code computes
+(``slim.authors``); both return a ``slim.curation.Curation``. ``slim_ablation`` replaces one stage
+(``slim.ablations``). The stages run single-threaded (``slim.threads``), so a curation does not depend on
+the thread count.
 """
 from __future__ import annotations
 

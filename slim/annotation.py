@@ -1,8 +1,8 @@
 """Stages 2-3 (paper Sec. 4.2): which instances to show the annotator, and asking the oracle.
 
 Per class, k-means in the attention space with k = that class's budget (diversity), and the instance
-nearest each centre is queried (typicality). By default the choice is deterministic; ``candidates=5`` picks
-at random among the five nearest, as the authors' code does.
+nearest each centre is queried (typicality). (The authors' code picks at random among the five nearest:
+:mod:`slim.authors`.)
 """
 from __future__ import annotations
 
@@ -54,12 +54,10 @@ def split_budget(budget: int | Mapping[int, int], labels: np.ndarray) -> dict[in
 class AnnotationSampler:
     """Stage 2: per class, k-means (k = the class's budget) in the attention space; query the nearest."""
 
-    def __init__(self, budget: int | Mapping[int, int], n_init: int = 4, random_state: int = 0,
-                 candidates: int = 1) -> None:
+    def __init__(self, budget: int | Mapping[int, int], n_init: int = 4, random_state: int = 0) -> None:
         self.budget = budget
         self.n_init = n_init
         self.random_state = random_state
-        self.candidates = candidates
 
     def fit(self, embedding: np.ndarray, labels: np.ndarray) -> AnnotationSampler:
         """Sets ``budgets_`` {class: n} and ``query_ids_`` (rows to query, class by class)."""
@@ -71,8 +69,7 @@ class AnnotationSampler:
         for c, k in sorted(self.budgets_.items()):
             members = np.flatnonzero(labels == c)
             picked.append(members[nearest_to_centres(embedding[members], k, n_init=self.n_init,
-                                                     random_state=self.random_state,
-                                                     candidates=self.candidates)])
+                                                     random_state=self.random_state)])
         self.query_ids_ = np.concatenate(picked).astype(np.int64)
         return self
 

@@ -24,14 +24,11 @@ def kmeans(points: np.ndarray, k: int, *, n_init: int, random_state: int) -> KMe
         return KMeans(n_clusters=k, n_init=n_init, random_state=random_state).fit(points)
 
 
-def nearest_to_centres(points: np.ndarray, k: int, *, n_init: int = 4, random_state: int = 0,
-                       candidates: int = 1) -> np.ndarray:
+def nearest_to_centres(points: np.ndarray, k: int, *, n_init: int = 4, random_state: int = 0) -> np.ndarray:
     """Rows of ``points`` nearest each of k k-means centres: k distinct rows, in centre order.
 
     Each centre takes its own cluster's member nearest to it (ties: the lower row), so the rows are
     distinct; a centre left without members (duplicate points) takes the nearest row not yet taken.
-    ``candidates`` > 1 (the authors' code) picks instead at random among that many nearest untaken
-    members, with a generator seeded by ``random_state``.
     """
     n = len(points)
     if not 0 <= k <= n:
@@ -41,7 +38,6 @@ def nearest_to_centres(points: np.ndarray, k: int, *, n_init: int = 4, random_st
     if k == n:
         return np.arange(n)
     fitted = kmeans(points, k, n_init=n_init, random_state=random_state)
-    rng = np.random.default_rng(random_state)
     taken = np.zeros(n, dtype=bool)
     picked = np.empty(k, dtype=np.int64)
     for j, centre in enumerate(fitted.cluster_centers_):
@@ -50,8 +46,7 @@ def nearest_to_centres(points: np.ndarray, k: int, *, n_init: int = 4, random_st
         if not pool.any():
             pool = ~taken
         rows = np.flatnonzero(pool)
-        nearest = rows[np.lexsort((rows, dist[rows]))[:max(1, candidates)]]
-        row = int(nearest[0] if len(nearest) == 1 else rng.choice(nearest))
+        row = int(rows[np.lexsort((rows, dist[rows]))[0]])
         picked[j], taken[row] = row, True
     return picked
 

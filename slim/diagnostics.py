@@ -29,7 +29,7 @@ from sklearn.metrics import normalized_mutual_info_score, roc_auc_score
 from sklearn.neighbors import NearestNeighbors
 
 from simulated_oracle import Answer, QueryLogEntry
-from slim.pipeline import Curation
+from slim.curation import Curation
 
 
 def auroc(scores: np.ndarray, positive: np.ndarray) -> float | None:
@@ -93,7 +93,7 @@ def stage_diagnostics(curation: Curation, log: Sequence[QueryLogEntry], correct:
     spurious, groups = np.asarray(spurious), np.asarray(groups)
     base_rate = float(correct.mean())
     answered = [e for e in log if e.answer is not Answer.NOT_SURE]
-    k = int(curation.settings["spread_neighbors"])
+    k = int(curation.settings.get("spread_neighbors", 7))
     vote = knn_vote(curation.embedding, labels, correct, k)
     per_class = {str(int(c)): auroc(curation.scores[labels == c], correct[labels == c]) for c in np.unique(labels)}
     kept = curation.keep

@@ -6,13 +6,9 @@ attention on it is correct. Screening then keeps, per class, the instances with 
 """
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 from scipy import sparse
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.neighbors import NearestNeighbors, kneighbors_graph
-from sklearn.semi_supervised import LabelSpreading
 
 from harness.errors import HarnessError
 from slim.annotation import NO, NOT_SURE, YES
@@ -20,8 +16,6 @@ from slim.annotation import NO, NOT_SURE, YES
 # How a class's scores came about (recorded per class).
 SPREAD, ALL_YES, ALL_NO, NO_ANSWERS = "spread", "all_yes", "all_no", "no_answers"
 NEUTRAL_SCORE = 0.5
-KERNELS = ("knn_sym", "rbf")
-RBF_FIT_LIMIT = 50_000  # the authors' code fits rbf spreading on at most this many unlabelled points
 
 
 def symmetric_knn_graph(points: np.ndarray, n_neighbors: int) -> sparse.csr_matrix:
@@ -55,41 +49,33 @@ def spread(graph: sparse.spmatrix, seeds: np.ndarray, alpha: float, *, max_iter:
 class AttentionLabelSpreading:
     """Stage 4: per class, label spreading of the answers over the attention space.
 
-    ``kernel="knn_sym"`` (default): the symmetric k-nearest-neighbour graph W + W^T
-    (:func:`symmetric_knn_graph`, ``n_neighbors`` capped below the class size) and Zhou et al.'s iteration
-    (:func:`spread`); ``alpha`` = 0.99 is their value (near 1: the neighbourhood decides, so an occasional
-    wrong answer is outvoted). scikit-learn's ``knn`` kernel is not used: it links each point only to its own
-    neighbours (a one-way graph), so most points are reached only through one-way chains or not at all.
-    ``kernel="rbf"`` is the authors' variant: scikit-learn's ``LabelSpreading(kernel="rbf", gamma)`` on the
-    class's points standardised by one scalar mean and std (as their code does); above 50,000 points it is
-    fitted on the answered points plus a random 50,000 others and the rest are predicted.
+    The graph is the symmetric k-nearest-neighbour graph W + W^T (:func:`symmetric_knn_graph`,
+    ``n_neighbors`` capped below the class size), the iteration Zhou et al.'s (:func:`spread`); ``alpha`` =
+    0.99 is their value (near 1: the neighbourhood decides, so an occasional wrong answer is outvoted).
+    scikit-learn's ``knn`` kernel is not used: it links each point only to its own neighbours (a one-way
+    graph), so most points are reached only through one-way chains or not at all. (The authors' rbf
+    spreading is in :mod:`slim.authors`.)
 
     A score is F_yes / (F_yes + F_no). NOT_SURE answers are left unlabelled. Edge cases, per class:
 
     - only YES answers: every score is 1; only NO answers: every score is 0 (the authors' code marks them
       all correct) and a warning is recorded, as screening then drops the whole class;
     - no YES/NO answer at all: every score is 0.5 (nothing is known) and a warning is recorded;
-    - instances the spreading does not reach (a graph component with no answer, or an rbf affinity that
-      underflows to 0) get the class's prior: the share of YES among its YES/NO answers. They are counted
-      in ``unreached_``; nothing is filled from a nearest answered neighbour.
+    - instances the spreading does not reach (a graph component with no answer) get the class's prior:
+      the share of YES among its YES/NO answers. They are counted in ``unreached_``; nothing is filled from
+      a nearest answered neighbour.
     """
 
-    def __init__(self, kernel: str = "knn_sym", n_neighbors: int = 7, alpha: float = 0.99,
-                 gamma: float = 10.0, max_iter: int = 1000, tol: float = 1e-6, random_state: int = 0) -> None:
-        self.kernel = kernel
+    def __init__(self, n_neighbors: int = 7, alpha: float = 0.99, max_iter: int = 1000, tol: float = 1e-6) -> None:
         self.n_neighbors = n_neighbors
         self.alpha = alpha
-        self.gamma = gamma
         self.max_iter = max_iter
         self.tol = tol
-        self.random_state = random_state
 
     def fit(self, embedding: np.ndarray, labels: np.ndarray, query_ids: np.ndarray,
             answers: np.ndarray) -> AttentionLabelSpreading:
         """Sets ``scores_`` (N,), ``status_`` {class: how}, ``unreached_`` {class: n}, ``priors_``
         {class: the score an unreached instance gets}, ``warnings_``."""
-        if self.kernel not in KERNELS:
-            raise HarnessError(f"spread_kernel must be one of {', '.join(KERNELS)}, got {self.kernel!r}")
         if not 0.0 <= self.alpha < 1.0:
             raise HarnessError(f"spread_alpha must be in [0, 1), got {self.alpha!r}")
         embedding, labels = np.asarray(embedding, dtype=float), np.asarray(labels)
@@ -131,7 +117,7 @@ class AttentionLabelSpreading:
             return np.ones(len(points)), ALL_YES, 0, prior
         if prior == 0.0:
             return np.zeros(len(points)), ALL_NO, 0, prior
-        mass = self._knn_sym(points, given) if self.kernel == "knn_sym" else self._rbf(points, given)
+        mass = self._knn_sym(points, given)
         total = mass.sum(1)
         unreached = total <= 0
         scores = np.divide(mass[:, 1], total, out=np.full(len(points), prior), where=~unreached)
@@ -142,29 +128,6 @@ class AttentionLabelSpreading:
         graph = symmetric_knn_graph(points, min(self.n_neighbors, len(points) - 1))
         seeds = np.column_stack([given == NO, given == YES]).astype(float)
         return spread(graph, seeds, self.alpha, max_iter=self.max_iter, tol=self.tol)
-
-    def _rbf(self, points: np.ndarray, given: np.ndarray) -> np.ndarray:
-        """(n, 2) [NO, YES] label distributions of scikit-learn's rbf LabelSpreading (the authors' variant)."""
-        std = points.std()
-        points = (points - points.mean()) / (std if std > 0 else 1.0)
-        fit_rows = np.arange(len(points))
-        unlabelled = np.flatnonzero(given == NOT_SURE)
-        if len(unlabelled) > RBF_FIT_LIMIT:
-            rng = np.random.default_rng(self.random_state)
-            sample = rng.choice(unlabelled, RBF_FIT_LIMIT, replace=False)
-            fit_rows = np.sort(np.concatenate([np.flatnonzero(given != NOT_SURE), sample]))
-        model = LabelSpreading(kernel="rbf", gamma=self.gamma, alpha=self.alpha, max_iter=self.max_iter,
-                               tol=self.tol)
-        with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            model.fit(points[fit_rows], given[fit_rows])
-            dist = np.zeros((len(points), 2))
-            columns = [list(model.classes_).index(code) for code in (NO, YES)]
-            dist[fit_rows] = np.nan_to_num(model.label_distributions_[:, columns])
-            rest = np.setdiff1d(np.arange(len(points)), fit_rows)
-            if len(rest):
-                dist[rest] = np.nan_to_num(model.predict_proba(points[rest])[:, columns])
-        return dist
 
 
 def nearest_yes_distance(embedding: np.ndarray, query_ids: np.ndarray, answers: np.ndarray,
@@ -183,27 +146,20 @@ def nearest_yes_distance(embedding: np.ndarray, query_ids: np.ndarray, answers: 
     return out
 
 
-SCREEN_RULES = ("class_top", "pooled_median")
-
-
 class Screening:
     """Stage 5: keep the instances with the highest propagated scores.
 
-    ``rule="class_top"`` (the paper): per class, exactly the top ``1 - quantile`` share of the class
+    Per class, exactly the top ``1 - quantile`` share of the class
     (rounded half up; default quantile 0.5, the upper half), ordered by score, then by ``tiebreak`` (a
     smaller value first: the distance to the nearest "yes" query), then by row. Propagated scores tie
     often (0 and 1 exactly), so a cut at a score value would keep an arbitrary share. Of those, only
     scores above ``threshold`` are kept (default 0: an instance with no evidence of correct attention
     never is). ``quantile=None`` screens by the threshold alone.
-    ``rule="pooled_median"`` (the authors' code): each class's scores are centred on the class median and
-    scaled to [-1, 1] by the largest absolute value, and instances strictly above the median of the pooled
-    centred scores are kept.
     """
 
-    def __init__(self, quantile: float | None = 0.5, threshold: float = 0.0, rule: str = "class_top") -> None:
+    def __init__(self, quantile: float | None = 0.5, threshold: float = 0.0) -> None:
         self.quantile = quantile
         self.threshold = threshold
-        self.rule = rule
 
     def fit_predict(self, scores: np.ndarray, labels: np.ndarray,
                     tiebreak: np.ndarray | None = None) -> np.ndarray:
@@ -213,17 +169,15 @@ class Screening:
             raise HarnessError(f"screening quantile must be in [0, 1] or None, got {self.quantile!r}")
         if not 0.0 <= self.threshold < 1.0:
             raise HarnessError(f"screening threshold must be in [0, 1), got {self.threshold!r}")
-        if self.rule not in SCREEN_RULES:
-            raise HarnessError(f"screen_rule must be one of {', '.join(SCREEN_RULES)}, got {self.rule!r}")
         scores, labels = np.asarray(scores, dtype=float), np.asarray(labels)
         tiebreak = np.zeros(len(scores)) if tiebreak is None else np.asarray(tiebreak, dtype=float)
-        keep = self._pooled_median(scores, labels) if self.rule == "pooled_median" else scores > self.threshold
+        keep = scores > self.threshold
         self.cutoffs_: dict[int, float | None] = {}
         self.kept_: dict[int, int] = {}
         self.kept_share_: dict[int, float] = {}
         for c in np.unique(labels):
             members = np.flatnonzero(labels == c)
-            if self.rule == "class_top" and self.quantile is not None:
+            if self.quantile is not None:
                 n_top = int(np.floor((1 - self.quantile) * len(members) + 0.5))
                 order = members[np.lexsort((members, tiebreak[members], -scores[members]))]
                 top = np.zeros(len(scores), dtype=bool)
@@ -234,13 +188,3 @@ class Screening:
             self.kept_[int(c)] = int(len(kept))
             self.kept_share_[int(c)] = len(kept) / len(members)
         return keep
-
-    @staticmethod
-    def _pooled_median(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        centred = np.zeros(len(scores))
-        for c in np.unique(labels):
-            members = labels == c
-            shifted = scores[members] - np.median(scores[members])
-            scale = np.abs(shifted).max()
-            centred[members] = shifted / scale if scale > 0 else 0.0
-        return centred > np.median(centred)

@@ -1,4 +1,4 @@
-"""SLIM_Tr and SLIM_Val (paper Sec. 4.4): curate a split with :class:`slim.pipeline.SlimCurator`, then train.
+"""SLIM_Tr and SLIM_Val (paper Sec. 4.4): curate a split with the variant's curator (:mod:`slim.pipeline`), then train.
 
 - SLIM_Tr curates the train split and trains a fresh model by ERM on the curated subset, for at least the
   authors' 50 epochs and at least as many SGD steps as ERM takes on the whole train split
@@ -46,11 +46,15 @@ from harness.registry import CAMS
 from harness.settings import SETTINGS, Setting
 from harness.training import SELECTIONS, class_balanced_accuracy
 from simulated_oracle import Answer, Oracle, RecordedOracle, SimulatedOracle, oracle_seed, save_log, summarize_log
+from slim.ablations import Truth, ablation
 from slim.analysis import FIG4_FILE, FIG4_KS, consistency_curves
 from slim.annotation import split_budget
+from slim.authors import AuthorsCurator, AuthorsSpace
+from slim.curation import Curation
 from slim.diagnostics import stage_diagnostics
-from slim.pipeline import ABLATIONS, DEFAULT_SETTINGS, Curation, SlimCurator, Truth, make_space, settings_from
+from slim.pipeline import DEFAULT_SETTINGS, SlimCurator, make_curator, make_space, settings_from
 from slim.plots import save_figures
+from slim.space import AttentionSpace
 from slim.threads import single_threaded
 
 ATTENTION_METHOD, ATTENTION_TARGET = "gradcam", "label"  # GradCAM for the true class, as the authors do
@@ -96,12 +100,13 @@ class SlimInputs:
     labels: np.ndarray
     embedding: np.ndarray
     space_mode: dict[str, Any]
-    curator: SlimCurator
+    env_embedding: np.ndarray | None  # the environment space, for a variant that projects F_Abar too
+    curator: SlimCurator | AuthorsCurator
     budget_rule: dict[str, Any]  # how the budget came about (see resolve_budget)
 
     def query_ids(self) -> np.ndarray:
         """The rows stage 2 asks the oracle about, in the order it asks."""
-        return self.curator.sampler(self.embedding, self.labels).query_ids_
+        return self.curator.query_ids(self.embedding, self.labels, self.env_embedding)
 
 
 class _Slim(Method):
@@ -152,9 +157,9 @@ class _Slim(Method):
         """The base declaration, plus what an ablation reads (``ground_truth``): a group-balanced subset
         reads the curated split's group labels."""
         used = super().labels_used(result)
-        ablation = self.hparams.get("slim_ablation", "none")
-        used["ground_truth"] = ABLATIONS.get(ablation)
-        if ablation == "group_balanced_subset":
+        name = self.hparams.get("slim_ablation", "none")
+        used["ground_truth"] = ablation(name).reads
+        if ablation(name).subset == "group_balanced":
             used["train_group_labels" if self.attention_split == "train" else "val_group_labels"] = True
         return used
 
@@ -175,12 +180,15 @@ class _Slim(Method):
         attention = cached_attention(ctx, name, method=method, target=ATTENTION_TARGET)
         settings = settings_from(self.hparams)
         fa, fabar = attention.fa.numpy(), attention.fabar.numpy()
-        embedding, mode = cached_space(ctx, name, fa, settings, method)
-        curator = SlimCurator(budgets, max(1, round(subset_frac * len(split))), settings=settings,
-                              random_state=ctx.seed)
+        curator = make_curator(budgets, max(1, round(subset_frac * len(split))), settings=settings,
+                               random_state=ctx.seed)
+        embedding, mode = cached_space(ctx, name, fa, curator.space(), method)
+        env_space = curator.env_space()
+        env_embedding = None if env_space is None else cached_space(ctx, name, fabar, env_space, method,
+                                                                    features="fabar")[0]
         return SlimInputs(split_name=name, split=split, attention=attention, identity=attention_identity(key),
-                          fa=fa, fabar=fabar, labels=labels, embedding=embedding, space_mode=mode, curator=curator,
-                          budget_rule=budget_rule)
+                          fa=fa, fabar=fabar, labels=labels, embedding=embedding, space_mode=mode,
+                          env_embedding=env_embedding, curator=curator, budget_rule=budget_rule)
 
     def make_oracle(self, ctx: RunContext, inputs: SlimInputs) -> Oracle:
         """The oracle given at construction, else the run's ``oracle`` setting: "simulated" (default; its
@@ -188,7 +196,7 @@ class _Slim(Method):
         "answers:PATH", a person's recorded answers, refused unless given for this run's attention pass."""
         budget = sum(inputs.curator.budget.values())
         spec = str(self.hparams.get("oracle", "simulated"))
-        noise_free_ablation = inputs.curator.settings["slim_ablation"] == "noise_free_oracle"
+        noise_free_ablation = ablation(inputs.curator.settings["slim_ablation"]).noise_free_oracle
         oracle = self.oracle
         if oracle is None and spec.startswith("answers:"):
             oracle = RecordedOracle.from_file(spec.removeprefix("answers:"), budget=budget)
@@ -228,7 +236,8 @@ class _Slim(Method):
                                                                 max(1, math.ceil(len(split) / TRUTH_BATCH)))])
             truth = Truth(correct=correct, groups=split.groups.numpy())
         curation = inputs.curator.curate(inputs.fa, inputs.fabar, inputs.labels, oracle, embedding=inputs.embedding,
-                                         space_mode=inputs.space_mode, truth=truth)
+                                         space_mode=inputs.space_mode, env_embedding=inputs.env_embedding,
+                                         truth=truth)
         ctx.run_dir.mkdir(parents=True, exist_ok=True)
         save_log(oracle.log, ctx.run_dir / "queries.jsonl")
         if self.hparams.get("figures", True):
@@ -268,18 +277,18 @@ def oracle_summary(ctx: RunContext, oracle: Oracle, split: str) -> dict[str, Any
     return summary
 
 
-def cached_space(ctx: RunContext, split: str, fa: np.ndarray, settings: dict[str, Any], attention_method: str,
-                 features: str = "fa") -> tuple[np.ndarray, dict[str, Any]]:
-    """The attention space of ``split`` (stage 1), cached on the attention pass's identity, the UMAP
-    settings and which ``features`` of the pass were projected ("fa", or "pooled" for Fig. 4's original
-    feature space); returns the embedding and what ran (``AttentionSpace.mode_``)."""
-    space = make_space(settings, ctx.seed)
+def cached_space(ctx: RunContext, split: str, features_array: np.ndarray, space: AttentionSpace | AuthorsSpace,
+                 attention_method: str, features: str = "fa") -> tuple[np.ndarray, dict[str, Any]]:
+    """The 2-D projection ``space`` of ``split``'s ``features`` ("fa": the attention space of stage 1;
+    "fabar": the authors' environment space; "pooled": Fig. 4's original feature space), cached on the
+    attention pass's identity, the projection's settings and which features; returns the embedding and
+    what ran (``space.mode_``)."""
     key = dict(reference=ctx.reference_key(), split=split, attention=attention_method,
                target=ATTENTION_TARGET, device=torch.device(ctx.device).type, space=space.params(),
                features=features)
 
     def compute(path: Path) -> None:
-        embedding = space.fit_transform(fa)
+        embedding = space.fit_transform(features_array)
         save_tensors(path, {"embedding": torch.from_numpy(embedding)}, meta=space.mode_)
 
     tensors, mode = load_tensors(ctx.cache.get_or_create("attention_space", key, "safetensors", compute))
@@ -293,7 +302,8 @@ def save_figure4(ctx: RunContext, split: str, attention: Any, embedding: np.ndar
     ``figure4.png`` and its numbers ``figure4.json`` beside the record (``python -m harness figure4``
     averages them over runs)."""
     pooled = attention.pooled.numpy()
-    original, _ = cached_space(ctx, split, pooled, settings, attention.method, features="pooled")
+    original, _ = cached_space(ctx, split, pooled, make_space(settings, ctx.seed), attention.method,
+                               features="pooled")
     curves = consistency_curves({"original feature space": original, "attention space": embedding},
                                 {"attention": attention.cams.numpy(), "features": pooled}, FIG4_KS,
                                 random_state=ctx.seed)

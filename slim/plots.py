@@ -13,7 +13,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from slim.annotation import NO, NOT_SURE, YES
-from slim.pipeline import Curation
+from slim.curation import Curation
 
 ANSWER_STYLE = {YES: ("yes", "tab:green"), NO: ("no", "tab:red"), NOT_SURE: ("not sure", "tab:orange")}
 

@@ -11,7 +11,6 @@ import numpy as np
 from harness.errors import HarnessError
 from slim.clustering import nearest_to_centres
 
-STATISTICS = {"mean": np.mean, "median": np.median}  # the distance average of eqs. (3) and (5)
 TIE_DECIMALS = 12  # fractional parts equal to this many decimals count as ties (broken by lower index)
 
 
@@ -47,7 +46,7 @@ def _proportional(weights: np.ndarray, total: int) -> np.ndarray:
 
 
 def allocate(core_labels: np.ndarray, core_dist: np.ndarray, env_labels: np.ndarray, env_dist: np.ndarray,
-             budget: int, statistic: str = "mean") -> dict[tuple[int, int], int]:
+             budget: int) -> dict[tuple[int, int], int]:
     """Quotas {(core, env): n} of consistency-weighted sampling, paper eqs. (3)-(6).
 
     ``core_dist[x]`` is instance x's distance to the centre of its core cluster (in core feature space),
@@ -59,8 +58,8 @@ def allocate(core_labels: np.ndarray, core_dist: np.ndarray, env_labels: np.ndar
     - eq. (6): n(c_i, e_j) = n(c_i) * w(c_i, e_j) / sum over the non-empty subgroups of c_i, rounded by
       largest remainder to sum to n(c_i).
 
-    ``statistic="mean"`` follows the paper; ``"median"`` is what the authors' code uses. Every combination
-    of a present core and a present environment cluster is returned; empty combinations get 0. Where every
+    (The authors' code uses median distances, to each subgroup's own centroid: :mod:`slim.authors`.) Every
+    combination of a present core and a present environment cluster is returned; empty combinations get 0. Where every
     weight at a level is 0 (all members sit on their centres) that level is split equally. Ties in rounding
     go to the lower cluster id.
     """
@@ -81,17 +80,14 @@ def allocate(core_labels: np.ndarray, core_dist: np.ndarray, env_labels: np.ndar
     for name, dist in (("core", core_dist), ("env", env_dist)):
         if not np.all(np.isfinite(dist)) or np.any(dist < 0):
             raise HarnessError(f"{name} distances must be finite and non-negative")
-    if statistic not in STATISTICS:
-        raise HarnessError(f"sampling_distance must be one of {', '.join(STATISTICS)}, got {statistic!r}")
-    average = STATISTICS[statistic]
     cores, envs = np.unique(core_labels), np.unique(env_labels)
-    core_weight = np.array([average(core_dist[core_labels == c]) for c in cores])  # 1 / rho(c_i), eq. (3)
+    core_weight = np.array([np.mean(core_dist[core_labels == c]) for c in cores])  # 1 / rho(c_i), eq. (3)
     core_quota = _proportional(core_weight, int(budget))  # eq. (4)
     quotas = {(int(c), int(e)): 0 for c in cores for e in envs}
     for c, n_core in zip(cores, core_quota, strict=True):
         in_core = core_labels == c
         present = np.unique(env_labels[in_core])
-        weight = np.array([average(env_dist[in_core & (env_labels == e)]) for e in present])  # eq. (5)
+        weight = np.array([np.mean(env_dist[in_core & (env_labels == e)]) for e in present])  # eq. (5)
         for e, n_sub in zip(present, _proportional(weight, int(n_core)), strict=True):  # eq. (6)
             quotas[(int(c), int(e))] = int(n_sub)
     return quotas
@@ -101,16 +97,14 @@ class SubgroupSampler:
     """Draws each subgroup g(c_i, e_j)'s quota of instances.
 
     Inside a subgroup larger than its quota: k-means with k = quota on ``points`` and the member nearest
-    each centre (diverse and typical instances; ``candidates`` > 1: a random one of that many nearest, as
-    the authors' code does); ``pick="uniform"`` draws the quota uniformly without replacement instead (the
-    ``uniform_pick`` ablation). A subgroup no larger than its quota is taken whole and the
+    each centre (diverse and typical instances); ``pick="uniform"`` draws the quota uniformly without
+    replacement instead (the ``uniform_pick`` ablation). A subgroup no larger than its quota is taken whole and the
     rest is drawn uniformly with replacement from it; ``repeats_`` counts those extra draws.
     """
 
-    def __init__(self, n_init: int = 1, random_state: int = 0, candidates: int = 1, pick: str = "centres") -> None:
+    def __init__(self, n_init: int = 1, random_state: int = 0, pick: str = "centres") -> None:
         self.n_init = n_init
         self.random_state = random_state
-        self.candidates = candidates
         self.pick = pick
 
     def fit(self, points: np.ndarray, core_labels: np.ndarray, env_labels: np.ndarray,
@@ -131,8 +125,7 @@ class SubgroupSampler:
                 picked, repeats = np.sort(rng.choice(members, size=quota, replace=False)), 0
             elif quota < len(members):
                 picked = members[nearest_to_centres(points[members], quota, n_init=self.n_init,
-                                                    random_state=self.random_state,
-                                                    candidates=self.candidates)]
+                                                    random_state=self.random_state)]
                 repeats = 0
             else:
                 repeats = quota - len(members)

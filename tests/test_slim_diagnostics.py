@@ -8,8 +8,9 @@ import pytest
 
 from simulated_oracle import Answer, QueryLogEntry
 from slim.clustering import Clustering
+from slim.curation import Curation
 from slim.diagnostics import auroc, group_shares, knn_vote, purity, stage_diagnostics
-from slim.pipeline import Curation, resolve
+from slim.pipeline import resolve
 
 
 def test_auroc_purity_and_shares_by_hand():

@@ -84,7 +84,40 @@ def test_runs_end_to_end_through_the_runner(method, split, shared_cache, tmp_pat
     assert (run_dir / "cam_gallery.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_no_stage_reads_group_labels(shared_cache, tmp_path):
+@pytest.mark.parametrize("method", ["slim-tr", "slim-val"])
+def test_the_authors_variant_runs_end_to_end_on_the_harness_features(method, shared_cache, tmp_path, monkeypatch):
+    """``slim_variant=authors`` curates with slim.authors.curate on the run's own F_A / F_Abar and the
+    oracle's answers: replaying the logged answers through curate gives the record's stages."""
+    from simulated_oracle import load_log
+    from slim.authors import curate
+
+    bench = toy()
+    monkeypatch.setattr("harness.runner.load_benchmark", lambda *a, **k: bench)
+    floor = {"slim_tr_min_epochs": 3} if method == "slim-tr" else {}
+    config = make_config(dataset="toy", method=method, arch="resnet18", device="cpu",
+                         overrides={**FAST_MODEL, "epochs": 2, "slim_variant": "authors", **floor})
+    path = execute(config, tmp_path, cache_dir=shared_cache, show_progress=False)
+    record = json.loads(path.read_text())
+    details = record["details"]
+    assert record["status"] == "ok" and details["slim_variant"] == "authors"
+    assert record["labels_used"]["ground_truth"] is None and not record["labels_used"]["val_group_labels"]
+    assert details["authors"]["gamma"] == {"0": 10.0, "1": 5.0} and isinstance(details["authors"]["patches"], list)
+    ctx = context(method, shared_cache, bench, tmp_path, slim_variant="authors", figures=False)
+    inputs = get_method(method)(ctx.hparams).prepare(ctx)
+    answers = {e.instance_id: e.answer for e in load_log(path.parent / record["run_id"] / "queries.jsonl")}
+    codes = {"yes": 1, "no": 0, "not_sure": -1}
+    budgets = {int(c): n for c, n in details["class_budgets"].items()}
+    out = curate(inputs.fa, inputs.fabar, inputs.labels, lambda rows: [codes[answers[r].value] for r in rows],
+                 budgets=budgets, subset_size=inputs.curator.subset_size, seed=0)
+    assert out["kept"].size == details["kept"] and details["clusters"] == {"all": {"core": out["k_core"],
+                                                                                    "env": out["k_env"]}}
+    assert details["authors"]["sizes"] == out["sizes"].tolist() and details["subset_size"] == len(out["constructed"])
+    classes, counts = np.unique(inputs.labels[out["constructed"]], return_counts=True)
+    assert details["subset_classes"] == {str(c): int(n) for c, n in zip(classes, counts, strict=True)}
+
+
+@pytest.mark.parametrize("variant", ["paper", "authors"])
+def test_no_stage_reads_group_labels(variant, shared_cache, tmp_path):
     """The curated subsets are identical when the group and spurious labels are scrambled."""
     bench = toy()
     rng = np.random.default_rng(1)
@@ -94,7 +127,7 @@ def test_no_stage_reads_group_labels(shared_cache, tmp_path):
     for method in ("slim-tr", "slim-val"):
         subsets = []
         for benchmark in (bench, dataclasses.replace(bench, splits=scrambled)):
-            ctx = context(method, shared_cache, benchmark, tmp_path, figures=False)
+            ctx = context(method, shared_cache, benchmark, tmp_path, figures=False, slim_variant=variant)
             curation, oracle, _ = get_method(method)(ctx.hparams).curate(ctx)
             subsets.append(curation.indices)
         assert np.array_equal(subsets[0], subsets[1])

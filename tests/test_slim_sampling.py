@@ -37,16 +37,6 @@ def test_allocate_uses_mean_not_median_distance():
     assert quotas == {(0, 0): 3, (1, 0): 3}
 
 
-def test_allocate_with_the_authors_median_distance():
-    # The same clusters with medians: core 0 median 1, core 1 median 2 -> weights 1 : 2 -> 2 and 4 rows.
-    core = np.array([0, 0, 0, 1, 1, 1])
-    quotas = allocate(core, np.array([1.0, 1.0, 4.0, 2.0, 2.0, 2.0]), np.zeros(6, int), np.ones(6), 6,
-                      statistic="median")
-    assert quotas == {(0, 0): 2, (1, 0): 4}
-    with pytest.raises(HarnessError, match="sampling_distance"):
-        allocate(core, np.ones(6), np.zeros(6, int), np.ones(6), 6, statistic="mode")
-
-
 def test_allocate_more_core_than_env_clusters():
     # Three core clusters (all at mean distance 1), one shared env cluster and a second one only core 2 has.
     core = np.array([0, 0, 1, 1, 2, 2])

@@ -8,8 +8,10 @@ import pytest
 from harness.errors import HarnessError
 from harness.hparams_registry import default_hparams
 from simulated_oracle import SimulatedOracle
+from slim.ablations import ABLATIONS, Truth, replaced_subset
+from slim.authors import PATCHES, AuthorsCurator
 from slim.methods import resolve_budget, training_epochs
-from slim.pipeline import VARIANTS, SlimCurator, Truth, ablation_subset, settings_from
+from slim.pipeline import SlimCurator, make_curator, settings_from
 
 
 def test_budgets_are_the_papers_table4_shares_of_the_split():
@@ -46,12 +48,9 @@ def test_slim_tr_trains_at_least_as_many_steps_as_erm():
         training_epochs(dict(hp, slim_tr_steps="more"), erm, 2500, 250)
 
 
-def test_variants_resolve_auto_settings_and_explicit_values_win():
-    paper, authors = settings_from({}), settings_from({"slim_variant": "authors"})
-    assert {k: paper[k] for k in VARIANTS["paper"]} == VARIANTS["paper"]
-    assert authors["spread_kernel"] == "rbf" and authors["screen_rule"] == "pooled_median"
-    assert authors["cluster_space"] == "umap" and authors["sampling_distance"] == "median"
-    assert settings_from({"slim_variant": "authors", "spread_kernel": "knn_sym"})["spread_kernel"] == "knn_sym"
+def test_the_variant_chooses_the_curator():
+    assert isinstance(make_curator(12, 30, settings=settings_from({})), SlimCurator)
+    assert isinstance(make_curator(12, 30, settings=settings_from({"slim_variant": "authors"})), AuthorsCurator)
     assert default_hparams("slim-val", "waterbirds-synth", "tiny")["slim_variant"] == "paper"
     with pytest.raises(HarnessError, match="slim_variant"):
         settings_from({"slim_variant": "mine"})
@@ -71,15 +70,20 @@ def toy(seed: int = 0, n: int = 120):
     return fa, fabar, labels, env, correct, maps, masks
 
 
-def test_authors_variant_curates_and_records_its_settings():
+def test_authors_variant_curates_and_records_its_patches():
     fa, fabar, labels, env, correct, maps, masks = toy()
     oracle = SimulatedOracle(maps, masks, flip_prob=0.0, budget=12, random_state=0)
-    curator = SlimCurator(12, 30, settings={"slim_variant": "authors", "umap_neighbors": 5}, random_state=0)
-    curation = curator.curate(fa, fabar, labels, oracle, embedding=fa[:, :2] + fa[:, 2:4])
+    curator = make_curator({0: 6, 1: 6}, 30, settings={"slim_variant": "authors"}, random_state=0)
+    embedding, env_embedding = fa[:, :2] + fa[:, 2:4], fabar[:, :2]
+    curation = curator.curate(fa, fabar, labels, oracle, embedding=embedding, env_embedding=env_embedding)
     details = curation.details()
-    assert details["slim_variant"] == "authors" and details["settings"]["spread_kernel"] == "rbf"
-    assert len(curation.indices) == 30 and all(c.points.shape[1] == 2 for c in curation.core.values())
-    assert all(c.points.shape[1] == 2 for c in curation.env.values())  # the 2-D UMAP of F_Abar
+    assert details["slim_variant"] == "authors" and set(details["authors"]["patches"]) <= set(PATCHES)
+    assert details["authors"]["gamma"] == {"0": 10.0, "1": 5.0}
+    assert 0 < len(curation.indices) <= 30  # sizes are floored
+    assert sum(curation.quotas.values()) == len(curation.indices)
+    assert list(curation.core) == ["all"] and curation.core["all"].points.shape[1] == 2
+    np.testing.assert_array_equal(curation.query_ids, curator.query_ids(embedding, labels))
+    assert oracle.used == 12
 
 
 def test_ablations_replace_one_stage_with_ground_truth():
@@ -88,17 +92,18 @@ def test_ablations_replace_one_stage_with_ground_truth():
     truth = Truth(correct=correct, groups=groups)
     embedding = fa[:, :2]
 
-    def curate(ablation):
+    def curate(ablation, variant="paper"):
         oracle = SimulatedOracle(maps, masks, flip_prob=0.0, budget=12, random_state=0)
-        return SlimCurator(12, 40, settings={"slim_ablation": ablation}, random_state=0).curate(
-            fa, fabar, labels, oracle, embedding=embedding, truth=truth)
+        return make_curator({0: 6, 1: 6}, 40, settings={"slim_ablation": ablation, "slim_variant": variant},
+                            random_state=0).curate(fa, fabar, labels, oracle, embedding=embedding,
+                                                   env_embedding=fabar[:, :2], truth=truth)
 
     assert np.array_equal(curate("true_screening").keep, correct)
     balanced = curate("group_balanced_subset").indices
     assert np.bincount(groups[balanced]).tolist() == [10, 10, 10, 10]
     random = curate("random_subset").indices
     assert len(random) == len(np.unique(random)) == 40
-    assert np.array_equal(random, ablation_subset(120, 40, None, "random_subset", 0))
+    assert np.array_equal(random, np.sort(np.random.default_rng(0).choice(120, size=40, replace=False)))
     paper, uniform = curate("none"), curate("uniform_pick")  # same subgroups and quotas, other members
     assert uniform.quotas == paper.quotas and len(uniform.indices) == len(paper.indices) == 40
     assert not np.array_equal(np.sort(uniform.indices), np.sort(paper.indices))
@@ -108,6 +113,23 @@ def test_ablations_replace_one_stage_with_ground_truth():
     with pytest.raises(HarnessError, match="ground truth"):
         SlimCurator(12, 40, settings={"slim_ablation": "true_screening"}).curate(
             fa, fabar, labels, SimulatedOracle(maps, masks, budget=12), embedding=embedding)
+    # the authors' variant reads the same overrides at the same stages
+    authors = curate("none", "authors")
+    assert np.array_equal(curate("true_screening", "authors").keep, correct)
+    authors_balanced = curate("group_balanced_subset", "authors").indices
+    assert len(authors_balanced) == len(authors.indices)
+    assert np.bincount(groups[authors_balanced]).max() - np.bincount(groups[authors_balanced]).min() <= 1
+    authors_uniform = curate("uniform_pick", "authors")
+    assert authors_uniform.quotas == authors.quotas and len(authors_uniform.indices) == len(authors.indices)
+    assert curate("uniform_kept", "authors").keep[curate("uniform_kept", "authors").indices].all()
+
+
+def test_every_ablation_is_a_row_of_stage_overrides():
+    rows = {name: row for name, row in ABLATIONS.items() if name != "none"}
+    assert all(row != ABLATIONS["none"] for row in rows.values())
+    assert {name for name, row in rows.items() if row.reads} == {"noise_free_oracle", "true_screening",
+                                                                 "group_balanced_subset"}
+    assert replaced_subset(ABLATIONS["none"], np.arange(3), {}, 10, None, 0) is None
 
 
 def test_ablations_that_read_ground_truth_are_declared_in_labels_used():
@@ -122,23 +144,6 @@ def test_ablations_that_read_ground_truth_are_declared_in_labels_used():
         assert balanced[split_key] and "group labels" in balanced["ground_truth"]
         noise_free = get_method(method)(dict(hp, slim_ablation="noise_free_oracle")).labels_used(result)
         assert "masks" in noise_free["ground_truth"]
-
-
-def test_random_pick_among_the_nearest_candidates():
-    from slim.clustering import nearest_to_centres
-
-    points = np.vstack([np.random.default_rng(0).normal(size=(30, 2)), np.random.default_rng(1).normal(
-        size=(30, 2)) + 20])
-    picks = {tuple(nearest_to_centres(points, 2, random_state=s, candidates=3)) for s in range(8)}
-    assert len(picks) > 1  # the pick varies with the seed ...
-    assert nearest_to_centres(points, 2, random_state=5, candidates=3).tolist() == \
-        nearest_to_centres(points, 2, random_state=5, candidates=3).tolist()  # ... and repeats with it
-    for pick in picks:  # one pick per blob, always among the 3 nearest to its centre (the blob's mean)
-        assert sorted(row < 30 for row in pick) == [False, True]
-        for row in pick:
-            blob = points[:30] if row < 30 else points[30:]
-            dist = np.linalg.norm(blob - blob.mean(0), axis=1)
-            assert np.sort(dist)[2] >= np.linalg.norm(points[row] - blob.mean(0)) - 1e-9
 
 
 def test_the_attention_method_is_a_setting(make_context):

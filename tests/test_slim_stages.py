@@ -197,15 +197,6 @@ def test_spreading_reaches_points_that_only_link_one_way():
     assert np.all((scores > 0) & (scores < 1)) and len(np.unique(np.round(scores, 9))) > 2
 
 
-def test_rbf_kernel_standardises_and_spreads():
-    points = two_blob_class() * 1000  # standardisation makes the scale irrelevant to gamma
-    spreading = AttentionLabelSpreading(kernel="rbf", gamma=10.0, alpha=1e-6).fit(
-        points, np.zeros(42, int), np.array([0, 21]), np.array([YES, NO]))
-    assert (spreading.scores_[:21] > 0.9).all() and (spreading.scores_[21:] < 0.1).all()
-    with pytest.raises(HarnessError, match="spread_kernel"):
-        AttentionLabelSpreading(kernel="knn").fit(points, np.zeros(42, int), np.array([0]), np.array([YES]))
-
-
 def test_screening_keeps_exactly_the_top_share_with_a_deterministic_tie_break():
     # Class 0: 4 tied 1s and 2 zeros: the top half is 3 of the tied 1s, chosen by the tie-break (distance,
     # smaller first), then the lower row. Class 1: 5 points, top half rounds 2.5 up to 3.
@@ -220,21 +211,15 @@ def test_screening_keeps_exactly_the_top_share_with_a_deterministic_tie_break():
     assert Screening().fit_predict(scores, labels).tolist() == [1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 0]
 
 
-def test_screening_threshold_and_the_authors_pooled_median():
+def test_screening_threshold():
     scores = np.array([1, 1, 1, 0, 0, 0.2, 0.4, 0.6, 0.8, 0, 0, 0.3])
     labels = np.array([0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2])
     # class 2: its top share (2 of 3) holds a 0, which the threshold drops
     assert Screening().fit_predict(scores, labels).tolist() == [1, 1, 1, 0, 0, 0, 0, 1, 1, 0, 0, 1]
     by_threshold = Screening(quantile=None, threshold=0.5).fit_predict(scores, labels)
     assert by_threshold.tolist() == [1, 1, 1, 0, 0, 0, 0, 1, 1, 0, 0, 0]
-    # pooled median: class 0 centred on 1 -> [0, 0, 0, -1, -1]; class 1 on 0.5 -> [-1, -1/3, 1/3, 1];
-    # class 2 on 0 -> [0, 0, 1]; pooled median 0: strictly above it are rows 7, 8 and 11
-    pooled = Screening(rule="pooled_median").fit_predict(scores, labels)
-    assert np.flatnonzero(pooled).tolist() == [7, 8, 11]
     with pytest.raises(HarnessError, match="quantile"):
         Screening(quantile=1.5).fit_predict(scores, labels)
-    with pytest.raises(HarnessError, match="screen_rule"):
-        Screening(rule="median").fit_predict(scores, labels)
 
 
 def test_nearest_yes_distance_is_per_class():
