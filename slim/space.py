@@ -1,9 +1,9 @@
 """Stage 1 (paper Sec. 4.1): the attention space, a 2-D UMAP projection of the F_A of every instance.
 
-At CelebA scale (160k x 2048) a plain UMAP takes many minutes, so by default the features are first
-reduced by PCA to 50 dimensions, and above 20,000 instances UMAP is fitted on a random sample of 5,000
-(the authors' sample size) and the rest are placed with ``UMAP.transform``. Both choices are parameters;
-``mode_`` reports what ran.
+At CelebA scale (160k x 2048) a plain UMAP takes many minutes, so by default above 20,000 instances the
+features are first reduced by PCA to 50 dimensions and UMAP is fitted on a random sample of 5,000 (the
+authors' sample size) and the rest are placed with ``UMAP.transform``; below that the raw F_A is projected.
+Both choices are parameters; ``mode_`` reports what ran.
 
 Determinism: UMAP's spectral initialisation calls ARPACK (``scipy.sparse.linalg.eigsh``), whose restart
 vectors scipy draws from fresh OS entropy unless it is given an ``rng``; umap-learn gives none, so the
@@ -34,7 +34,7 @@ MIN_INSTANCES = 4  # UMAP's spectral initialisation needs a few more points than
 class AttentionSpace:
     """UMAP of F_A to ``n_components`` dimensions (authors' settings: n_neighbors=5, min_dist=0).
 
-    ``pca_dims``: "auto" (50 when the features have more), an int, or None (no PCA).
+    ``pca_dims``: "auto" (50 where the fit is sampled and the features have more), an int, or None (no PCA).
     ``fit_sample``: "auto" (5,000 when there are more than 20,000 instances), an int (fit on that many
     when there are more), or None (fit on all). The sample is drawn with ``random_state``.
     """
@@ -55,12 +55,10 @@ class AttentionSpace:
                     pca_dims=self.pca_dims, fit_sample=self.fit_sample, random_state=self.random_state)
 
     def resolve(self, n: int, dims: int) -> tuple[int | None, int | None]:
-        """(PCA dimensions or None, UMAP fit sample size or None) for n instances of ``dims`` features."""
-        pca = AUTO_PCA_DIMS if self.pca_dims == AUTO else self.pca_dims
-        if pca is not None and (not isinstance(pca, int) or pca < self.n_components):
-            raise HarnessError(f"pca_dims must be 'auto', None or an int >= {self.n_components}, got {pca!r}")
-        if pca is not None and pca >= min(n, dims):
-            pca = None
+        """(PCA dimensions or None, UMAP fit sample size or None) for n instances of ``dims`` features.
+
+        "auto" PCA reduces only where UMAP is fitted on a sample (large splits): both are there for speed,
+        and below that size the raw F_A is projected, as the paper says and the authors' code does."""
         if self.fit_sample == AUTO:
             sample = AUTO_SAMPLE_SIZE if n > AUTO_SAMPLE_ABOVE else None
         else:
@@ -70,6 +68,11 @@ class AttentionSpace:
                     f"fit_sample must be 'auto', None or an int >= {MIN_INSTANCES}, got {sample!r}")
             if sample is not None and sample >= n:
                 sample = None
+        pca = (AUTO_PCA_DIMS if sample is not None else None) if self.pca_dims == AUTO else self.pca_dims
+        if pca is not None and (not isinstance(pca, int) or pca < self.n_components):
+            raise HarnessError(f"pca_dims must be 'auto', None or an int >= {self.n_components}, got {pca!r}")
+        if pca is not None and pca >= min(n, dims):
+            pca = None
         return pca, sample
 
     def fit_transform(self, fa: np.ndarray) -> np.ndarray:

@@ -178,3 +178,25 @@ def test_coincident_points_share_equally_instead_of_dividing_by_zero():
     weights, patches = subgroup_weights(att, att, core, env, k_core=2, k_env=2)
     np.testing.assert_allclose(weights, [0.25, 0.25, 0.25, 0.25])
     assert patches == ["zero_spread"]
+
+
+def test_variant_report_measures_by_hand():
+    from slim.variant_report import jaccard, neighbour_overlap
+
+    assert jaccard([1, 2, 3, 3], [2, 3, 4]) == 2 / 4
+    points = np.float32([[0, 0], [1, 0], [0, 1], [5, 5], [6, 5], [5, 6]])
+    assert neighbour_overlap(points, points * 3 + 1, k=2) == 1.0  # a similarity keeps every neighbour
+    swapped = points[[3, 4, 5, 0, 1, 2]]  # rows 0-2 now sit where 3-5 were: neighbourhoods still within thirds
+    assert neighbour_overlap(points, swapped, k=2) == 1.0
+    mixed = points[[0, 3, 1, 4, 2, 5]]
+    assert neighbour_overlap(points, mixed, k=2) < 1.0
+
+
+def test_variant_report_compares_every_stage_on_a_golden_case():
+    from slim.variant_report import compare_case, load_case
+
+    result = compare_case(*load_case(CASES[0]))
+    for key in ("queries_jaccard", "kept_jaccard", "picks_jaccard", "end_to_end_subset_jaccard"):
+        assert 0.0 <= result[key] <= 1.0
+    assert result["sizes_total_paper"] == json.loads(CASES[0].with_suffix(".json").read_text())["subset_size"]
+    assert result == compare_case(*load_case(CASES[0]))  # deterministic

@@ -264,8 +264,9 @@ def test_seeded_arpack_makes_eigsh_repeatable_and_restores_it():
 def test_attention_space_auto_mode_and_errors():
     space = AttentionSpace()
     assert space.resolve(160_000, 2048) == (50, 5_000)
-    assert space.resolve(5_000, 2048) == (50, None)
-    assert space.resolve(5_000, 32) == (None, None)
+    assert space.resolve(5_000, 2048) == (None, None)  # below the sampled sizes: raw F_A, as the authors
+    assert space.resolve(30_000, 32) == (None, 5_000)  # PCA only where the features have more dimensions
+    assert AttentionSpace(pca_dims=50).resolve(5_000, 2048) == (50, None)
     with pytest.raises(HarnessError, match="needs"):
         space.fit_transform(np.zeros((3, 8)))
     with pytest.raises(HarnessError, match="NaN"):
