@@ -47,13 +47,41 @@ class ArtifactCache:
         return path
 
 
+    def get_or_create_all(self, items: list[tuple[str, dict[str, Any], str, Callable[[Path], None]]]) -> list[Path]:
+        """Paths of several artifacts (``(kind, key, suffix, create)`` each), created as ``get_or_create`` does,
+        but sharing the work: an artifact another process is creating is skipped while one is free, so two
+        workers needing the same list create different ones at the same time instead of queueing."""
+        paths = [self.path(kind, key, suffix) for kind, key, suffix, _ in items]
+        waiting = [i for i, path in enumerate(paths) if not path.exists()]
+        while waiting:
+            busy = []
+            for i in waiting:
+                with file_lock(paths[i].with_suffix(".lock"), wait=False) as held:
+                    if not held:
+                        busy.append(i)
+                    elif not paths[i].exists():
+                        remove_stale_temps(paths[i].parent)
+                        items[i][3](paths[i])
+                        atomic_write_json(paths[i].with_suffix(".key.json"), items[i][1])
+            if busy:  # every free one is done: wait for the first another process holds, then look again
+                self.get_or_create(*items[busy[0]])
+            waiting = [i for i in busy if not paths[i].exists()]
+        return paths
+
+
 @contextmanager
-def file_lock(path: Path) -> Iterator[None]:
+def file_lock(path: Path, *, wait: bool = True) -> Iterator[bool]:
+    """An exclusive lock on ``path`` for the block; yields whether it is held (``wait=False``: False at once
+    when another process holds it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            yield
+            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 

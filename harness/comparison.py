@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from statistics import mean, stdev
 from typing import Any
 
-from harness.tables import SLIM_METHODS, dataset_rank, method_label, method_rank, metric_value, ok_records, slim_setting
+from harness.tables import SLIM_METHODS, dataset_rank, method_rank, metric_value, ok_records, row_label, slim_setting
 
 Record = dict[str, Any]
 METRICS = (("worst_group_acc", "worst"), ("avg_acc", "avg"))
@@ -26,7 +26,7 @@ NOISE_FLOOR = 0.005  # half a point
 
 def cell_key(rec: Record) -> tuple:
     setting = slim_setting(rec) if rec["method"] in SLIM_METHODS else None
-    return (rec["dataset"], method_label(rec), rec["arch"], rec["scale"], setting)
+    return (rec["dataset"], row_label(rec), rec["arch"], rec["scale"], setting)
 
 
 def _cells(records: Iterable[Record]) -> dict[tuple, list[Record]]:

@@ -51,6 +51,16 @@ class Method:
     def adjust_hparams(cls, hp: dict[str, Any], given: dict[str, Any], dataset: str, scale: str) -> None:
         """Change ``hp`` in place after the user's overrides ``given`` (settings that imply others)."""
 
+    @classmethod
+    def row_label(cls, hparams: dict[str, Any]) -> str:
+        """The row a run with ``hparams`` fills in the accuracy tables (a method with variants names each)."""
+        return cls.title
+
+    @classmethod
+    def in_accuracy_tables(cls, hparams: dict[str, Any]) -> bool:
+        """Whether a run with ``hparams`` is a row of the accuracy tables (not only of a method's own tables)."""
+        return True
+
     def fit(self, ctx: RunContext) -> MethodResult:
         raise NotImplementedError
 

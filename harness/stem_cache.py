@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from harness.cache import ArtifactCache, load_tensors, save_tensors
@@ -26,6 +27,7 @@ STORAGE = torch.float16
 # batches of 128 and about 30 in batches of 4 with channels-last, 3.3-3.8x (`python -m harness bench
 # --sections stem`, results/bench/stem-cpu.md).
 BATCH_SIZE = {"cpu": 4, "cuda": 128}
+CHUNK = 1024  # images per cached piece of the pass: a multiple of every batch size above
 
 
 def stem_pass(device: torch.device) -> dict[str, Any]:
@@ -55,15 +57,30 @@ def encode_split(model: Network, split: Split, device: torch.device, *, batch_si
 def with_stem_inputs(benchmark: Benchmark, model: Network, cache: ArtifactCache, key: dict[str, Any],
                      device: torch.device, *, show_progress: bool = True) -> Benchmark:
     """A copy of ``benchmark`` whose splits also carry the frozen stem's output of ``model``, cached by
-    ``key`` (which must identify the data, the architecture and the starting weights) and split name."""
+    ``key`` (which must identify the data, the architecture and the starting weights), split name and chunk.
+
+    The pass is cached in chunks of :data:`CHUNK` images (a multiple of every batch size, so each chunk's
+    batches, and so its numbers, are those of a pass over the whole split), and workers that need the same
+    stem encode different chunks at the same time (:meth:`ArtifactCache.get_or_create_all`): a sweep's two
+    workers starting on one preset share its stem pass instead of one waiting for the other.
+    """
     how = stem_pass(device)
+    items, owners = [], []
+    for name, split in benchmark.splits.items():
+        for start in range(0, len(split), CHUNK):
+            part = split.subset(np.arange(start, min(start + CHUNK, len(split))))
+
+            def compute(path: Path, part: Split = part, name: str = name, start: int = start) -> None:
+                stem = encode_split(model, part, device, desc=f"frozen stem ({name} from {start})",
+                                    show_progress=show_progress)
+                save_tensors(path, {"stem": stem})
+
+            items.append(("stem", dict(key, split=name, storage=str(STORAGE), chunk=[start, start + len(part)], **how),
+                          "safetensors", compute))
+            owners.append(name)
+    paths = cache.get_or_create_all(items)
     splits = {}
     for name, split in benchmark.splits.items():
-        def compute(path: Path, split: Split = split, name: str = name) -> None:
-            stem = encode_split(model, split, device, desc=f"frozen stem ({name})", show_progress=show_progress)
-            save_tensors(path, {"stem": stem})
-
-        path = cache.get_or_create("stem", dict(key, split=name, storage=str(STORAGE), **how), "safetensors",
-                                   compute)
-        splits[name] = replace(split, stem=load_tensors(path)[0]["stem"])
+        parts = [load_tensors(path)[0]["stem"] for path, owner in zip(paths, owners, strict=True) if owner == name]
+        splits[name] = replace(split, stem=torch.cat(parts))
     return replace(benchmark, splits=splits)

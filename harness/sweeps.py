@@ -26,12 +26,14 @@ import os
 import platform
 import time
 import tomllib
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from harness.dataset_facts import SCALES, is_synthetic
@@ -492,13 +494,14 @@ def run_sweep(configs: list[dict[str, Any]], out_dir: Path, executor: Executor, 
         executor.prepare(pending)
         stage_seconds["pretraining (stand-in weights)"] = time.monotonic() - started
     outcome = SweepOutcome(run_ids, skipped, [], [], stage_seconds)
+    time_left = TimeLeft(pending)
     while pending:
         deferred: list[dict[str, Any]] = []
         for result in progress(_outcomes(_stages(pending), executor, out_dir, cache_dir, stage_seconds, deferred),
                                desc=f"{name} runs", total=len(pending), enabled=show_progress):
             (outcome.completed.append(result.run_id) if result.status == "ok" else outcome.failed.append(result))
             log(f"  {result.status:6s} {result.label} ({result.seconds:.0f} s) {result.run_id}"
-                + (f": {result.error}" if result.error else ""))
+                + (f": {result.error}" if result.error else "") + f" [{time_left.finished(result)}]")
         waited = _wait_for_claims(deferred, out_dir, log) if deferred else {"done": [], "remote": [], "rerun": []}
         outcome.elsewhere += waited["done"]
         outcome.claimed += waited["remote"]
@@ -511,6 +514,41 @@ def run_sweep(configs: list[dict[str, Any]], out_dir: Path, executor: Executor, 
         for failed in outcome.failed:
             log(f"  {failed.label} {failed.run_id}: {failed.error}")
     return outcome
+
+
+class TimeLeft:
+    """How many runs are left and about how long they will take: each pending run is assumed to take what
+    the finished runs of its method took on average in this start (all finished runs' average for a method
+    not seen yet), divided by the parallelism observed so far (compute seconds per wall second)."""
+
+    def __init__(self, configs: list[dict[str, Any]]) -> None:
+        self.pending = {run_id(c): c["method"] for c in configs}
+        self.total = len(configs)
+        self.seconds: dict[str, list[float]] = defaultdict(list)
+        self.started = time.monotonic()
+
+    def finished(self, result: RunOutcome) -> str:
+        """Account for ``result``; '12/162 done, 150 left, about 35 min'."""
+        method = self.pending.pop(result.run_id, None)
+        if method is not None:
+            self.seconds[method].append(result.seconds)
+        done = self.total - len(self.pending)
+        text = f"{done}/{self.total} done, {len(self.pending)} left"
+        finished = [s for values in self.seconds.values() for s in values]
+        if not self.pending or not finished:
+            return text
+        wall = max(time.monotonic() - self.started, 1e-9)
+        parallel = max(1.0, sum(finished) / wall)
+        overall = sum(finished) / len(finished)
+        need = sum(np.mean(self.seconds[m]) if self.seconds.get(m) else overall for m in self.pending.values())
+        return f"{text}, about {format_duration(need / parallel)} to go"
+
+
+def format_duration(seconds: float) -> str:
+    """'45 s', '12 min', '2.3 h'."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 def _stages(configs: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:

@@ -212,6 +212,13 @@ def method_label(rec: Record) -> str:
     return rec.get("method_label") or (METHODS.get(method).title if method in METHODS else method)
 
 
+def row_label(rec: Record) -> str:
+    """The accuracy tables' row of a run: the record's ``method_label`` if set, else what its method calls a
+    run with its settings (a method with variants, e.g. SLIM's, names one row for each)."""
+    method, hp = rec["method"], (rec.get("config") or {}).get("hparams") or {}
+    return rec.get("method_label") or (METHODS.get(method).row_label(hp) if method in METHODS else method)
+
+
 def method_rank(rec: Record) -> tuple[int, str]:
     method = rec["method"]
     return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method_label(rec))
@@ -273,21 +280,23 @@ def approx_equal(a: float, b: float) -> bool:
 
 
 def is_main_setting(rec: Record) -> bool:
-    """True for every non-SLIM run and for SLIM runs of the paper variant, without ablation, at the default
-    budget and subset fraction."""
-    if rec["method"] not in SLIM_METHODS:
-        return True
-    if slim_kind(rec) != ("paper", "none"):
+    """True for the runs of the accuracy tables: every run its method puts there (SLIM: both variants and the
+    subsets that replace its curation), SLIM's at the default budget and subset fraction."""
+    method = rec["method"]
+    hp = (rec.get("config") or {}).get("hparams") or {}
+    if method in METHODS and not METHODS.get(method).in_accuracy_tables(hp):
         return False
+    if method not in SLIM_METHODS:
+        return True
     return all(approx_equal(a, b) for a, b in zip(slim_setting(rec), default_setting(rec), strict=True))
 
 
 def main_rows(records: Iterable[Record]) -> dict[str, list[Record]]:
     """Runs at the main setting grouped by row label, in the paper's row order."""
     rows: dict[str, list[Record]] = defaultdict(list)
-    for rec in sorted(records, key=method_rank):
+    for rec in sorted(records, key=lambda r: (method_rank(r), row_label(r))):
         if is_main_setting(rec):
-            rows[method_label(rec)].append(rec)
+            rows[row_label(rec)].append(rec)
     return dict(rows)
 
 

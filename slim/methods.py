@@ -61,6 +61,9 @@ ATTENTION_METHOD, ATTENTION_TARGET = "gradcam", "label"  # GradCAM for the true 
 TRUTH_BATCH = 512  # instances whose noise-free answers are computed at once
 # SLIM_Tr trains for at least the authors' 50 epochs, and at least as many SGD steps as ERM takes on train.
 SLIM_TR_MIN_EPOCHS = 50
+# The ablations whose runs are rows of the accuracy tables beside SLIM's own: subsets of SLIM's size that replace
+# its whole curation (the others replace one stage, and are read in the stage-diagnostics table)
+ACCURACY_TABLE_ABLATIONS = ("none", "random_subset", "group_balanced_subset")
 # Which attention maps SLIM curates with (a name of harness.registry.CAMS, ATTENTION_METHOD unless set).
 # No default lists it, so runs that leave it out keep their run ids; a run that sets it records it.
 SETTINGS["attention_method"] = Setting(str)
@@ -136,6 +139,20 @@ class _Slim(Method):
         method = hp.get("attention_method", ATTENTION_METHOD)
         if isinstance(method, str):
             CAMS.get(method)
+
+    @classmethod
+    def row_label(cls, hparams: dict[str, Any]) -> str:
+        """'SLIM_Val', 'SLIM_Val (authors' code)', 'SLIM_Val: random subset', ...: one row per variant and per
+        reference ablation."""
+        variant, name = hparams.get("slim_variant", "paper"), hparams.get("slim_ablation", "none")
+        label = cls.title + (" (authors' code)" if variant == "authors" else "")
+        return label if name == "none" else f"{label}: {name.replace('_', ' ')}"
+
+    @classmethod
+    def in_accuracy_tables(cls, hparams: dict[str, Any]) -> bool:
+        """Both variants, and the two subsets of SLIM's size that replace its whole curation (a uniform one and
+        a group-balanced one); the other ablations are stage diagnostics, in their own table."""
+        return hparams.get("slim_ablation", "none") in ACCURACY_TABLE_ABLATIONS
 
     @property
     def attention_method(self) -> str:

@@ -50,3 +50,53 @@ def test_a_stem_written_with_another_batch_size_is_recomputed(tmp_path, monkeypa
     batches.clear()
     with_stem_inputs(benchmark, encoder, cache, {"k": 1}, cpu, show_progress=False)
     assert batches == []
+
+
+def test_the_stem_in_chunks_equals_one_pass_over_the_split(tmp_path, monkeypatch):
+    """Chunks are a multiple of the batch size, so their batches, and every number, are those of one pass."""
+    import harness.stem_cache
+    from harness.stem_cache import encode_split
+
+    monkeypatch.setattr(harness.stem_cache, "CHUNK", 16)  # the toy train split of 160 rows: 10 chunks
+    benchmark = make_toy_benchmark()
+    encoder = create_model("resnet18", 2, benchmark.image_size, width=0.25).eval()
+    chunked = with_stem_inputs(benchmark, encoder, ArtifactCache(tmp_path), {"k": 1}, torch.device("cpu"),
+                               show_progress=False)
+    for name, split in benchmark.splits.items():
+        whole = encode_split(encoder, split, torch.device("cpu"), show_progress=False)
+        assert torch.equal(chunked.splits[name].stem, whole)
+    assert len(list((tmp_path / "stem").glob("*.safetensors"))) == sum(-(-len(s) // 16)
+                                                                        for s in benchmark.splits.values())
+
+
+def test_workers_needing_the_same_artifacts_create_different_ones_first(tmp_path):
+    """While another process creates artifact 0 (its lock held), get_or_create_all creates 1 and 2 first,
+    then waits for 0 and finds it made."""
+    import fcntl
+    import threading
+
+    from harness.cache import save_tensors
+
+    cache, order = ArtifactCache(tmp_path), []
+
+    def item(i):
+        def create(path):
+            order.append(i)
+            save_tensors(path, {"x": torch.tensor([i])})
+        return ("thing", {"i": i}, "safetensors", create)
+
+    items = [item(i) for i in range(3)]
+    lock_path = cache.path(*items[0][:3]).with_suffix(".lock")
+    lock_path.parent.mkdir(parents=True)
+    holder = open(lock_path, "a")  # another open file description: flock conflicts as another process's would
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    result = []
+    worker = threading.Thread(target=lambda: result.extend(cache.get_or_create_all(items)))
+    worker.start()
+    worker.join(timeout=5)
+    assert worker.is_alive() and order == [1, 2]  # the free ones done, waiting for the held one
+    items[0][3](cache.path(*items[0][:3]))  # "the other process" finishes artifact 0 and lets go
+    fcntl.flock(holder, fcntl.LOCK_UN)
+    holder.close()
+    worker.join(timeout=5)
+    assert not worker.is_alive() and order == [1, 2, 0] and len(result) == 3

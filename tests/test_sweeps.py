@@ -346,3 +346,20 @@ def test_variants_repeat_the_runs_of_the_methods_that_have_the_settings():
         parse_sweep(grid(variants={"slim_variant": "authors"}))
     with pytest.raises(HarnessError, match="slim_ablation"):
         parse_sweep(grid(variants=[{"slim_ablation": "nonsense"}]))
+
+
+def test_time_left_estimates_each_method_from_its_own_finished_runs(monkeypatch):
+    """Two ERM runs took 10 s each and one JTT run 30 s, in 25 s of wall time (two at a time: 50 / 25 = 2);
+    one ERM and two JTT runs are left: (10 + 30 + 30) / 2 = 35 s."""
+    from harness.executors import RunOutcome
+    from harness.sweeps import TimeLeft, format_duration
+
+    configs = [{"method": m, "id": i} for i, m in enumerate(["erm", "erm", "erm", "jtt", "jtt", "jtt"])]
+    monkeypatch.setattr("harness.sweeps.run_id", lambda c: f"r{c['id']}")
+    clock = iter([0.0, 25.0, 25.0, 25.0])
+    monkeypatch.setattr("harness.sweeps.time.monotonic", lambda: next(clock))
+    left = TimeLeft(configs)
+    left.finished(RunOutcome("r0", "a", "ok", 10.0))
+    left.finished(RunOutcome("r1", "b", "ok", 10.0))
+    assert left.finished(RunOutcome("r3", "c", "ok", 30.0)) == "3/6 done, 3 left, about 35 s to go"
+    assert format_duration(5400) == "1.5 h" and format_duration(600) == "10 min"

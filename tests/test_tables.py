@@ -263,6 +263,24 @@ def test_slim_rows_use_the_default_budget_and_subset_fraction():
     ]
 
 
+def test_both_slim_variants_and_the_subsets_that_replace_slim_have_rows():
+    """One row per SLIM variant and per subset of SLIM's size; the stage ablations stay out of Table 2."""
+    recs = [
+        make_record("slim-val", worst=0.60),
+        make_record("slim-val", worst=0.50, slim_kind=("authors", "none")),
+        make_record("slim-val", worst=0.70, slim_kind=("paper", "random_subset")),
+        make_record("slim-val", worst=0.80, slim_kind=("paper", "group_balanced_subset")),
+        make_record("slim-val", worst=0.95, slim_kind=("paper", "true_screening")),
+    ]
+    recs[3]["labels_used"]["val_group_labels"] = True  # what the ablation's record declares
+    text = tables.table2(recs, ARCH, SCALE)
+    assert [r[0] for r in body(text)] == ["SLIM_Val", "SLIM_Val (authors' code)", "SLIM_Val: group balanced subset",
+                                          "SLIM_Val: random subset"]
+    assert column(text, "SLIM_Val (authors' code)", f"{WB} Worst") == "50.0"
+    assert row(text, "SLIM_Val: group balanced subset")[1].startswith("validation")
+    assert "95.0" not in text
+
+
 def test_sweep_marks_are_ranked_within_each_method():
     recs = [
         make_record("slim-tr", worst=0.9),
