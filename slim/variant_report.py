@@ -86,7 +86,8 @@ def compare_case(case: dict[str, np.ndarray], meta: dict[str, Any]) -> dict[str,
     for c in np.unique(labels[kept]):
         rows = np.flatnonzero(labels[kept] == c)
         d = Disentangler(k_range=(settings["cluster_k_min"], settings["cluster_k_max"]),
-                         pca_dims=settings["cluster_pca_dims"], random_state=seed).fit(fa[kept][rows], fabar[kept][rows])
+                         pca_dims=settings["cluster_pca_dims"], random_state=seed)
+        d.fit(fa[kept][rows], fabar[kept][rows])
         core_labels[rows] = d.core_.labels + offset
         offset += d.core_.k
         ks.append((d.core_.k, d.env_.k))
