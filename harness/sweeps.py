@@ -174,13 +174,18 @@ def parse_sweep(raw: dict[str, Any], source: str = "<sweep>") -> SweepSpec:
 
 def _variants(raw: dict[str, Any], fail: Callable[[str], HarnessError]) -> tuple[dict[str, Any], ...]:
     """``variants = [{}, {slim_ablation = "random_subset"}, ...]``: settings each main-grid run is repeated
-    with (e.g. SLIM's variants and ablations for its stage-diagnostics table)."""
+    with (e.g. SLIM's variants and ablations for its stage-diagnostics table); an entry's ``methods = [...]``
+    limits it to those methods (e.g. a reference row of SLIM_Val's alone)."""
     listed = raw.get("variants", [{}])
     if not isinstance(listed, list) or not listed or not all(isinstance(v, dict) for v in listed):
         raise fail("'variants' must be a non-empty list of tables of settings")
     for entry in listed:
+        only = entry.get("methods", raw["methods"])
+        if not isinstance(only, list) or not only or set(only) - set(raw["methods"]):
+            raise fail(f"[variants] methods = {only!r}: must be a non-empty list of the grid's methods")
         for name, value in entry.items():
-            _check_setting(name, value, "[variants]", fail)
+            if name != "methods":
+                _check_setting(name, value, "[variants]", fail)
     return tuple(dict(v) for v in listed)
 
 
@@ -285,6 +290,8 @@ def expand(spec: SweepSpec, *, device: str = "auto",
 
     for dataset, method, arch, seed, extra in product(spec.datasets, spec.methods, spec.archs, spec.seeds,
                                                       spec.variants):
+        if method not in extra.get("methods", [method]):
+            continue
         known = default_hparams(method, dataset, spec.scale)  # a variant's settings reach the methods that have them
         add(dataset, method, arch, seed, {k: v for k, v in extra.items() if k in known}, 0)
     sweeps = spec.slim_sweeps

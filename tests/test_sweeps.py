@@ -348,6 +348,17 @@ def test_variants_repeat_the_runs_of_the_methods_that_have_the_settings():
         parse_sweep(grid(variants=[{"slim_ablation": "nonsense"}]))
 
 
+def test_a_variant_can_be_limited_to_some_methods():
+    """The random subset only for SLIM_Val: SLIM_Tr runs as configured, SLIM_Val twice, per seed."""
+    raw = grid(methods=["slim-tr", "slim-val"],
+               variants=[{}, {"slim_ablation": "random_subset", "methods": ["slim-val"]}])
+    configs = expand(parse_sweep(raw), device="cpu")
+    kinds = sorted((c["method"], c["hparams"]["slim_ablation"]) for c in configs)
+    assert kinds == sorted([("slim-tr", "none")] * 2 + [("slim-val", "none"), ("slim-val", "random_subset")] * 2)
+    with pytest.raises(HarnessError, match="methods"):
+        parse_sweep(grid(methods=["slim-tr"], variants=[{"slim_ablation": "random_subset", "methods": ["slim-val"]}]))
+
+
 def test_time_left_estimates_each_method_from_its_own_finished_runs(monkeypatch):
     """Two ERM runs took 10 s each and one JTT run 30 s, in 25 s of wall time (two at a time: 50 / 25 = 2);
     one ERM and two JTT runs are left: (10 + 30 + 30) / 2 = 35 s."""
