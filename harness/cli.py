@@ -39,7 +39,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scale", choices=SCALES, default="tiny", help="synthetic preset size (default tiny)")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the generated data (synthetic presets)")
-    p.add_argument("--data-root", help="folder of a real dataset in its published layout")
+    p.add_argument("--data-root", help="folder of a real dataset (layouts: `datasets`), or of your metadata.csv "
+                                       "for --dataset csv")
     p.add_argument("--image-size", type=int,
                    help=f"real datasets: decode and resize to this size (default {REAL_IMAGE_SIZE})")
     p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",

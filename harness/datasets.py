@@ -9,7 +9,7 @@ from pathlib import Path
 
 from harness.cache import default_cache_root
 from harness.data import Benchmark
-from harness.dataset_facts import FACTS, REAL_IMAGE_SIZE, is_synthetic
+from harness.dataset_facts import REAL_IMAGE_SIZE, facts, is_synthetic
 from harness.errors import HarnessError
 from harness.real_datasets import REAL_DATASETS, load_real
 from harness.synthetic import PRESETS, make_benchmark
@@ -30,8 +30,9 @@ def list_datasets() -> list[DatasetEntry]:
         needs = "--data-root with " + ", ".join(info.expected)
         if info.options:
             needs += "; options (--data-option k=v): " + ", ".join(info.options)
-        masks = FACTS[info.name].masks
-        entries.append(DatasetEntry(info.name, f"{info.description} (masks: {masks})", needs, False))
+        known = facts(info.name)  # none for a dataset the paper has not (the user's own, csv)
+        description = f"{info.description} (masks: {known.masks})" if known else info.description
+        entries.append(DatasetEntry(info.name, description, needs, False))
     return entries
 
 

@@ -114,8 +114,17 @@ CELEBA_COUNTS = {
 }
 
 
-def make_celeba_fixture(root: Path, seed: int = 0) -> dict:
-    """CelebA folder; other attributes random in {-1, 1}; returns per-split expectations and all values."""
+CELEBA_LAYOUTS = ("txt", "kaggle", "wilds")
+
+
+def make_celeba_fixture(root: Path, seed: int = 0, layout: str = "txt") -> dict:
+    """CelebA folder; other attributes random in {-1, 1}; returns per-split expectations and all values.
+
+    ``layout``: "txt" the original release (list_*.txt, img_align_celeba/); "wilds" WILDS' celebA_v1.0
+    (list_attr_celeba.csv with image_id and the attribute names, list_eval_partition.csv with image_id,
+    partition; img_align_celeba/); "kaggle" the same CSVs with the images in img_align_celeba/img_align_celeba/
+    as Kaggle's archive unpacks."""
+    images_dir = "img_align_celeba/img_align_celeba" if layout == "kaggle" else "img_align_celeba"
     rng = np.random.default_rng(seed)
     blond, male = CELEBA_ATTRIBUTES.index("Blond_Hair"), CELEBA_ATTRIBUTES.index("Male")
     images, partition, values = [], [], []
@@ -126,20 +135,31 @@ def make_celeba_fixture(root: Path, seed: int = 0) -> dict:
                 name = f"{len(images) + 1:06d}.jpg"
                 row = rng.choice([-1, 1], size=len(CELEBA_ATTRIBUTES))
                 row[blond], row[male] = 2 * label - 1, 2 * attr - 1
-                save_flat(root / "img_align_celeba" / name, GROUP_COLOURS[2 * label + attr], *CELEBA_SIZE)
+                save_flat(root / images_dir / name, GROUP_COLOURS[2 * label + attr], *CELEBA_SIZE)
                 images.append(name)
                 partition.append(f"{name} {split}\n")
                 values.append(row)
                 expected[("train", "val", "test")[split]].append(
-                    {"name": name, "rel": f"img_align_celeba/{name}", "values": row}
+                    {"name": name, "rel": f"{images_dir}/{name}", "values": row}
                 )
     # Interleave the partition file so split order is not file order.
-    (root / "list_eval_partition.txt").write_text("".join(partition[::2] + partition[1::2]))
-    lines = [f"{len(images)}\n", " ".join(CELEBA_ATTRIBUTES) + " \n"]
-    lines += [
-        f"{name} " + " ".join(f"{v:2d}" for v in row) + "\n" for name, row in zip(images, values, strict=True)
-    ]
-    (root / "list_attr_celeba.txt").write_text("".join(lines))
+    interleaved = partition[::2] + partition[1::2]
+    if layout == "txt":
+        (root / "list_eval_partition.txt").write_text("".join(interleaved))
+        lines = [f"{len(images)}\n", " ".join(CELEBA_ATTRIBUTES) + " \n"]
+        lines += [
+            f"{name} " + " ".join(f"{v:2d}" for v in row) + "\n" for name, row in zip(images, values, strict=True)
+        ]
+        (root / "list_attr_celeba.txt").write_text("".join(lines))
+    else:
+        with open(root / "list_eval_partition.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["image_id", "partition"])
+            writer.writerows(line.split() for line in interleaved)
+        with open(root / "list_attr_celeba.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["image_id", *CELEBA_ATTRIBUTES])
+            writer.writerows([name, *row.tolist()] for name, row in zip(images, values, strict=True))
     order = {line.split()[0]: i for i, line in enumerate(partition[::2] + partition[1::2])}
     for records in expected.values():
         records.sort(key=lambda r: order[r["name"]])
@@ -153,6 +173,7 @@ ISIC_SIZE = (64, 64)
 ISIC_LESION_MASK = expected_box_mask(slice(4, 12), slice(4, 12))
 ISIC_PATCH_MASK = expected_box_mask(slice(12, 16), slice(0, 4))
 # (label, patch) counts per fold.
+ISIC_FOLDS = ["train", "val", "test"]  # the authors' split codes 0, 1, 2
 ISIC_COUNTS = {
     "train": {(0, 0): 3, (0, 1): 3, (1, 0): 2},
     "val": {(0, 0): 1, (0, 1): 1, (1, 0): 1},
@@ -160,8 +181,15 @@ ISIC_COUNTS = {
 }
 
 
-def make_isic_fixture(root: Path, masks_root: Path | None = None, malignant_patch: bool = False) -> dict:
-    """GEORGE-style ISIC folder; with masks_root, lesion PNGs in <masks_root>/lesion, patch PNGs in /patch."""
+def make_isic_fixture(
+    root: Path, masks_root: Path | None = None, malignant_patch: bool = False, layout: str = "george"
+) -> dict:
+    """ISIC folder; with masks_root, lesion PNGs in <masks_root>/lesion, patch PNGs in /patch.
+
+    ``layout``: "george" labels.csv (Image Index, benign_malignant, Diagnosis, patch, fold) and images/;
+    "authors" the SLIM authors' metadata.csv (img_id, img_filename, y, split 0/1/2, place = patch) and img/."""
+    folder = "images" if layout == "george" else "img"
+    metadata = []
     rows, expected = [], {name: [] for name in ISIC_COUNTS}
     counts = {fold: dict(c) for fold, c in ISIC_COUNTS.items()}
     if malignant_patch:
@@ -174,18 +202,25 @@ def make_isic_fixture(root: Path, masks_root: Path | None = None, malignant_patc
                 image[16:48, 16:48] = GROUP_COLOURS[2 * label + patch]
                 if patch:
                     image[48:64, 0:16] = (30, 60, 220)
-                (root / "images").mkdir(parents=True, exist_ok=True)
-                Image.fromarray(image).save(root / "images" / f"{name}.jpg", quality=95)
+                (root / folder).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(image).save(root / folder / f"{name}.jpg", quality=95)
                 rows.append([name + ".jpg", ("benign", "malignant")[label], label, patch, fold])
-                expected[fold].append({"rel": f"images/{name}.jpg", "label": label, "patch": patch})
+                metadata.append([len(metadata) + 1, name + ".jpg", label, ISIC_FOLDS.index(fold), patch])
+                expected[fold].append({"rel": f"{folder}/{name}.jpg", "label": label, "patch": patch})
                 if masks_root is not None:
                     lesion = np.zeros((64, 64), dtype=np.uint8)
                     lesion[16:48, 16:48] = 1  # nonzero = object
-                    save_grey(masks_root / "lesion" / "images" / f"{name}.png", lesion)
+                    save_grey(masks_root / "lesion" / folder / f"{name}.png", lesion)
                     if patch:
                         patch_mask = np.zeros((64, 64), dtype=np.uint8)
                         patch_mask[48:64, 0:16] = 255
-                        save_grey(masks_root / "patch" / "images" / f"{name}.png", patch_mask)
+                        save_grey(masks_root / "patch" / folder / f"{name}.png", patch_mask)
+    if layout == "authors":
+        with open(root / "metadata.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["img_id", "img_filename", "y", "split", "place"])
+            writer.writerows(metadata)
+        return {"splits": expected}
     rows.append(["ISIC_9999999.jpg", "indeterminate/benign", "", 0, "train"])  # left out, image absent
     with open(root / "labels.csv", "w", newline="") as f:
         writer = csv.writer(f)
@@ -219,7 +254,8 @@ IN9_FG_MASK = expected_box_mask(slice(4, 8), slice(4, 12))
 
 
 def make_imagenet9_fixture(root: Path, fg_mask_classes: tuple[int, ...] = (0,)) -> dict:
-    """in9l train/val; bg_challenge original, only_fg, no_fg, mixed_same, mixed_rand; some fg_mask arrays."""
+    """in9l train/val; bg_challenge original, only_fg, no_fg, only_bg_b, only_bg_t, mixed_same, mixed_rand;
+    some fg_mask arrays."""
     stems = {c: [f"n0{c}000000_{k:05d}" for k in range(2)] for c in range(len(IN9_FOLDERS))}
     for c, folder in enumerate(IN9_FOLDERS):
         for split, count in (("train", 2), ("val", 1)):
@@ -234,7 +270,12 @@ def make_imagenet9_fixture(root: Path, fg_mask_classes: tuple[int, ...] = (0,)) 
             only_fg[16:32, 16:48] = 200
             no_fg = scene.copy()
             no_fg[16:32, 16:48] = 0
-            for variant, array in (("original", scene), ("only_fg", only_fg), ("no_fg", no_fg)):
+            only_bg_b = np.full_like(scene, 90)  # background, the object's box black
+            only_bg_b[8:40, 8:56] = 0
+            only_bg_t = np.full_like(scene, 90)  # background, the object's box filled with background tiles
+            variants = (("original", scene), ("only_fg", only_fg), ("no_fg", no_fg),
+                        ("only_bg_b", only_bg_b), ("only_bg_t", only_bg_t))
+            for variant, array in variants:
                 path = root / "bg_challenge" / variant / "val" / folder / f"{stem}.JPEG"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(array).save(path, quality=95)
@@ -259,3 +300,65 @@ def make_imagenet9_fixture(root: Path, fg_mask_classes: tuple[int, ...] = (0,)) 
             *IN9_SIZE,
         )
     return {"stems": stems, "mixed": mixed}
+
+
+NICO_RELEASE_IMAGES = "track_1/public_dg_0416/train"
+
+
+def make_nico_release_fixture(release: Path, **kwargs) -> dict:
+    """NICO++ as its release unpacks: track_1/public_dg_0416/train/<context>/<class>/, an unlabelled
+    public_test_flat/ beside train/ and dg_label_id_mapping.json in track_1/."""
+    facts = make_nico_fixture(release / NICO_RELEASE_IMAGES, **kwargs)
+    save_flat(release / "track_1" / "public_dg_0416" / "public_test_flat" / "0a1b2c.jpg", (9, 9, 9), 24, 24)
+    (release / "track_1" / "dg_label_id_mapping.json").write_text('{"cat": 0, "dog": 1}\n')
+    return facts
+
+
+# ----------------------------------------------------------------------------- csv (the user's own dataset)
+
+# A 64 x 32 (w x h) PNG per image; the object is x 16..47, y 8..23. At 16 px the x scale is 4 and the y
+# scale 2, and nearest-neighbour resizing samples input x = 4j + 2, y = 2i + 1: columns 4..11, rows 4..11.
+CSV_SIZE = (64, 32)
+CSV_MASK = expected_box_mask(slice(4, 12), slice(4, 12))
+CSV_CLASSES, CSV_ATTRIBUTES = ("cat", "dog", "cow"), ("indoor", "outdoor")
+# (y, a) counts per split; group = 2 * y + a. The split column alternates between codes and words.
+CSV_COUNTS = {
+    "train": {(0, 0): 3, (0, 1): 1, (1, 0): 1, (1, 1): 2, (2, 0): 2, (2, 1): 1},
+    "val": dict.fromkeys([(0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1)], 1),
+    "test": dict.fromkeys([(0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1)], 1),
+}
+CSV_SPLIT_SPELLINGS = {"train": ("0", "train"), "val": ("1", "val"), "test": ("2", "test")}
+
+
+def make_csv_fixture(root: Path, masks: str | None = "png", names: bool = True) -> dict:
+    """A folder with metadata.csv (filename, y, a, split [, y_name, a_name] [, mask | xmin, ymin, xmax, ymax])
+    and PNG images in class folders; ``masks``: "png" a mask image per row, "boxes" box columns, None neither.
+    Rows are written shuffled across splits, so split order is file order within a split only."""
+    header = ["filename", "y", "a", "split"] + (["y_name", "a_name"] if names else [])
+    header += {"png": ["mask"], "boxes": ["xmin", "ymin", "xmax", "ymax"], None: []}[masks]
+    rows, expected = [], {split: [] for split in CSV_COUNTS}
+    for split, counts in CSV_COUNTS.items():
+        for (y, a), count in counts.items():
+            for _ in range(count):
+                rel = f"images/{CSV_CLASSES[y]}/{len(rows):03d}.png"
+                save_flat(root / rel, GROUP_COLOURS[2 * y + a], *CSV_SIZE, fmt="PNG")
+                row = [rel, y, a, CSV_SPLIT_SPELLINGS[split][len(rows) % 2]]
+                row += [CSV_CLASSES[y], CSV_ATTRIBUTES[a]] if names else []
+                if masks == "png":
+                    mask = np.zeros((CSV_SIZE[1], CSV_SIZE[0]), dtype=np.uint8)
+                    mask[8:24, 16:48] = 1  # nonzero = object
+                    save_grey(root / "masks" / Path(rel).with_suffix(".png").relative_to("images"), mask)
+                    row.append(f"masks/{CSV_CLASSES[y]}/{len(rows):03d}.png")
+                elif masks == "boxes":
+                    row += [16, 8.5, 47.2, 24]  # fractions rounded outward: x 16..48, y 8..24
+                rows.append(row)
+                expected[split].append({"rel": rel, "y": y, "a": a, "group": 2 * y + a})
+    order = np.random.default_rng(0).permutation(len(rows))
+    with open(root / "metadata.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows[i] for i in order)
+    rank = {rows[i][0]: position for position, i in enumerate(order)}
+    for records in expected.values():
+        records.sort(key=lambda r: rank[r["rel"]])
+    return {"splits": expected, "header": header}

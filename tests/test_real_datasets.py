@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,17 +17,22 @@ from harness.dataset_facts import FACTS
 from harness.errors import HarnessError
 from harness.real_datasets import REAL_DATASETS, load_real, nico_split
 from tests.fixtures_real import (
+    CELEBA_LAYOUTS,
     GROUP_COLOURS,
     IN9_FG_MASK,
     ISIC_LESION_MASK,
     ISIC_PATCH_MASK,
     MASK_IMAGE_SIZE,
+    NICO_RELEASE_IMAGES,
     WATERBIRDS_MASK,
     make_celeba_fixture,
+    make_csv_fixture,
     make_imagenet9_fixture,
     make_isic_fixture,
     make_nico_fixture,
+    make_nico_release_fixture,
     make_waterbirds_fixture,
+    save_flat,
     save_grey,
 )
 
@@ -64,10 +70,10 @@ def waterbirds(tmp_path_factory):
 
 
 def test_registry_lists_every_dataset_with_layout_and_options():
-    assert set(REAL_DATASETS) == {"waterbirds", "celeba", "isic", "nico", "imagenet9"}
+    assert set(REAL_DATASETS) == {"waterbirds", "celeba", "isic", "nico", "imagenet9", "csv"}
     for name, info in REAL_DATASETS.items():
-        assert info.name == name and info.description and info.expected and FACTS[name].masks
-        assert "masks" in info.options
+        assert info.name == name and info.description and info.expected and "masks" in info.options
+    assert all(FACTS[name].masks for name in set(REAL_DATASETS) - {"csv"})  # csv is the user's, not the paper's
     assert {"target", "spurious"} <= set(REAL_DATASETS["celeba"].options)
     assert "cub_root" in REAL_DATASETS["waterbirds"].options
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -154,9 +160,16 @@ def celeba_column(name: str) -> int:
     return CELEBA_ATTRIBUTES.index(name)
 
 
+@pytest.fixture(scope="module", params=CELEBA_LAYOUTS)
+def celeba_any_layout(request, tmp_path_factory):
+    """CelebA as the original release, WILDS' celebA_v1.0 and Kaggle's copy ship it."""
+    root = tmp_path_factory.mktemp(f"celeba-{request.param}")
+    return root, make_celeba_fixture(root, layout=request.param)
+
+
 @pytest.mark.parametrize(("target", "spurious"), [(None, None), ("Smiling", "Eyeglasses")])
-def test_celeba_labels_follow_chosen_attributes(celeba, tmp_path, target, spurious):
-    root, facts = celeba
+def test_celeba_labels_follow_chosen_attributes(celeba_any_layout, tmp_path, target, spurious):
+    root, facts = celeba_any_layout
     options = {} if target is None else {"target": target, "spurious": spurious}
     bench = load("celeba", root, tmp_path, **options)
     target, spurious = target or "Blond_Hair", spurious or "Male"
@@ -227,6 +240,46 @@ def test_celeba_malformed_files(celeba, tmp_path, file, old, new, message):
     with pytest.raises(HarnessError, match=message) as info:
         load("celeba", root, tmp_path / "cache")
     assert file in str(info.value)
+
+
+def test_celeba_kaggle_images_folder_is_the_nested_one(tmp_path):
+    """Kaggle's archive unpacks to img_align_celeba/img_align_celeba/: images and user mask paths are there."""
+    root = tmp_path / "celeba"
+    facts = make_celeba_fixture(root, layout="kaggle")
+    masks = tmp_path / "masks"
+    for records in facts["splits"].values():
+        for r in records:
+            assert r["rel"].startswith("img_align_celeba/img_align_celeba/")
+            save_grey(masks / Path(r["rel"]).with_suffix(".png"), np.ones((32, 32), dtype=np.uint8))
+    bench = load("celeba", root, tmp_path / "cache", masks=str(masks))
+    assert bench.has_masks and all(m.all() for m in bench.splits["test"].masks)
+
+
+@pytest.mark.parametrize(
+    ("file", "edit", "message"),
+    [
+        ("list_attr_celeba.csv", lambda rows: rows[3].__setitem__(5, "0"), r"line 4: attribute value '0' is not -1"),
+        ("list_attr_celeba.csv", lambda rows: rows[2].pop(), r"line 3: expected 41 fields, got 40"),
+        ("list_attr_celeba.csv", lambda rows: rows[0].__setitem__(0, "image"), r"missing column\(s\) image_id"),
+        ("list_eval_partition.csv", lambda rows: rows[1].__setitem__(1, "3"), r"line 2: split is '3'"),
+        ("list_eval_partition.csv", lambda rows: rows[0].__setitem__(1, "split"), r"missing column\(s\) partition"),
+    ],
+    ids=["value", "field-count", "image-column", "split", "partition-column"],
+)
+def test_celeba_malformed_csv_files(tmp_path, file, edit, message):
+    root = tmp_path / "celeba"
+    make_celeba_fixture(root, layout="wilds")
+    rewrite_csv(root / file, edit)
+    with pytest.raises(HarnessError, match=message) as info:
+        load("celeba", root, tmp_path / "cache")
+    assert file in str(info.value)
+
+
+def test_celeba_without_its_tables_names_both_layouts(tmp_path):
+    (tmp_path / "img_align_celeba").mkdir()
+    with pytest.raises(HarnessError, match=r"no celeba layout found \(expected list_attr_celeba.txt or "
+                                           r"list_attr_celeba.csv\)"):
+        load("celeba", tmp_path, tmp_path / "cache")
 
 
 def test_user_png_masks_coverage_and_size_check(celeba, tmp_path):
@@ -317,6 +370,45 @@ def test_isic_groups_lesion_and_patch_masks(tmp_path):
     assert bench.splits["train"].group_counts(3).tolist() == [3, 3, 2]
 
 
+def test_isic_in_the_slim_authors_layout_reads_like_georges(tmp_path):
+    """metadata.csv (img_filename, y, split 0/1/2, place = patch) and img/, as the authors' code reads ISIC:
+    the same labels, groups and masks as the GEORGE layout of the same images."""
+    root, masks = tmp_path / "isic", tmp_path / "isic_masks"
+    facts = make_isic_fixture(root, masks, layout="authors")
+    bench = load(
+        "isic", root, tmp_path / "cache", masks=str(masks / "lesion"), patch_masks=str(masks / "patch")
+    )
+    assert bench.group_names == ["benign/no_patch", "benign/patch", "malignant/no_patch"]
+    assert bench.info["excluded_rows"] == 0
+    for name, expected in facts["splits"].items():
+        split = bench.splits[name]
+        assert expected[0]["rel"].startswith("img/")
+        assert split.labels.tolist() == [r["label"] for r in expected]
+        assert split.spurious.tolist() == [r["patch"] for r in expected]
+        assert split.groups.tolist() == [2 * r["label"] + r["patch"] for r in expected]
+        assert all(np.array_equal(m, ISIC_LESION_MASK) for m in split.masks.numpy())
+        for r, patch_mask in zip(expected, bench.info["patch_masks"][name].numpy(), strict=True):
+            assert np.array_equal(patch_mask, ISIC_PATCH_MASK if r["patch"] else np.zeros((SIZE, SIZE), bool))
+    make_isic_fixture(tmp_path / "george")
+    george = load("isic", tmp_path / "george", tmp_path / "cache")
+    for name in ("train", "val", "test"):
+        assert torch.equal(bench.splits[name].groups, george.splits[name].groups)
+
+
+def test_isic_authors_layout_checks_its_columns(tmp_path):
+    root = tmp_path / "isic"
+    make_isic_fixture(root, layout="authors")
+    rewrite_csv(root / "metadata.csv", lambda rows: rows[4].__setitem__(3, "val"))
+    with pytest.raises(HarnessError, match=r"metadata.csv: line 5: split is 'val', expected one of 0, 1, 2"):
+        load("isic", root, tmp_path / "cache")
+    rewrite_csv(root / "metadata.csv", lambda rows: [r.pop(4) for r in rows])
+    with pytest.raises(HarnessError, match=r"metadata.csv: missing column\(s\) place"):
+        load("isic", root, tmp_path / "cache")
+    (root / "metadata.csv").unlink()
+    with pytest.raises(HarnessError, match=r"no isic layout found \(expected labels.csv or metadata.csv\)"):
+        load("isic", root, tmp_path / "cache")
+
+
 def test_isic_without_masks_and_with_malignant_patches(tmp_path):
     root = tmp_path / "isic"
     make_isic_fixture(root, malignant_patch=True)
@@ -395,6 +487,20 @@ def test_nico_split_is_disjoint_seeded_and_follows_dominant_share(nico):
     }
 
 
+@pytest.mark.parametrize("given", [".", "track_1", "track_1/public_dg_0416", NICO_RELEASE_IMAGES])
+def test_nico_release_root_or_any_folder_down_to_its_contexts(nico, tmp_path, given):
+    """NICO++ as released (track_1/public_dg_0416/train/<context>/<class>/, public_test_flat/ beside train/):
+    the release root, track_1, public_dg_0416 or train/ give the splits of the context folders read directly."""
+    release = tmp_path / "NICO++"
+    make_nico_release_fixture(release)
+    bench = load("nico", release / given, tmp_path / "cache", **NICO_OPTIONS)
+    direct = load("nico", nico[0], tmp_path / "cache", **NICO_OPTIONS)
+    for name in ("train", "val", "test"):
+        assert torch.equal(bench.splits[name].groups, direct.splits[name].groups)
+        assert torch.equal(bench.splits[name].images, direct.splits[name].images)  # same files drawn
+    assert bench.info["train_counts"] == direct.info["train_counts"]
+
+
 def test_nico_option_errors(nico, tmp_path):
     root, _ = nico
     with pytest.raises(HarnessError, match=r"water/cow: class folder not found; present: cat, dog"):
@@ -432,9 +538,12 @@ def test_imagenet9_splits_groups_and_backgrounds(imagenet9, tmp_path):
         "test_mixed_rand",
         "test_only_fg",
         "test_no_fg",
+        "test_only_bg_b",
+        "test_only_bg_t",
     }
     assert bench.splits["train"].labels.tolist() == [0, 0, 1, 1, 2, 2]
-    for name in ("train", "val", "test", "test_only_fg", "test_no_fg", "test_mixed_same"):
+    for name in ("train", "val", "test", "test_only_fg", "test_no_fg", "test_mixed_same", "test_only_bg_b",
+                 "test_only_bg_t"):
         split = bench.splits[name]
         assert split.spurious.tolist() == split.labels.tolist()  # background of the object's own class
         assert split.groups.tolist() == (2 * split.labels).tolist()  # all "match"
@@ -450,10 +559,57 @@ def test_imagenet9_foreground_masks_from_fg_mask_and_only_fg(imagenet9, tmp_path
     root, _ = imagenet9
     bench = load("imagenet9", root, tmp_path)
     # Class 0 takes its masks from fg_mask/*.npy, classes 1 and 2 from only_fg's non-black pixels.
-    for name in ("test", "test_mixed_same", "test_mixed_rand", "test_only_fg", "test_no_fg"):
+    for name in ("test", "test_mixed_same", "test_mixed_rand", "test_only_fg", "test_no_fg", "test_only_bg_b",
+                 "test_only_bg_t"):
         masks = bench.splits[name].masks
         assert masks is not None and all(np.array_equal(m, IN9_FG_MASK) for m in masks.numpy())
     assert bench.splits["train"].masks is None and not bench.has_masks
+
+
+def test_imagenet9_only_bg_variants_are_loaded(imagenet9, tmp_path):
+    """only_bg_b / only_bg_t (the object's box black / tiled with background) were skipped before: now split
+    test_only_bg_b / _t, labels from the class folder, background of the object's own class."""
+    root, facts = imagenet9
+    bench = load("imagenet9", root, tmp_path, variants="only_bg_b,only_bg_t")
+    assert set(bench.splits) == {"train", "val", "test", "test_only_bg_b", "test_only_bg_t"}
+    for name in ("test_only_bg_b", "test_only_bg_t"):
+        split = bench.splits[name]
+        assert split.labels.tolist() == [c for c in range(3) for _ in facts["stems"][c]]
+        assert split.spurious.tolist() == split.labels.tolist()
+    # Grey 90 everywhere; only_bg_b blacks out a 48 x 32 box of the 64 x 64 image: 90 * (1 - 1536 / 4096).
+    np.testing.assert_allclose(mean_colours(bench.splits["test_only_bg_t"].images), 90.0, atol=3)
+    np.testing.assert_allclose(mean_colours(bench.splits["test_only_bg_b"].images), 56.25, atol=3)
+
+
+def test_imagenet9_from_the_bg_challenge_folder_with_in9l_beside_it_or_elsewhere(imagenet9, tmp_path):
+    """The release unpacks to bg_challenge/; IN-9L (train/val) is found beside it or given as option in9l."""
+    root, _ = imagenet9
+    whole = load("imagenet9", root, tmp_path / "cache")
+    from_bg = load("imagenet9", root / "bg_challenge", tmp_path / "cache")
+    assert set(from_bg.splits) == set(whole.splits)
+    for name, split in whole.splits.items():
+        assert torch.equal(from_bg.splits[name].groups, split.groups)
+        assert torch.equal(from_bg.splits[name].images, split.images)
+        assert (split.masks is None) == (from_bg.splits[name].masks is None)
+    moved = tmp_path / "moved"
+    shutil.copytree(root / "bg_challenge", moved / "bg_challenge")
+    with pytest.raises(HarnessError, match=r"moved/in9l/train: folder not found \(IN-9L.*in9l=PATH\)"):
+        load("imagenet9", moved / "bg_challenge", tmp_path / "cache")
+    given = load("imagenet9", moved / "bg_challenge", tmp_path / "cache", in9l=str(root / "in9l"))
+    assert torch.equal(given.splits["train"].images, whole.splits["train"].images)
+    with pytest.raises(HarnessError, match="neither bg_challenge/ nor the bg_challenge folder itself"):
+        load("imagenet9", moved / "bg_challenge" / "original", tmp_path / "cache")
+
+
+def test_imagenet9_user_mask_paths_do_not_depend_on_the_root_given(imagenet9, tmp_path):
+    """Mask paths are in9l/... and bg_challenge/... whether the root holds both or is bg_challenge itself."""
+    root, _ = imagenet9
+    masks = tmp_path / "masks"
+    for path in sorted((root / "in9l").rglob("*.JPEG")):
+        save_grey(masks / path.relative_to(root).with_suffix(".png"), np.ones((64, 64), dtype=np.uint8))
+    for given in (root, root / "bg_challenge"):
+        bench = load("imagenet9", given, tmp_path / "cache", masks=str(masks))
+        assert bench.splits["train"].masks is not None and bench.splits["train"].masks.all()
 
 
 def test_imagenet9_class_folder_outside_in9l_is_an_error(tmp_path):
@@ -565,6 +721,130 @@ def test_missing_image_file_is_reported(tmp_path):
     with pytest.raises(HarnessError, match="file not found") as info:
         load("waterbirds", root, tmp_path / "cache")
     assert str(missing) in str(info.value)
+
+
+# ----------------------------------------------------------------------------- metadata inputs (issue 31)
+
+
+def set_first_row(file: str, column: int, value: str):
+    """Edit of a dataset root: the first data row of ``file`` gets ``value`` in ``column``."""
+    return lambda root: rewrite_csv(root / file, lambda rows: rows[1].__setitem__(column, value))
+
+
+def rename_first_celeba_image(*files: str):
+    """Edit of a CelebA root: image 000001.jpg is called ``value`` in both of its tables."""
+    def edit(value):
+        def apply(root):
+            for file in files:
+                (root / file).write_text((root / file).read_text().replace("000001.jpg", value))
+        return apply
+    return edit
+
+
+# (dataset, fixture, the metadata files it reads, edit naming another image for the first row, levels below root)
+METADATA_READERS = {
+    "waterbirds": ("waterbirds", lambda root: make_waterbirds_fixture(root, cub=None), ["metadata.csv"],
+                   lambda value: set_first_row("metadata.csv", 1, value), 0),
+    "celeba-txt": ("celeba", make_celeba_fixture, ["list_attr_celeba.txt", "list_eval_partition.txt"],
+                   rename_first_celeba_image("list_attr_celeba.txt", "list_eval_partition.txt"), 1),
+    "celeba-csv": ("celeba", lambda root: make_celeba_fixture(root, layout="wilds"),
+                   ["list_attr_celeba.csv", "list_eval_partition.csv"],
+                   rename_first_celeba_image("list_attr_celeba.csv", "list_eval_partition.csv"), 1),
+    "isic-george": ("isic", make_isic_fixture, ["labels.csv"], lambda value: set_first_row("labels.csv", 0, value), 1),
+    "isic-authors": ("isic", lambda root: make_isic_fixture(root, layout="authors"), ["metadata.csv"],
+                     lambda value: set_first_row("metadata.csv", 1, value), 1),
+    "csv": ("csv", make_csv_fixture, ["metadata.csv"], lambda value: set_first_row("metadata.csv", 0, value), 0),
+}
+NOT_UTF8_CASES = [(reader, file) for reader, (_, _, files, _, _) in METADATA_READERS.items() for file in files]
+
+
+def write_latin1_line(path: Path, line: int = 2) -> None:
+    """Re-encode ``path`` as Latin-1 with an 'é' (byte 0xe9) at the end of ``line``."""
+    lines = path.read_text().split("\n")
+    lines[line - 1] += "é"
+    path.write_bytes("\n".join(lines).encode("latin-1"))
+
+
+@pytest.mark.parametrize(("reader", "file"), NOT_UTF8_CASES, ids=[f"{r}-{f}" for r, f in NOT_UTF8_CASES])
+def test_a_metadata_file_that_is_not_utf8_is_one_line(tmp_path, reader, file):
+    """Issue 31: a Latin-1 metadata file gave a UnicodeDecodeError traceback."""
+    dataset, make, _, _, _ = METADATA_READERS[reader]
+    root = tmp_path / "data"
+    make(root)
+    write_latin1_line(root / file)
+    with pytest.raises(HarnessError, match=rf"{file}: line 2: byte 0xe9 is not UTF-8 text; save the file as UTF-8"):
+        load(dataset, root, tmp_path / "cache")
+
+
+def test_cub_tables_and_user_box_csvs_that_are_not_utf8_are_one_line(tmp_path):
+    root = tmp_path / "wb"
+    facts = make_waterbirds_fixture(root, cub="boxes")
+    write_latin1_line(facts["cub_root"] / "images.txt")
+    with pytest.raises(HarnessError, match=r"images.txt: line 2: byte 0xe9 is not UTF-8"):
+        load("waterbirds", root, tmp_path / "cache", cub_root=str(facts["cub_root"]))
+    boxes = tmp_path / "boxes.csv"
+    boxes.write_bytes("image,xmin,ymin,xmax,ymax\nfoo/é.jpg,0,0,4,4\n".encode("latin-1"))
+    with pytest.raises(HarnessError, match=r"boxes.csv: line 2: byte 0xe9 is not UTF-8"):
+        load("waterbirds", root, tmp_path / "cache", masks=str(boxes))
+
+
+def test_a_utf8_byte_order_mark_is_fine(tmp_path):
+    root = tmp_path / "wb"
+    make_waterbirds_fixture(root, cub=None)
+    (root / "metadata.csv").write_bytes(b"\xef\xbb\xbf" + (root / "metadata.csv").read_bytes())
+    assert load("waterbirds", root, tmp_path / "cache").splits["train"].labels.tolist() == [0, 0, 0, 0, 1, 1, 1]
+
+
+@pytest.mark.parametrize("reader", list(METADATA_READERS))
+def test_a_metadata_path_leaving_the_data_root_is_refused(tmp_path, reader):
+    """Issue 31: a row ../elsewhere/img.jpg was read from outside the data root."""
+    dataset, make, _, rename, depth = METADATA_READERS[reader]
+    root = tmp_path / "data"
+    make(root)
+    outside = tmp_path / "elsewhere" / "img.jpg"
+    save_flat(outside, (1, 2, 3), 32, 32)
+    escape = "../" * (depth + 1) + "elsewhere/img.jpg"
+    rename(escape)(root)
+    with pytest.raises(HarnessError, match=r"line \d+: .* leads outside the data root") as info:
+        load(dataset, root, tmp_path / "cache")
+    assert escape in str(info.value) and "\n" not in str(info.value)
+
+
+def test_symlinks_are_resolved_before_the_root_check(tmp_path):
+    root = tmp_path / "data"
+    facts = make_waterbirds_fixture(root, cub=None)
+    outside = tmp_path / "elsewhere" / "img.jpg"
+    save_flat(outside, (1, 2, 3), 64, 32)
+    (root / "out.jpg").symlink_to(outside)
+    (root / "out_folder").symlink_to(outside.parent, target_is_directory=True)
+    for name in ("out.jpg", "out_folder/img.jpg"):
+        set_first_row("metadata.csv", 1, name)(root)
+        with pytest.raises(HarnessError, match=rf"img_filename '{name}' leads outside the data root"):
+            load("waterbirds", root, tmp_path / "cache")
+    # A link that stays inside the root is fine, and so is a data root that is itself a link.
+    (root / "in.jpg").symlink_to(root / facts["splits"]["train"][0]["rel"])
+    set_first_row("metadata.csv", 1, "in.jpg")(root)
+    (tmp_path / "root_link").symlink_to(root, target_is_directory=True)
+    assert len(load("waterbirds", tmp_path / "root_link", tmp_path / "cache").splits["train"]) == 7
+
+
+@pytest.mark.parametrize("damage", ["latin1", "outside"])
+def test_the_cli_says_one_line_and_exits_2(tmp_path, capsys, damage):
+    from harness.cli import main
+
+    root = tmp_path / "wb"
+    make_waterbirds_fixture(root, cub=None)
+    if damage == "latin1":
+        write_latin1_line(root / "metadata.csv")
+    else:
+        save_flat(tmp_path / "elsewhere" / "img.jpg", (1, 2, 3), 64, 32)
+        set_first_row("metadata.csv", 1, "../elsewhere/img.jpg")(root)
+    code = main(["run", "--dataset", "waterbirds", "--data-root", str(root), "--method", "erm", "--image-size", "16",
+                 "--set", "epochs=1", "--set", "pretrained=none", "--device", "cpu", "--out", str(tmp_path / "out"),
+                 "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+    assert ("is not UTF-8" if damage == "latin1" else "leads outside the data root") in err
 
 
 def test_general_argument_errors(waterbirds, tmp_path):

@@ -262,7 +262,7 @@ def test_a_failing_run_does_not_stop_the_sweep(tmp_path, capsys):
         record = records[run_id(config)]
         if config["dataset"] == "isic":
             assert record["status"] == "failed"
-            assert "labels.csv: file not found" in record["error"] and "Traceback" in record["traceback"]
+            assert "no isic layout found" in record["error"] and "Traceback" in record["traceback"]
             assert record["config"] == config and record["seed"] == config["seed"]
         else:
             assert record["status"] == "ok" and record["metrics"]["test"]["avg_acc"] >= 0
