@@ -154,6 +154,19 @@ def test_registry_settings() -> None:
     assert (mixed["lr"], mixed["weight_decay"]) == (1e-5, 0.5)
 
 
+def test_trains_without_augmentation_at_the_paper_scale_as_the_authors() -> None:
+    """The authors' code trains without augmentation; so does a paper-scale run on real data, with its own
+    weights file too, unless the user asks for augmentation. Elsewhere the protocol decides, as for ERM."""
+    assert default_hparams("gdro", "celeba", "paper")["augment"] is False
+    for dataset in ("waterbirds", "celeba", "nico"):
+        assert run_hparams("gdro", dataset, "paper", "resnet50")["augment"] is False
+    assert run_hparams("gdro", "waterbirds", "paper", "resnet50", {"pretrained": "/w.safetensors"})["augment"] is False
+    assert run_hparams("gdro", "waterbirds", "paper", "resnet50", {"augment": True})["augment"] is True
+    assert run_hparams("erm", "waterbirds", "paper", "resnet50")["augment"] is True
+    assert run_hparams("gdro", "waterbirds-synth", "paper", "resnet50")["augment"] is True
+    assert run_hparams("gdro", "waterbirds-synth", "tiny", "resnet18", {"pretrained": "standin"})["augment"] is True
+
+
 def test_runs_end_to_end(tmp_path, monkeypatch) -> None:
     """A default synthetic run fits once per (eta, weight decay) pair of the search (the run's own first, eta
     the outer loop) and keeps the fit whose selected epoch has the best val worst-group accuracy: the model

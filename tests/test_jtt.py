@@ -13,7 +13,7 @@ from baselines.jtt import JTT, stage1_hparams, stage1_predictions, upweight_fact
 from harness.cache import save_tensors
 from harness.errors import HarnessError
 from harness.evaluation import predict_logits
-from harness.hparams_registry import default_hparams
+from harness.hparams_registry import default_hparams, run_hparams
 from harness.runner import execute, make_config
 from harness.training import FitResult
 
@@ -137,6 +137,11 @@ def test_registry_settings() -> None:
     assert settings == (60, 100, 1e-5, 1.0, 300)
     celeba = default_hparams("jtt", "celeba", "paper")
     assert (celeba["jtt_epochs"], celeba["jtt_lambda"], celeba["weight_decay"]) == (1, 50, 0.1)
+    # The authors' code: CelebA batches of 64, no augmentation (run_hparams: also with a weights file).
+    assert (celeba["batch_size"], celeba["augment"], wb["batch_size"]) == (64, False, 64)
+    for dataset in ("waterbirds", "celeba"):
+        assert run_hparams("jtt", dataset, "paper", "resnet50", {"pretrained": "/w.safetensors"})["augment"] is False
+    assert run_hparams("jtt", "celeba", "paper", "resnet50", {"augment": True})["augment"] is True
     assert default_hparams("jtt", "waterbirds-synth", "tiny")["selection"] == "val_worst_group_acc"
 
 
