@@ -1,13 +1,16 @@
 """GroupDRO (Sagawa et al., ICLR 2020): minimise the worst group's loss with the online algorithm.
 
 The online optimiser of the group DRO objective (the paper's Algorithm 1) keeps a distribution q over
-groups. Each batch it computes the mean loss of every group present, adds the group adjustment
-C / sqrt(n_g) (n_g the group's train count; hp ``gdro_adjustment`` = C, 0 by default), multiplies q_g
-by exp(eta * loss_g) for the groups present (absent groups' weights are not multiplied), renormalises
-q, and returns sum_g q_g loss_g over the present groups with the updated q, as the authors' code does.
-Batches are drawn group-balanced (the authors' ``--reweight_groups``); the model is selected by val
-worst-group accuracy. The paper's strong-L2 variant is ``--set gdro_strong_l2=true`` (see the
-hyperparameter registry).
+groups. Each batch it computes the mean loss of every group (0 for a group absent from the batch), adds the
+group adjustment C / sqrt(n_g) to every group (n_g the group's train count; hp ``gdro_adjustment`` = C, 0 by
+default), multiplies q_g by exp(eta * adjusted loss_g), renormalises q, and returns sum_g q_g adjusted
+loss_g with the updated q, as the authors' code does. So with C = 0 an absent group's weight is not
+multiplied, and with C > 0 it is multiplied by exp(eta C / sqrt(n_g)) (and the loss carries the constant
+q_g C / sqrt(n_g), which has no gradient). Batches are drawn group-balanced (the
+authors' ``--reweight_groups``); the model is selected by val worst-group accuracy. At the paper scale on
+real data it trains without augmentation, as the authors' code; one difference from their code: the shared
+training loop anneals the learning rate (cosine), where theirs keeps it constant. The paper's strong-L2
+variant is ``--set gdro_strong_l2=true`` (see the hyperparameter registry).
 
 The paper's central finding is that group DRO generalises to the worst group only with stronger-than-typical
 regularisation (a strong l2 penalty or early stopping), and it chose the l2 strength from {1e-4, 0.1, 1} by
@@ -46,7 +49,8 @@ class GroupDROLoss(Objective):
             raise HarnessError(f"gdro_eta and gdro_adjustment must be >= 0, got {eta} and {adjustment}")
         counts = torch.as_tensor(np.asarray(group_counts), dtype=torch.float32)
         self.eta = float(eta)
-        # Groups with no train instance never appear in a batch, so their (undefined) term is never used.
+        # A group with no train instance is never drawn; its adjustment is 0 (the authors' C / sqrt(0) would
+        # make q NaN), so its weight only shrinks as q renormalises.
         self.adjustment = torch.where(counts > 0, adjustment / counts.clamp(min=1).sqrt(), 0.0)
         self.q = torch.full_like(counts, 1.0 / len(counts))
         self._epoch_loss = torch.zeros_like(counts)
@@ -57,17 +61,16 @@ class GroupDROLoss(Objective):
         num_groups = len(self.q)
         counts = torch.bincount(groups, minlength=num_groups).to(losses.dtype)
         sums = torch.zeros(num_groups, device=losses.device).index_add(0, groups, losses)
-        group_loss = sums / counts.clamp(min=1)
-        present = counts > 0
+        group_loss = sums / counts.clamp(min=1)  # 0 for a group absent from the batch
         adjusted = group_loss + self.adjustment.to(losses.device)
         q = self.q.to(losses.device)
         with torch.no_grad():
-            q = q * torch.where(present, torch.exp(self.eta * adjusted), torch.ones_like(q))
+            q = q * torch.exp(self.eta * adjusted)
             q = q / q.sum()
             self._epoch_loss += (group_loss * counts).detach().cpu()
             self._epoch_count += counts.cpu()
         self.q = q
-        return (q * torch.where(present, adjusted, torch.zeros_like(adjusted))).sum()
+        return (q * adjusted).sum()
 
     def end_epoch(self) -> dict[str, Any]:
         """q after the epoch and each group's mean training loss over it (None for groups never drawn)."""
@@ -79,11 +82,11 @@ class GroupDROLoss(Objective):
         return {"q": self.q.cpu().tolist(), "group_train_loss": losses}
 
 
-# GroupDRO (Sagawa et al. 2020, authors' README): standard regularisation; the paper's strong-L2 variant
-# is ``--set gdro_strong_l2=true`` (values in STRONG_L2).
+# GroupDRO (Sagawa et al. 2020, authors' README and code): standard regularisation, no augmentation; the
+# paper's strong-L2 variant is ``--set gdro_strong_l2=true`` (values in STRONG_L2).
 PUBLISHED = {
-    "waterbirds": dict(epochs=300, lr=1e-3, weight_decay=1e-4, batch_size=128),
-    "celeba": dict(epochs=50, lr=1e-4, weight_decay=1e-4, batch_size=128),
+    "waterbirds": dict(epochs=300, lr=1e-3, weight_decay=1e-4, batch_size=128, augment=False),
+    "celeba": dict(epochs=50, lr=1e-4, weight_decay=1e-4, batch_size=128, augment=False),
 }
 STRONG_L2 = {"waterbirds": dict(lr=1e-5, weight_decay=1.0), "celeba": dict(lr=1e-5, weight_decay=0.1)}
 # Synthetic presets run ~100-500 steps instead of the paper's ~10k, so q needs a larger step to move.

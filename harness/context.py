@@ -86,12 +86,15 @@ class RunContext:
                                           show_progress=self.show_progress)
 
     def train(self, model: nn.Module, hp: dict[str, Any], *, split: str = "train", indices=None,
-              objective: Objective | None = None, desc: str = "train", seed: int | None = None) -> FitResult:
-        """Train ``model`` on ``split`` with the training settings in ``hp`` (validated on val)."""
+              objective: Objective | None = None, desc: str = "train", seed: int | None = None,
+              on_batch=None) -> FitResult:
+        """Train ``model`` on ``split`` with the training settings in ``hp`` (validated on val); ``on_batch`` as
+        in ``harness.training.fit``."""
         b = self.benchmark
         return fit(model, b.splits[split], TrainHparams.from_dict(hp), device=self.device,
                    seed=self.seed if seed is None else seed, num_groups=b.num_groups, indices=indices,
-                   objective=objective, val=b.splits["val"], desc=desc, show_progress=self.show_progress)
+                   objective=objective, val=b.splits["val"], desc=desc, show_progress=self.show_progress,
+                   on_batch=on_batch)
 
     def reference_hparams(self) -> dict[str, Any]:
         """ERM's settings for this dataset and scale, with this run's model choices: the reference model."""

@@ -137,6 +137,8 @@ def run_hparams(method: str, dataset: str, scale: str, arch: str, overrides: dic
         hp.update({k: v for k, v in protocol_hparams(hp["pretrained"], scale).items() if k not in given})
     if hp.get("finetune") == "upper" and "finetune" in given and "augment" not in given:
         hp["augment"] = False
+    if cls.default_hparams(dataset, scale).get("augment") is False and "augment" not in given:
+        hp["augment"] = False  # a method its authors train without augmentation (JTT, GroupDRO) keeps that
     if hp.get("finetune") == "upper" and hp.get("augment") is True:  # other values: the settings check says why
         raise HarnessError("augment=true cannot apply with finetune=upper (the stem cache holds one view of "
                            "each image); use --set finetune=full to augment")
@@ -160,5 +162,7 @@ def hparam_table(method: str, dataset: str, scale: str, arch: str | None = None)
               (f"method {method} ({cls.__module__}.{cls.__name__})", cls.default_hparams(dataset, scale)),
               (f"model choices for {arch} (harness.hparams_registry.model_hparams)",
                model_hparams(arch, dataset, scale)))
-    source = {key: where for where, layer in layers for key in layer}
-    return [(key, value, source[key]) for key, value in run_hparams(method, dataset, scale, arch).items()]
+    values = run_hparams(method, dataset, scale, arch)
+    # A value comes from the last layer that gives it (a method's augment=False outlasts the protocol's True).
+    source = {key: where for where, layer in layers for key in layer if layer[key] == values[key]}
+    return [(key, value, source[key]) for key, value in values.items()]

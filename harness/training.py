@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,6 +93,7 @@ def fit(
     parameters: list[nn.Parameter] | None = None,
     desc: str = "train",
     show_progress: bool = True,
+    on_batch: Callable[[int, np.ndarray, torch.Tensor], None] | None = None,
 ) -> FitResult:
     """Train ``model`` in place and leave it at the selected epoch's weights.
 
@@ -99,6 +101,8 @@ def fit(
     With ``sampler='group_balanced'`` each epoch instead draws as many rows with replacement, each group
     equally likely (reads train group labels). Selection picks the epoch by val average accuracy, val
     class-balanced accuracy, val worst-group accuracy (reads val group labels) or takes the last one.
+    ``on_batch(epoch, rows, logits)``, if given, sees every training batch's forward pass before its step: the
+    train rows and their train-mode logits (of the augmented batch where augmentation is on), detached.
     """
     objective = objective or Objective()
     indices = np.arange(len(train)) if indices is None else np.asarray(indices, dtype=np.int64)
@@ -132,6 +136,8 @@ def fit(
                 x = augment(x, gen)
             with autocast(device):
                 logits = forward(x)
+            if on_batch is not None:
+                on_batch(epoch, order[start:start + hp.batch_size], logits.detach())
             loss = objective(logits, labels[batch], groups[batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

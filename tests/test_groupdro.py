@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import FAST_MODEL, make_toy_benchmark
 
 from baselines.groupdro import GroupDROLoss
@@ -57,15 +58,76 @@ def test_hand_worked_steps_and_absent_groups() -> None:
 
 
 def test_generalisation_adjustment() -> None:
-    # C = 1, train counts (4, 16, 9): adjustments (1/2, 1/4, 1/3). Batch: group 0 ln 2, group 1 ln 4.
-    # q' = (1/3 * 2 e^(1/2), 1/3 * 4 e^(1/4), 1/3) with eta = 1; loss = sum over present q_g (loss_g + adj_g).
+    # C = 1, train counts (4, 16, 9): adjustments (1/2, 1/4, 1/3). Batch: group 0 ln 2, group 1 ln 4, group 2
+    # absent (loss 0, as the authors count it), so every group's q is multiplied, the absent one's by e^(1/3):
+    # q' = (1/3 * 2 e^(1/2), 1/3 * 4 e^(1/4), 1/3 * e^(1/3)) with eta = 1; loss = sum_g q_g (loss_g + adj_g).
     objective = GroupDROLoss(np.array([4, 16, 9]), eta=1.0, adjustment=1.0)
     logits, labels, groups = batch([(0, LN2), (1, 2 * LN2)])
     loss = objective(logits, labels, groups)
-    raw = np.array([2 * math.exp(0.5), 4 * math.exp(0.25), 1.0])
+    raw = np.array([2 * math.exp(0.5), 4 * math.exp(0.25), math.exp(1 / 3)])
     q = raw / raw.sum()
     assert objective.q.tolist() == pytest.approx(q.tolist(), rel=1e-6)
-    assert float(loss.detach()) == pytest.approx(q[0] * (LN2 + 0.5) + q[1] * (2 * LN2 + 0.25), rel=1e-6)
+    assert float(loss.detach()) == pytest.approx(q[0] * (LN2 + 0.5) + q[1] * (2 * LN2 + 0.25) + q[2] / 3, rel=1e-6)
+
+
+def random_batches(seed: int, num_groups: int, sizes: list[int]) -> list[tuple[torch.Tensor, ...]]:
+    """Random logits, labels and groups of the given batch sizes; small batches leave some group out."""
+    gen = torch.Generator().manual_seed(seed)
+    return [(torch.randn(n, 2, generator=gen), torch.randint(0, 2, (n,), generator=gen),
+             torch.randint(0, num_groups, (n,), generator=gen)) for n in sizes]
+
+
+def test_adjustment_updates_absent_groups_as_the_authors_code() -> None:
+    """With C > 0 the authors' update (group_DRO's loss.py) counts an absent group's mean loss as 0 and adds
+    the adjustment to every group before q_g <- q_g exp(eta * adjusted_g); its loss is sum_g q_g adjusted_g.
+    A float64 transcription of that description, over batches that miss groups, gives the same q and loss."""
+    counts, eta, c = np.array([40, 9, 25, 4]), 0.3, 2.0
+    objective = GroupDROLoss(counts, eta=eta, adjustment=c)
+    q = np.full(4, 0.25)
+    absent_seen = 0
+    for logits, labels, groups in random_batches(0, 4, [3, 2, 5, 3, 6]):
+        per_example = [-math.log(math.exp(z[y]) / (math.exp(z[0]) + math.exp(z[1])))
+                       for z, y in zip(logits.tolist(), labels.tolist(), strict=True)]
+        group_loss = np.zeros(4)
+        for g in range(4):
+            rows = [loss for loss, h in zip(per_example, groups.tolist(), strict=True) if h == g]
+            group_loss[g] = sum(rows) / len(rows) if rows else 0.0
+        absent_seen += int((np.bincount(groups.numpy(), minlength=4) == 0).sum())
+        adjusted = group_loss + c / np.sqrt(counts)
+        q = q * np.exp(eta * adjusted)
+        q = q / q.sum()
+        loss = objective(logits, labels, groups)
+        assert objective.q.tolist() == pytest.approx(q.tolist(), rel=1e-6)
+        assert float(loss) == pytest.approx(float(q @ adjusted), rel=1e-6)
+    assert absent_seen >= 4  # batches that miss groups: the case the update differs in
+
+
+def test_without_adjustment_absent_groups_keep_their_weight_bit_for_bit() -> None:
+    """C = 0 (the default): q of the groups present is multiplied by exp(eta * loss_g), the others' not; q, the
+    loss and its gradient equal, bit for bit, this float32 computation of that rule (the update before the
+    authors' C > 0 rule was adopted, whose results must not move)."""
+    counts, eta = np.array([40, 9, 25, 4]), 0.3
+    objective = GroupDROLoss(counts, eta=eta)
+    q = torch.full((4,), 0.25)
+    absent_seen = 0
+    for logits, labels, groups in random_batches(1, 4, [3, 2, 5, 3, 6]):
+        logits.requires_grad_(True)
+        mine = logits.detach().clone().requires_grad_(True)
+        losses = F.cross_entropy(mine, labels, reduction="none")
+        n = torch.bincount(groups, minlength=4).float()
+        group_loss = torch.zeros(4).index_add(0, groups, losses) / n.clamp(min=1)
+        present = n > 0
+        absent_seen += int((~present).sum())
+        with torch.no_grad():
+            q = q * torch.where(present, torch.exp(eta * group_loss), torch.ones_like(q))
+            q = q / q.sum()
+        expected = (q * torch.where(present, group_loss, torch.zeros_like(group_loss))).sum()
+        expected.backward()
+        loss = objective(logits, labels, groups)
+        loss.backward()
+        assert torch.equal(objective.q, q) and torch.equal(loss.detach(), expected.detach())
+        assert torch.equal(logits.grad, mine.grad)
+    assert absent_seen >= 4  # batches that miss groups: the case the C > 0 rule changed
 
 
 def test_eta_zero_keeps_q_uniform_and_bad_values_fail() -> None:
@@ -90,6 +152,19 @@ def test_registry_settings() -> None:
     mixed = run_hparams("gdro", "waterbirds", "paper", "resnet50",
                         {"gdro_strong_l2": True, "weight_decay": 0.5})
     assert (mixed["lr"], mixed["weight_decay"]) == (1e-5, 0.5)
+
+
+def test_trains_without_augmentation_at_the_paper_scale_as_the_authors() -> None:
+    """The authors' code trains without augmentation; so does a paper-scale run on real data, with its own
+    weights file too, unless the user asks for augmentation. Elsewhere the protocol decides, as for ERM."""
+    assert default_hparams("gdro", "celeba", "paper")["augment"] is False
+    for dataset in ("waterbirds", "celeba", "nico"):
+        assert run_hparams("gdro", dataset, "paper", "resnet50")["augment"] is False
+    assert run_hparams("gdro", "waterbirds", "paper", "resnet50", {"pretrained": "/w.safetensors"})["augment"] is False
+    assert run_hparams("gdro", "waterbirds", "paper", "resnet50", {"augment": True})["augment"] is True
+    assert run_hparams("erm", "waterbirds", "paper", "resnet50")["augment"] is True
+    assert run_hparams("gdro", "waterbirds-synth", "paper", "resnet50")["augment"] is True
+    assert run_hparams("gdro", "waterbirds-synth", "tiny", "resnet18", {"pretrained": "standin"})["augment"] is True
 
 
 def test_runs_end_to_end(tmp_path, monkeypatch) -> None:

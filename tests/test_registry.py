@@ -52,6 +52,8 @@ def test_hparams_table_says_where_each_value_comes_from(capsys):
         assert rows[key] == (value, "method jtt (baselines.jtt.JTT)")
     assert rows["momentum"] == (0.9, "shared training defaults (harness.hparams_registry)")
     assert rows["pretrained"][1].startswith("model choices for resnet50")
+    # The authors train JTT without augmentation: the method's value, which outlasts the protocol's default.
+    assert rows["augment"] == (False, "method jtt (baselines.jtt.JTT)")
     assert main(["hparams", "--method", "jtt", "--dataset", "waterbirds", "--scale", "paper"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert any(line.split()[:2] == ["jtt_lambda", "100"] and "baselines.jtt.JTT" in line for line in lines)
