@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from harness import cpu
 from harness.attention_accuracy import attention_metrics
 from harness.cache import ArtifactCache
 from harness.context import RunContext
@@ -35,6 +36,7 @@ def make_config(
 ) -> dict[str, Any]:
     """The full configuration of a run: every setting, hparams included, each checked (harness.settings)."""
     load_plugins()
+    cpu.check()
     get_method(method)  # unknown names fail here, before any work
     check_run_inputs(dataset, data_root=data_root, image_size=image_size, data_options=data_options)
     arch = arch or default_arch(dataset, scale)

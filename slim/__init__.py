@@ -12,6 +12,7 @@ single-threaded (``slim.threads``), so a curation does not depend on the thread 
 """
 from __future__ import annotations
 
+import harness  # noqa: F401  (first: pins the CPU kernels before numpy and torch load, harness.cpu)
 from slim import methods  # noqa: F401  (registers slim-tr and slim-val)
 from slim.sampling import allocate
 
