@@ -11,7 +11,8 @@ Each library reads its choice from the environment when it loads (or first runs)
 ``x86-64-v3`` (AVX2 + FMA, the CI machines' level) unless ``SLIM_HARNESS_CPU_LEVEL`` names another
 (``x86-64-v2``, or ``native`` for no pin). Child processes (sweep workers, cluster jobs) inherit the
 variables. MKL is pinned to its ``COMPATIBLE`` branch at every level: its ISA branches are honoured only on
-Intel CPUs (on AMD they read back as AUTO), and only ``COMPATIBLE`` gives the same bits on both.
+Intel CPUs (on AMD they read back as AUTO), and only ``COMPATIBLE`` gives the same bits on both; it costs
+about twice the time on MKL's matrix products (torch's linear layers: the ViTs feel it on the CPU).
 
 A variable the user set to another value wins (it is their explicit choice) and the record says so; a
 machine below the requested level is pinned at the highest level it has. :func:`report` (written into every
@@ -51,6 +52,14 @@ _V4_FLAGS = _V3_FLAGS | {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512v
 MKL_BRANCHES = {1: "OFF", 2: "AUTO", 3: "COMPATIBLE", 4: "SSE2", 6: "SSSE3", 7: "SSE4_1", 8: "SSE4_2", 9: "AVX",
                 10: "AVX2", 11: "AVX512_MIC", 12: "AVX512", 13: "AVX512_MIC_E1", 14: "AVX512_E1"}
 MKL_CBWR_BRANCH = 1  # mkl_cbwr_get's argument for the branch in use
+
+
+def _numpy_version() -> tuple[int, ...]:
+    """numpy's version from its metadata (numpy itself must not be imported before the pin)."""
+    try:
+        return tuple(int(p) for p in importlib.metadata.version("numpy").split(".")[:2])
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return (0,)
 
 
 @dataclass(frozen=True)
@@ -108,19 +117,10 @@ LEVELS = {
         expected={"torch": "DEFAULT", "onednn": "Intel SSE4.1", "mkl": "COMPATIBLE", "openblas": "Nehalem",
                   "numba": "x86-64-v2", "faiss": "NONE"}),
 }
-VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR", "OPENBLAS_CORETYPE", "NPY_DISABLE_CPU_FEATURES",
-             "NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES", "FAISS_SIMD_LEVEL", "FAISS_OPT_LEVEL")
+VARIABLES = tuple(LEVELS[DEFAULT_LEVEL].variables())
 WATCHED_LIBRARIES = ("torch", "numpy", "scipy", "sklearn", "numba", "faiss")
 
 _state: dict[str, Any] = {}
-
-
-def _numpy_version() -> tuple[int, ...]:
-    """numpy's version from its metadata (numpy itself must not be imported before the pin)."""
-    try:
-        return tuple(int(p) for p in importlib.metadata.version("numpy").split(".")[:2])
-    except (importlib.metadata.PackageNotFoundError, ValueError):
-        return (0,)
 
 
 def machine_flags() -> frozenset[str]:
