@@ -16,6 +16,7 @@ import contextlib
 import ctypes
 import json
 import os
+import select
 import signal
 import sys
 import threading
@@ -36,7 +37,7 @@ from harness.threads import RUN_THREADS
 
 EXECUTORS = ("local", "submitit")
 TRACEBACK_FRAMES = 8  # innermost frames kept in a failed run's record
-PARENT_POLL_SECONDS = 1.0  # how often a worker checks that its sweep still lives
+PARENT_POLL_SECONDS = 0.2  # how often a watchdog without a pidfd checks that the sweep still lives
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
@@ -89,10 +90,10 @@ def run_one(config: dict[str, Any], out_dir: str, cache_dir: str, log_path: str 
 
     ``sweep_pid``: the process of the sweep on this machine; this one ends when that one does.
     """
+    if sweep_pid is not None:
+        die_with(sweep_pid)  # first: importing the runner (torch) takes minutes on a busy machine
     from harness.runner import execute, run_id
 
-    if sweep_pid is not None:
-        die_with(sweep_pid)
     rid = run_id(config)
     if record_status(Path(out_dir), rid) == "ok":
         return RunOutcome(rid, describe(config), "ok", 0.0)
@@ -134,17 +135,58 @@ def check_jobs(jobs: int | None) -> None:
 
 
 def die_with(pid: int) -> None:
-    """End this process soon after process ``pid`` (its sweep) ends, so no worker outlives a killed sweep.
+    """End this process as soon as process ``pid`` (its sweep) ends, so no worker outlives a killed sweep.
 
-    On Linux, when ``pid`` is the parent, the kernel's parent-death signal kills this process at once; a
-    daemon thread also polls ``pid`` every PARENT_POLL_SECONDS (any OS, and a sweep that is not the parent:
-    submitit's local jobs run under a controller process).
+    When ``pid`` is the parent (the local pool's workers), Linux's parent-death signal kills this process at
+    once. Otherwise (submitit's local jobs run under a controller process) a watchdog process forked here
+    waits for ``pid`` to end and kills this one. A thread of this process could not be relied on: while the
+    job imports torch its main thread holds the interpreter lock for long stretches, and on a busy machine
+    the jobs outlived their sweep by 90 s (docs/reliability.md).
     """
     if pid == os.getpid():
         return
     if sys.platform == "linux" and os.getppid() == pid:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    threading.Thread(target=_exit_when_gone, args=(pid,), daemon=True, name=f"watch-sweep-{pid}").start()
+        _parent_death_signal()
+    elif hasattr(os, "fork"):
+        _fork_watchdog(pid)
+    else:  # no fork (Windows): a thread, which runs whenever this process lets it
+        threading.Thread(target=_exit_when_gone, args=(pid,), daemon=True, name=f"watch-sweep-{pid}").start()
+
+
+def _parent_death_signal() -> None:
+    """The kernel kills this process when its parent (the thread that started it) ends."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _fork_watchdog(pid: int) -> None:
+    """Fork a process that kills this one when ``pid`` ends, and ends with this one (parent-death signal on
+    Linux; elsewhere it notices that its parent changed)."""
+    job = os.getpid()
+    if os.fork() != 0:
+        return
+    try:  # the watchdog: it only waits, and leaves with os._exit (none of the job's exit handlers)
+        if sys.platform == "linux":
+            _parent_death_signal()
+        if os.getppid() == job:
+            _wait_for_end(pid, job)
+            if os.getppid() == job:
+                os.kill(job, signal.SIGKILL)
+    finally:
+        os._exit(0)
+
+
+def _wait_for_end(pid: int, job: int) -> None:
+    """Return once process ``pid`` has ended (or this watchdog's job has): at once through a pidfd, which
+    becomes readable when the process exits, else by polling every PARENT_POLL_SECONDS."""
+    try:
+        handle = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    except (AttributeError, OSError):  # no pidfd (not Linux, or Linux < 5.3)
+        while process_alive(pid) and os.getppid() == job:
+            time.sleep(PARENT_POLL_SECONDS)
+        return
+    select.select([handle], [], [])
 
 
 def _exit_when_gone(pid: int) -> None:

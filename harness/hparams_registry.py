@@ -126,6 +126,9 @@ def protocol_hparams(pretrained: str, scale: str) -> dict[str, Any]:
 
 def run_hparams(method: str, dataset: str, scale: str, arch: str, overrides: dict[str, Any] | None = None) -> dict:
     """Everything a run uses: the method's defaults, the model choices, then the user's overrides."""
+    from harness.models import check_arch  # here, not at the top: models imports torch and timm
+
+    check_arch(arch)
     cls = METHODS.get(method)
     hp = default_hparams(method, dataset, scale) | model_hparams(arch, dataset, scale)
     for key, value in (overrides or {}).items():

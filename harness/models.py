@@ -268,6 +268,11 @@ def hub_weights(arch: str) -> Weights:
                        f"here; use {OFFLINE_ALTERNATIVES}")
 
 
+def check_arch(arch: str) -> None:
+    """An unknown architecture name fails here, in one line naming the known ones."""
+    _spec(arch)
+
+
 def _spec(arch: str) -> ArchSpec:
     if arch not in ARCHS:
         raise HarnessError(f"unknown arch {arch!r}; choose from {', '.join(ARCHS)}")

@@ -13,7 +13,8 @@ A record (schema 1) holds::
     cost              {annotation_fraction, annotation_seconds, extra_training_fraction, seconds}
     model_selection   {criterion, uses_val_group_labels, epoch}
     details           method-specific facts (SLIM's quotas and cluster counts, JTT's error set, ...)
-    environment       versions, device, platform, git commit
+    environment       versions, device, platform, git commit, and ``cpu``: the CPU model, the instruction-set
+                      level its kernels are pinned to and what each library reports it runs (harness.cpu)
 
 Records are written atomically (temp file + rename, harness.tempfiles) so a half-written file is never
 read; they get the user's umask like any file.
@@ -30,6 +31,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from harness import cpu
 from harness.errors import HarnessError
 from harness.tempfiles import temp_path
 
@@ -90,6 +92,7 @@ def environment(device: str) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "device": device,
         "git_commit": git_commit(),
+        "cpu": cpu.report(),
     }
     if device.startswith("cuda") and torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name(0)

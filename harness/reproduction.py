@@ -42,7 +42,9 @@ def append_comparison(readme: Path, records: list[dict[str, Any]], committed: Pa
     with open(readme, "a") as handle:
         handle.write(f"\n## Against the committed results ({committed}/)\n\n"
                      "Test accuracy in %, mean ± std over seeds; 'within noise' means the two means differ by "
-                     "at most two standard errors of their difference (at least half a point).\n\n"
+                     "at most two standard errors of their difference (at least half a point); 'identical "
+                     "records' counts the seeds whose reproduced record equals the committed one to the bit "
+                     "(metrics and details, SLIM's curated subset among them).\n\n"
                      f"{text}\n")
     return text.splitlines()[-1]
 

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from harness import cpu
 from harness.attention_accuracy import attention_metrics
 from harness.cache import ArtifactCache
 from harness.context import RunContext
@@ -19,7 +20,7 @@ from harness.hparams_registry import default_arch, default_image_size, run_hpara
 from harness.methods import get_method
 from harness.plugins import load_plugins
 from harness.records import SCHEMA_VERSION, atomic_write_json, config_hash, environment, now_iso, record_path
-from harness.settings import check_run_inputs
+from harness.settings import check_run_inputs, check_seed
 from harness.synthetic import data_version
 from harness.tempfiles import remove_stale_temps
 from harness.threads import pinned_threads
@@ -35,8 +36,11 @@ def make_config(
 ) -> dict[str, Any]:
     """The full configuration of a run: every setting, hparams included, each checked (harness.settings)."""
     load_plugins()
+    cpu.check()
     get_method(method)  # unknown names fail here, before any work
     check_run_inputs(dataset, data_root=data_root, image_size=image_size, data_options=data_options)
+    check_seed("--seed", seed)
+    check_seed("--data-seed", data_seed)
     arch = arch or default_arch(dataset, scale)
     image_size = image_size or default_image_size(dataset, scale, arch)
     return {

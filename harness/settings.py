@@ -17,6 +17,8 @@ from harness.training import SAMPLERS, SELECTIONS
 
 AUTO, NONE = "auto", "none"  # words some integer settings accept instead of a number
 IMAGE_SIZE_RANGE = (16, 2048)  # pixels of a side: ViT patches are 16 px
+# the seeds every stage accepts: faiss' k-means takes a C int (scikit-learn and numpy's legacy seeding < 2**32)
+SEED_RANGE = (0, 2**31 - 1)
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,13 @@ def check_hparams(hp: dict[str, Any]) -> None:
     low, high = hp.get("cluster_k_min"), hp.get("cluster_k_max")
     if isinstance(low, int) and isinstance(high, int) and low > high:
         raise HarnessError(f"setting cluster_k_min={low} is above cluster_k_max={high}")
+
+
+def check_seed(flag: str, seed: Any) -> None:
+    """A run's seed (``--seed``, ``--data-seed``, a sweep's seeds) is a whole number in :data:`SEED_RANGE`."""
+    low, high = SEED_RANGE
+    if isinstance(seed, bool) or not isinstance(seed, int) or not low <= seed <= high:
+        raise HarnessError(f"{flag} {seed!r}: must be a whole number in [{low}, {high}]")
 
 
 def check_run_inputs(dataset: str, *, data_root: str | None, image_size: Any, data_options: dict | None) -> None:

@@ -20,6 +20,7 @@ annotate``), or any oracle can be passed (``SlimTr(hparams, oracle=...)``).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -261,7 +262,9 @@ class _Slim(Method):
             save_figures(ctx.run_dir, curation, split.groups.numpy(), ctx.benchmark.group_names)
             if self.hparams.get("figure4", True):
                 save_figure4(ctx, inputs.split_name, attention, inputs.embedding, inputs.curator.settings)
-        details: dict[str, Any] = {"budget_rule": inputs.budget_rule}
+        # the curated rows in order, as a digest: two records with the same digest trained on the same subset
+        subset = hashlib.sha256(np.asarray(curation.indices, dtype=np.int64).tobytes()).hexdigest()
+        details: dict[str, Any] = {"budget_rule": inputs.budget_rule, "subset_sha256": subset}
         if truth is not None:
             with single_threaded():  # measurement only, but as repeatable as the stages it measures
                 details["diagnostics"] = stage_diagnostics(curation, oracle.log, truth.correct, inputs.labels,

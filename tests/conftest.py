@@ -1,6 +1,9 @@
 """Shared fixtures: a toy benchmark small enough for every unit test (DomainBed's debug dataset idea)."""
 from __future__ import annotations
 
+import harness  # noqa: F401  (first: pins the CPU kernels before numpy and torch load, harness.cpu)
+
+# isort: split
 import numpy as np
 import pytest
 import torch

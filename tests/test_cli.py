@@ -51,3 +51,24 @@ def test_datasets_lists_every_preset_and_real_dataset(capsys):
                  "waterbirds", "celeba", "isic", "nico", "imagenet9"):
         assert name in out
     assert "metadata.csv" in out and "list_attr_celeba.txt" in out
+
+
+def test_seeds_outside_what_every_stage_takes(capsys, tmp_path):
+    """A seed above 2**63 made torch.manual_seed raise 'Overflow when unpacking long long' mid-run (a
+    traceback); a negative one reached scikit-learn's RandomState, which refuses it. Both stop first now."""
+    for flag, seed in (("--seed", "99999999999999999999"), ("--seed", "-1"), ("--data-seed", "2147483648")):
+        err = _error_of(capsys, ["run", "--dataset", "waterbirds-synth", "--method", "erm", flag, seed,
+                                 "--out", str(tmp_path)])
+        assert err == f"error: {flag} {int(seed)}: must be a whole number in [0, 2147483647]"
+    assert not list(tmp_path.iterdir())  # nothing was started
+    assert main(["hparams", "--method", "erm", "--dataset", "waterbirds-synth"]) == 0  # seed 0 passes
+
+
+def test_hparams_of_an_unknown_arch(capsys, tmp_path):
+    """`hparams --arch nosuch` printed a table for it and exited 0; `run --arch nosuch` failed only once
+    the data was loaded."""
+    err = _error_of(capsys, ["hparams", "--method", "erm", "--dataset", "waterbirds-synth", "--arch", "nosuch"])
+    assert err.startswith("error: unknown arch 'nosuch'; choose from resnet18,")
+    err = _error_of(capsys, ["run", "--dataset", "waterbirds-synth", "--method", "erm", "--arch", "nosuch",
+                             "--out", str(tmp_path)])
+    assert err.startswith("error: unknown arch 'nosuch'")

@@ -45,7 +45,8 @@ def test_compare_lists_every_cell_with_its_verdict():
     assert jtt["committed_worst"] is None and jtt["worst_within_noise"] is None
     text = markdown(rows)
     assert text.splitlines()[-1] == ("1 of 1 cells agree within seed noise on both columns; "
-                                     "1 cells exist on one side only.")
+                                     "1 cells exist on one side only; 3 of 3 records are identical to the "
+                                     "committed ones.")
 
 
 def test_a_cell_whose_preset_changed_is_marked_and_not_counted_as_agreeing():
@@ -59,11 +60,42 @@ def test_a_cell_whose_preset_changed_is_marked_and_not_counted_as_agreeing():
     text = markdown(list(rows.values()))
     assert "| isic-synth | ERM | resnet18 |  | 40.0 ± 0.0 (n=3) | 40.0 ± 0.0 (n=3) | yes |" in text
     assert text.splitlines()[-1] == ("1 of 1 cells agree within seed noise on both columns; 1 cells are on a "
-                                     "preset whose data changed (another data version), not counted.")
+                                     "preset whose data changed (another data version), not counted; 3 of 3 "
+                                     "records are identical to the committed ones.")
     # real datasets carry no data version: never marked
     for rec in old + new:
         rec["config"].pop("data_version")
     assert not any(r["data_changed"] for r in compare(old, new))
+
+
+def test_records_that_differ_inside_agreeing_means_are_counted_and_named():
+    """Issue 31: 101 of 102 SLIM records differed on another machine, yet the cells agreed within SLIM's seed
+    spread. The comparison pairs records by cell and seed and counts those identical to the bit."""
+    def slim(seed, worst, subset, seconds=1.0):
+        rec = record("slim-val", seed, worst, 0.9)
+        rec["config"]["hparams"] = {"budget": 24, "subset_frac": 0.15}
+        rec["details"] = {"kept": 100, "subset_sha256": subset, "attention_space": {"seconds": seconds}}
+        return rec
+
+    old = [slim(s, w, f"rows{s}") for s, w in enumerate((0.2, 0.5, 0.8))] + [record("erm", 0, 0.4, 0.9)]
+    new = [slim(0, 0.2, "rows0", seconds=9.0),  # only its wall-clock time differs: identical
+           slim(1, 0.8, "rows1"),  # another worst-group accuracy
+           slim(2, 0.5, "other")]  # another curated subset: the mean is the same as before
+    new[1]["details"]["new_fact"] = 1  # a detail only one code version writes is no difference
+    erm = record("erm", 0, 0.4, 0.9)
+    erm["metrics"]["test"]["aiou_avg"] = 0.31  # a metric the committed record lacks: it differs
+    rows = {r["method"]: r for r in compare(old, new + [erm])}
+    assert (rows["SLIM_Val"]["records_paired"], rows["SLIM_Val"]["differing_seeds"]) == (3, [1, 2])
+    assert rows["SLIM_Val"]["worst_within_noise"] and rows["ERM"]["differing_seeds"] == [0]
+    text = markdown(list(rows.values()))
+    assert text.splitlines()[-5:] == [
+        "",
+        "- waterbirds-synth / ERM / resnet18: seeds 0 (1 of 1 records)",
+        "- waterbirds-synth / SLIM_Val / resnet18 / 24 / 0.15: seeds 1, 2 (2 of 3 records)",
+        "",
+        "2 of 2 cells agree within seed noise on both columns; 1 of 4 records are identical to the committed ones "
+        "(2 agreeing cells hold records that differ)."]
+    assert "| yes | 1 / 3 |" in text and "| yes | 0 / 1 |" in text
 
 
 def test_the_readme_gets_the_comparison_and_update_copies_the_reproduction(tmp_path):
