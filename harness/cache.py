@@ -1,9 +1,11 @@
 """Content-keyed artifact cache shared by runs, sweeps and workers.
 
 An artifact (a reference model, a CAM pass, a JTT stage-1 model, ...) is stored under
-``root/<kind>/<hash of its key>.<suffix>`` with its key written beside it as JSON. Creation happens under
-an exclusive file lock, so two workers that need the same artifact compute it once, and every file is
-written atomically, so an interrupted run never leaves a half-written artifact that looks finished.
+``root/<kind>/<hash of its key>.<suffix>`` with its key written beside it as JSON and its content digest
+as ``<file>.sha256`` (harness.digests). Creation happens under an exclusive file lock, so two workers that
+need the same artifact compute it once, and every file is written atomically, so an interrupted run never
+leaves a half-written artifact that looks finished. Every read checks the digest first: an entry that is
+truncated, corrupted or has no digest is reported in one line, removed and made again.
 """
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from harness import digests
+from harness.disk import writing
 from harness.records import atomic_write_json, config_hash
 from harness.tempfiles import file_mode, remove_stale_temps, temp_path
 
@@ -35,14 +39,16 @@ class ArtifactCache:
         return self.root / kind / f"{config_hash(key)}.{suffix}"
 
     def get_or_create(self, kind: str, key: dict[str, Any], suffix: str, create: Callable[[Path], None]) -> Path:
-        """Path of the artifact for ``key``, calling ``create(path)`` (which must write it) if it is absent."""
+        """Path of the artifact for ``key``, its content checked against its digest; ``create(path)`` (which
+        must write it) is called if it is absent or unsound."""
         path = self.path(kind, key, suffix)
-        if path.exists():
+        if path.is_file() and digests.problem(path) is None:
             return path
-        with file_lock(path.with_suffix(".lock")):
-            if not path.exists():
+        with file_lock(path.with_suffix(".lock")):  # a writer may be between the file and its digest
+            if not digests.sound(path):
                 remove_stale_temps(path.parent)
                 create(path)
+                digests.write_digest(path)
                 atomic_write_json(path.with_suffix(".key.json"), key)
         return path
 
@@ -65,7 +71,8 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, A
     tmp = temp_path(path)
     contiguous = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     try:
-        save_file(contiguous, str(tmp), metadata={"meta": json.dumps(meta or {})})
+        with writing(path, sum(v.numel() * v.element_size() for v in contiguous.values())):
+            save_file(contiguous, str(tmp), metadata={"meta": json.dumps(meta or {})})
         os.chmod(tmp, file_mode())  # safetensors writes 0600; a shared folder needs the user's umask
         os.replace(tmp, path)
     finally:
