@@ -33,6 +33,7 @@ from harness.errors import HarnessError
 from harness.records import SCHEMA_VERSION, atomic_write_json, environment, now_iso, record_path
 from harness.tempfiles import process_alive
 from harness.threads import RUN_THREADS
+from harness.versions import code_version, current_version, record_version
 
 EXECUTORS = ("local", "submitit")
 TRACEBACK_FRAMES = 8  # innermost frames kept in a failed run's record
@@ -58,13 +59,25 @@ def describe(config: dict[str, Any]) -> str:
     return text
 
 
-def record_status(out_dir: Path, rid: str) -> str | None:
-    """The status of a run's record, or None when it is absent or unreadable (then the run is redone)."""
+def run_record(out_dir: Path, rid: str) -> dict[str, Any] | None:
+    """The run's record, or None when it is absent, unreadable or another run's (then the run is redone)."""
     try:
         record = json.loads(record_path(out_dir, rid).read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    return record.get("status") if isinstance(record, dict) and record.get("run_id") == rid else None
+    return record if isinstance(record, dict) and record.get("run_id") == rid else None
+
+
+def record_status(out_dir: Path, rid: str) -> str | None:
+    """The status of a run's record, or None when it is absent or unreadable (then the run is redone)."""
+    record = run_record(out_dir, rid)
+    return None if record is None else record.get("status")
+
+
+def is_current(out_dir: Path, rid: str) -> bool:
+    """True when the run's record says ``ok`` and was made by this code version (harness.versions)."""
+    record = run_record(out_dir, rid)
+    return record is not None and record.get("status") == "ok" and record_version(record) == current_version()
 
 
 def record_failure(config: dict[str, Any], out_dir: Path, error: str, trace: str = "",
@@ -77,7 +90,7 @@ def record_failure(config: dict[str, Any], out_dir: Path, error: str, trace: str
         "schema": SCHEMA_VERSION, "run_id": rid, "created": now_iso(), "status": "failed", "error": error,
         "traceback": trace, **{k: config[k] for k in ("dataset", "method", "arch", "seed", "scale")},
         "config": config, "metrics": {}, "cost": {"seconds": round(seconds, 2)},
-        "environment": environment(str(config.get("device", "auto"))),
+        "environment": environment(str(config.get("device", "auto"))), "code_version": code_version(),
     }
     atomic_write_json(record_path(out_dir, rid), record)
     return RunOutcome(rid, describe(config), "failed", seconds, error)
@@ -85,7 +98,8 @@ def record_failure(config: dict[str, Any], out_dir: Path, error: str, trace: str
 
 def run_one(config: dict[str, Any], out_dir: str, cache_dir: str, log_path: str | None = None,
             show_progress: bool = True, sweep_pid: int | None = None) -> RunOutcome:
-    """Run one config (skipping it if its record is already ``ok``); never raises for a failing run.
+    """Run one config (skipping it if its record is already ``ok`` and of this code version); never raises
+    for a failing run.
 
     ``sweep_pid``: the process of the sweep on this machine; this one ends when that one does.
     """
@@ -94,7 +108,7 @@ def run_one(config: dict[str, Any], out_dir: str, cache_dir: str, log_path: str 
     if sweep_pid is not None:
         die_with(sweep_pid)
     rid = run_id(config)
-    if record_status(Path(out_dir), rid) == "ok":
+    if is_current(Path(out_dir), rid):
         return RunOutcome(rid, describe(config), "ok", 0.0)
     started = time.monotonic()
     with _output_to(log_path):

@@ -14,6 +14,8 @@ A record (schema 1) holds::
     model_selection   {criterion, uses_val_group_labels, epoch}
     details           method-specific facts (SLIM's quotas and cluster counts, JTT's error set, ...)
     environment       versions, device, platform, git commit
+    code_version      {source_digest, files, git_commit}: the code that made it (harness.versions);
+                      absent from records made before it existed (an unknown version)
 
 Records are written atomically (temp file + rename, harness.tempfiles) so a half-written file is never
 read; they get the user's umask like any file.
