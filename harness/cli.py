@@ -14,6 +14,7 @@ from tabulate import tabulate
 from harness.annotate import build_task, serve
 from harness.dataset_facts import REAL_IMAGE_SIZE, SCALES
 from harness.datasets import list_datasets
+from harness.disk import as_disk_full
 from harness.errors import HarnessError
 from harness.executors import check_jobs, make_executor
 from harness.figures import collect_run_figures, write_figures
@@ -415,6 +416,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        full = as_disk_full(exc, getattr(args, "out", None) or Path.cwd())  # a write outside harness.disk
+        if full is None:
+            raise
+        print(f"error: {full}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -47,17 +47,39 @@ def free_bytes(path: Path) -> int | None:
     return None
 
 
-def megabytes(size: int) -> str:
-    return f"{size / 1e6:,.1f} MB"
+def size_text(size: int) -> str:
+    """Bytes as people read them: '16.4 kB', '2.9 MB', '12.0 GB'."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6)):
+        if size >= scale:
+            return f"{size / scale:,.1f} {unit}"
+    return f"{size / 1e3:.1f} kB"
 
 
 def disk_full(path: Path, needed: int | None = None) -> DiskFull:
     """The one-line error for a write of ``path`` (``needed`` bytes, if known) that found the disk full."""
     free = free_bytes(path)
-    room = "unknown space" if free is None else megabytes(free)
-    want = "" if needed is None else f", {megabytes(needed)} needed"
+    room = "unknown space" if free is None else size_text(free)
+    want = "" if needed is None else f", {size_text(needed)} needed"
     return DiskFull(f"disk full: cannot write {path} ({room} free there{want}); "
                     "free some space and start the same command again")
+
+
+def as_disk_full(exc: BaseException, fallback: Path) -> DiskFull | None:
+    """The DiskFull that ``exc`` amounts to, or None when it is not about a full disk. An OSError raised by a
+    write that went around :func:`writing` is named by its file, or else by ``fallback`` (the output folder)."""
+    if not is_disk_full(exc):
+        return None
+    filename = None
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, DiskFull):
+            return current
+        if isinstance(current, OSError) and current.filename and filename is None:
+            filename = current.filename
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return disk_full(Path(filename or fallback))
 
 
 @contextmanager

@@ -23,6 +23,7 @@ SLIM reuse from the sweep's shared cache (``OUT/cache``).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -39,6 +40,7 @@ import torch
 
 from harness.dataset_facts import SCALES, is_synthetic
 from harness.datasets import list_datasets
+from harness.disk import DiskFull
 from harness.errors import HarnessError
 from harness.executors import Executor, RunOutcome, is_current, record_status, run_record, scratch_folder
 from harness.hparams_registry import default_hparams
@@ -488,7 +490,9 @@ def _wait_for_claims(configs: list[dict[str, Any]], out_dir: Path, log: Callable
 
 def run_sweep(configs: list[dict[str, Any]], out_dir: Path, executor: Executor, *, name: str = "sweep",
               log: Callable[[str], None] = print, show_progress: bool = True, stale: str = "refuse") -> SweepOutcome:
-    """Run every config whose record is not ``ok`` yet, stage by stage; never stop at a failing run.
+    """Run every config whose record is not ``ok`` yet, stage by stage; never stop at a failing run, except
+    for a full disk: that run's failure is recorded where the disk still allows and the sweep ends with a
+    DiskFull naming the file and the space (no later run starts; starting again resumes).
 
     Runs another sweep on the same folder has claimed are left to it; this one waits for them at the end
     and runs those that sweep did not finish. ``stale`` says what to do with finished runs of another code
@@ -528,13 +532,20 @@ def run_sweep(configs: list[dict[str, Any]], out_dir: Path, executor: Executor, 
         executor.prepare(pending)
         stage_seconds["pretraining (stand-in weights)"] = time.monotonic() - started
     outcome = SweepOutcome(run_ids, skipped, [], [], stage_seconds)
-    while pending:
+    full_disk = None  # a run that found the disk full stops the sweep: the runs after it would too
+    while pending and full_disk is None:
         deferred: list[dict[str, Any]] = []
-        for result in progress(_outcomes(_stages(pending), executor, out_dir, cache_dir, stage_seconds, deferred),
-                               desc=f"{name} runs", total=len(pending), enabled=show_progress):
-            (outcome.completed.append(result.run_id) if result.status == "ok" else outcome.failed.append(result))
-            log(f"  {result.status:6s} {result.label} ({result.seconds:.0f} s) {result.run_id}"
-                + (f": {result.error}" if result.error else ""))
+        results = _outcomes(_stages(pending), executor, out_dir, cache_dir, stage_seconds, deferred)
+        with contextlib.closing(results):  # stopping early releases this sweep's claims
+            for result in progress(results, desc=f"{name} runs", total=len(pending), enabled=show_progress):
+                (outcome.completed.append(result.run_id) if result.status == "ok" else outcome.failed.append(result))
+                log(f"  {result.status:6s} {result.label} ({result.seconds:.0f} s) {result.run_id}"
+                    + (f": {result.error}" if result.error else ""))
+                if result.disk_full:
+                    full_disk = result.disk_full
+                    break
+        if full_disk is not None:
+            break
         waited = _wait_for_claims(deferred, out_dir, log) if deferred else {"done": [], "remote": [], "rerun": []}
         outcome.elsewhere += waited["done"]
         outcome.claimed += waited["remote"]
@@ -546,6 +557,9 @@ def run_sweep(configs: list[dict[str, Any]], out_dir: Path, executor: Executor, 
             "they are retried on the next start):")
         for failed in outcome.failed:
             log(f"  {failed.label} {failed.run_id}: {failed.error}")
+    if full_disk is not None:
+        left = len(run_ids) - len(skipped) - len(outcome.completed) - len(outcome.failed)
+        raise DiskFull(f"{name} stopped, {left} run(s) not started: {full_disk}")
     return outcome
 
 
