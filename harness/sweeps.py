@@ -121,7 +121,12 @@ def load_sweep(name_or_path: str | Path) -> SweepSpec:
     """Read and check a sweep file; names of shipped configs are accepted too."""
     path = resolve_sweep_file(name_or_path)
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise HarnessError(f"{path}: cannot read it ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise HarnessError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+                           "TOML files are UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise HarnessError(f"{path}: not valid TOML ({exc})") from None
     return parse_sweep(raw, source=str(path))
@@ -218,9 +223,18 @@ def _check_setting(key: str, value: Any, where: str, fail: Callable[[str], Harne
 
 
 def _int_list(values: Any, key: str, fail: Callable[[str], HarnessError]) -> list[int]:
-    if not isinstance(values, list) or not values or not all(isinstance(v, int) for v in values):
+    """A non-empty list of whole numbers (TOML's true and false are not: Python counts bools as ints)."""
+    if not isinstance(values, list) or not values:
         raise fail(f"'{key}' must be a non-empty list of integers")
+    wrong = [v for v in values if isinstance(v, bool) or not isinstance(v, int)]
+    if wrong:
+        raise fail(f"'{key}' must be a non-empty list of integers; {_toml_value(wrong[0])} is not one")
     return values
+
+
+def _toml_value(value: Any) -> str:
+    """A value as the sweep file spells it (true, not True)."""
+    return str(value).lower() if isinstance(value, bool) else repr(value)
 
 
 def _parse_slim_sweeps(raw: dict[str, Any], seeds: list[int],

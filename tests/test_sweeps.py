@@ -189,6 +189,28 @@ def test_shipped_configs():
         load_sweep("no-such-sweep")
 
 
+@pytest.mark.parametrize(("seeds", "wrong"), [("[true]", "true"), ("[0, false]", "false"), ("[1.5]", "1.5"),
+                                             ('["0"]', "'0'")])
+def test_seeds_that_are_not_whole_numbers_are_refused_when_the_file_is_read(tmp_path, capsys, seeds, wrong):
+    sweep_file = tmp_path / "s.toml"
+    sweep_file.write_text(toml_text(grid()).replace("seeds = [0, 1]", f"seeds = {seeds}"))
+    assert cli.main(["sweep", str(sweep_file), "--out", str(tmp_path / "out"), "--device", "cpu"]) == 2
+    assert capsys.readouterr().err == (f"error: {sweep_file}: 'seeds' must be a non-empty list of integers; {wrong} "
+                                       "is not one\n")
+    assert not (tmp_path / "out").exists()  # before any work
+
+
+def test_a_sweep_file_that_is_not_utf8_is_refused_in_one_line(tmp_path, capsys):
+    sweep_file = tmp_path / "latin1.toml"
+    text = 'description = "caf\u00e9"\n' + toml_text(grid())  # toml_text would escape the \u00e9
+    sweep_file.write_bytes(text.encode("latin-1"))
+    assert cli.main(["sweep", str(sweep_file), "--out", str(tmp_path / "out"), "--device", "cpu"]) == 2
+    offset = sweep_file.read_bytes().index(b"\xe9")
+    assert capsys.readouterr().err == (f"error: {sweep_file}: not UTF-8 text (byte 0xe9 at offset {offset}); TOML "
+                                       "files are UTF-8\n")
+    assert not (tmp_path / "out").exists()
+
+
 def test_unreadable_failed_or_stale_records_count_as_unfinished(tmp_path):
     config = make_config(dataset="waterbirds-synth", method="erm", arch="resnet18", overrides=dict(FAST))
     rid = run_id(config)
