@@ -44,8 +44,8 @@ def small_disk(tmp_path):
         return folder
 
     yield mount
-    for folder in mounted:
-        subprocess.run(["umount", str(folder)], check=True)
+    for folder in mounted:  # lazily: a failing test may still hold a file open there
+        subprocess.run(["umount", "--lazy", str(folder)], check=True)
 
 
 def fill(folder: Path, leave: int) -> Path:
