@@ -16,6 +16,9 @@ Sections (each prints a markdown table with rates and ratios):
   EfficientNet-Lite0 seeing 64 px images at 256 px (the synthetic presets' default).
 - ``data``: one training epoch from a memory-mapped uint8 image cache (what the real-data loaders produce)
   against the same images held in memory / on the GPU. Target: >= 0.8x.
+- ``cache``: the cost of checking cache entries against their digests (harness.digests): a read of every
+  byte of a memory-mapped image-cache array and of a loaded safetensors artifact, each with the check and
+  without, from the page cache (the file read once before timing).
 
 On the CPU the defaults are small so the bench can be tried anywhere; ``--size paper`` uses the paper's
 sizes (ResNet-50 / ViT-B/16 at 224 px, 160k x 2048 features) and is meant for a GPU.
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import platform
 import sys
 import tempfile
@@ -44,11 +48,11 @@ from harness.training import TrainHparams, fit
 SIZES = {
     # arch list, image size, width, batch, images per timed pass, SLIM features (N, D)
     "small": dict(archs=("resnet18", "vit_tiny"), image_size=32, width=0.5, depth=6, batch=64, n=512,
-                  slim=(5000, 256)),
+                  slim=(5000, 256), cache_mb=256),
     "paper": dict(archs=("resnet50", "vit_base"), image_size=224, width=1.0, depth=None, batch=256, n=256 * 20,
-                  slim=(160_000, 2048)),
+                  slim=(160_000, 2048), cache_mb=4096),
 }
-SECTIONS = ("train", "attention", "slim", "stem", "data")
+SECTIONS = ("train", "attention", "slim", "stem", "data", "cache")
 
 
 def synchronize(device: torch.device) -> None:
@@ -239,6 +243,62 @@ def bench_data(cfg: dict, device: torch.device) -> list[list[str]]:
     return [["source", "img/s", "vs in memory"], *[[k, f"{v:,.0f}", f"{v / first:.2f}x"] for k, v in rates.items()]]
 
 
+def best_of(run: Callable[[], object], repeats: int = 3) -> float:
+    """The fastest of ``repeats`` timed calls (the others paid for page-cache misses or a busy machine)."""
+    return min(timed(run, torch.device("cpu")) for _ in range(repeats))
+
+
+def bench_cache(cfg: dict) -> list[list[str]]:
+    from harness import digests
+    from harness.cache import ArtifactCache, load_tensors, save_tensors
+
+    size = cfg["cache_mb"] * 2**20
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        array_path = Path(tmp) / "images.npy"
+        rng = np.random.default_rng(0)
+        side = 224
+        images = np.lib.format.open_memmap(array_path, mode="w+", dtype=np.uint8,
+                                           shape=(size // (3 * side * side), 3, side, side))
+        for start in range(0, len(images), 256):
+            images[start:start + 256] = rng.integers(0, 256, images[start:start + 256].shape, dtype=np.uint8)
+        images.flush()
+        del images
+        digests.write_digest(array_path)
+
+        def read_array() -> int:  # every byte, as an epoch over the memory-mapped cache reads them
+            return int(np.load(array_path, mmap_mode="c").max())
+
+        def checked_array() -> int:
+            assert digests.sound(array_path)
+            return read_array()
+
+        cache = ArtifactCache(Path(tmp) / "artifacts")
+        weights = {"w": torch.from_numpy(rng.standard_normal(size // 4, dtype=np.float32))}
+        artifact = cache.get_or_create("reference", {"bench": 1}, "safetensors",
+                                       lambda path: save_tensors(path, weights))
+
+        def read_artifact(path: Path) -> float:  # every byte (safetensors maps the file: touch it all)
+            return max(float(t.numpy().max()) for t in load_tensors(path)[0].values())
+
+        def checked_artifact() -> float:
+            return read_artifact(cache.get_or_create("reference", {"bench": 1}, "safetensors", lambda _: None))
+
+        variants = (("image-cache array (memory-mapped uint8)", array_path, read_array, checked_array),
+                    ("artifact (safetensors, load_tensors)", artifact, lambda: read_artifact(artifact),
+                     checked_artifact))
+        for name, path, plain, checked in variants:
+            plain()  # into the page cache
+            without, with_check = best_of(plain), best_of(checked)
+            check_only = best_of(lambda: digests.problem(path))
+            megabytes = path.stat().st_size / 1e6
+            rows.append([name, f"{megabytes:,.0f}", f"{without:.3f}", f"{with_check:.3f}",
+                         f"{with_check / without:.2f}x", f"{megabytes / 1e3 / check_only:.2f}"])
+    threads = min(digests.MAX_THREADS, os.cpu_count() or 1)
+    return [["entry", "MB", "s without check", "s with check", "with / without",
+             f"check alone GB/s ({threads} threads)"], *rows]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness bench", description=__doc__.split("\n")[0])
     parser.add_argument("--size", choices=SIZES, default=None, help="small (CPU default) or paper (GPU default)")
@@ -270,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
             table = bench_stem(cfg, device)
         elif section == "data":
             table = bench_data(cfg, device)
+        elif section == "cache":
+            table = bench_cache(cfg)
         else:
             parser.error(f"unknown section {section!r}")
         text = f"## {section}\n\n" + tabulate(table[1:], headers=table[0], tablefmt="github",

@@ -1,9 +1,11 @@
 """Content-keyed artifact cache shared by runs, sweeps and workers.
 
 An artifact (a reference model, a CAM pass, a JTT stage-1 model, ...) is stored under
-``root/<kind>/<hash of its key>.<suffix>`` with its key written beside it as JSON. Creation happens under
-an exclusive file lock, so two workers that need the same artifact compute it once, and every file is
-written atomically, so an interrupted run never leaves a half-written artifact that looks finished.
+``root/<kind>/<hash of its key>.<suffix>`` with its key written beside it as JSON and its content digest
+as ``<file>.sha256`` (harness.digests). Creation happens under an exclusive file lock, so two workers that
+need the same artifact compute it once, and every file is written atomically, so an interrupted run never
+leaves a half-written artifact that looks finished. Every read checks the digest first: an entry that is
+truncated, corrupted or has no digest is reported in one line, removed and made again.
 """
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from harness import digests
+from harness.disk import writing
 from harness.records import atomic_write_json, config_hash
 from harness.tempfiles import file_mode, remove_stale_temps, temp_path
 
@@ -35,37 +39,39 @@ class ArtifactCache:
         return self.root / kind / f"{config_hash(key)}.{suffix}"
 
     def get_or_create(self, kind: str, key: dict[str, Any], suffix: str, create: Callable[[Path], None]) -> Path:
-        """Path of the artifact for ``key``, calling ``create(path)`` (which must write it) if it is absent."""
+        """Path of the artifact for ``key``, its content checked against its digest; ``create(path)`` (which
+        must write it) is called if it is absent or unsound."""
         path = self.path(kind, key, suffix)
-        if path.exists():
+        if path.is_file() and digests.problem(path) is None:
             return path
-        with file_lock(path.with_suffix(".lock")):
-            if not path.exists():
+        with file_lock(path.with_suffix(".lock")):  # a writer may be between the file and its digest
+            if not digests.sound(path):
                 remove_stale_temps(path.parent)
                 create(path)
+                digests.write_digest(path)
                 atomic_write_json(path.with_suffix(".key.json"), key)
         return path
-
 
     def get_or_create_all(self, items: list[tuple[str, dict[str, Any], str, Callable[[Path], None]]]) -> list[Path]:
         """Paths of several artifacts (``(kind, key, suffix, create)`` each), created as ``get_or_create`` does,
         but sharing the work: an artifact another process is creating is skipped while one is free, so two
         workers needing the same list create different ones at the same time instead of queueing."""
         paths = [self.path(kind, key, suffix) for kind, key, suffix, _ in items]
-        waiting = [i for i, path in enumerate(paths) if not path.exists()]
+        waiting = [i for i, path in enumerate(paths) if not (path.is_file() and digests.problem(path) is None)]
         while waiting:
             busy = []
             for i in waiting:
                 with file_lock(paths[i].with_suffix(".lock"), wait=False) as held:
                     if not held:
                         busy.append(i)
-                    elif not paths[i].exists():
+                    elif not digests.sound(paths[i]):
                         remove_stale_temps(paths[i].parent)
                         items[i][3](paths[i])
+                        digests.write_digest(paths[i])
                         atomic_write_json(paths[i].with_suffix(".key.json"), items[i][1])
             if busy:  # every free one is done: wait for the first another process holds, then look again
                 self.get_or_create(*items[busy[0]])
-            waiting = [i for i in busy if not paths[i].exists()]
+            waiting = [i for i in busy if not digests.sound(paths[i])]
         return paths
 
 
@@ -93,7 +99,8 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, A
     tmp = temp_path(path)
     contiguous = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     try:
-        save_file(contiguous, str(tmp), metadata={"meta": json.dumps(meta or {})})
+        with writing(path, sum(v.numel() * v.element_size() for v in contiguous.values())):
+            save_file(contiguous, str(tmp), metadata={"meta": json.dumps(meta or {})})
         os.chmod(tmp, file_mode())  # safetensors writes 0600; a shared folder needs the user's umask
         os.replace(tmp, path)
     finally:

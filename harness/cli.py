@@ -14,6 +14,7 @@ from tabulate import tabulate
 from harness.annotate import build_task, serve
 from harness.dataset_facts import REAL_IMAGE_SIZE, SCALES
 from harness.datasets import list_datasets
+from harness.disk import as_disk_full
 from harness.errors import HarnessError
 from harness.executors import check_jobs, make_executor
 from harness.figures import collect_run_figures, write_figures
@@ -168,6 +169,20 @@ def _add_sweep_options(p: argparse.ArgumentParser, out_default: str | None, cpu_
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override a hyperparameter of every run, e.g. --set epochs=1 (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--rerun-stale", action="store_true",
+                   help="rerun the finished runs that another code version made (a resumed sweep refuses to "
+                        "add runs beside them otherwise)")
+    _add_allow_mixed(p)
+
+
+def _add_allow_mixed(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-mixed", action="store_true",
+                   help="keep runs of other code versions and average them with this version's in one table "
+                        "cell (the tables' index lists such cells)")
+
+
+def _stale_policy(args: argparse.Namespace) -> str:
+    return "rerun" if args.rerun_stale else "keep" if args.allow_mixed else "refuse"
 
 
 def _sweep(args: argparse.Namespace, source: str, out_dir: Path | None):
@@ -179,7 +194,8 @@ def _sweep(args: argparse.Namespace, source: str, out_dir: Path | None):
     executor = make_executor(args.executor, out_dir=out_dir, jobs=args.jobs, device=args.device,
                              submitit_options=spec.submitit, show_progress=not args.quiet)
     try:
-        outcome = run_sweep(configs, out_dir, executor, name=spec.name, show_progress=not args.quiet)
+        outcome = run_sweep(configs, out_dir, executor, name=spec.name, show_progress=not args.quiet,
+                            stale=_stale_policy(args))
     finally:
         executor.close()
     return spec, out_dir, outcome
@@ -196,7 +212,8 @@ def _sweep_exit(outcome) -> int:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     _, out_dir, outcome = _sweep(args, args.file, args.out)
     print(f"stage times:\n{stage_report(outcome.stage_seconds)}")
-    written = write_tables(sweep_records(out_dir, outcome.run_ids), out_dir / "tables", "markdown")
+    written = write_tables(sweep_records(out_dir, outcome.run_ids), out_dir / "tables", "markdown",
+                           allow_mixed=args.allow_mixed)
     print(f"{len(outcome.run_ids)} runs in {out_dir / 'runs'}; tables: {written[-1] if written else 'none'}")
     return _sweep_exit(outcome)
 
@@ -214,7 +231,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     records = sweep_records(out_dir, outcome.run_ids)
     stage_seconds = dict(outcome.stage_seconds)
     clock = time.monotonic()
-    tables = [p for fmt in ("markdown", "latex") for p in write_tables(records, out_dir / "tables", fmt)]
+    tables = [p for fmt in ("markdown", "latex")
+              for p in write_tables(records, out_dir / "tables", fmt, allow_mixed=args.allow_mixed)]
     stage_seconds["tables"] = time.monotonic() - clock
     clock = time.monotonic()
     figures = write_figures(records, out_dir / "figures")
@@ -261,7 +279,8 @@ def _load_run_records(runs: Path) -> list[dict]:
 
 def _cmd_tables(args: argparse.Namespace) -> int:
     runs = _runs_folder(args.runs)
-    written = write_tables(_load_run_records(runs), args.out or runs.parent / "tables", args.format)
+    written = write_tables(_load_run_records(runs), args.out or runs.parent / "tables", args.format,
+                           allow_mixed=args.allow_mixed)
     for path in written:
         print(path)
     return 0
@@ -364,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", type=Path, help=f"where to write them (default <runs folder>/../{name})")
         if name == "tables":
             p.add_argument("--format", choices=("markdown", "latex"), default="markdown")
+            _add_allow_mixed(p)
         p.set_defaults(func={"tables": _cmd_tables, "figures": _cmd_figures, "figure4": _cmd_figure4}[name])
 
     regression = sub.add_parser("regression", help="compare worst-group/average accuracy with the baseline")
@@ -397,6 +417,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        full = as_disk_full(exc, getattr(args, "out", None) or Path.cwd())  # a write outside harness.disk
+        if full is None:
+            raise
+        print(f"error: {full}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

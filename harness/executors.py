@@ -30,10 +30,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from harness.dataset_facts import REAL_IMAGE_SIZE, is_synthetic
+from harness.disk import DiskFull, as_disk_full, disk_full, is_disk_full
 from harness.errors import HarnessError
 from harness.records import SCHEMA_VERSION, atomic_write_json, environment, now_iso, record_path
 from harness.tempfiles import process_alive
 from harness.threads import RUN_THREADS
+from harness.versions import code_version, current_version, record_version
 
 EXECUTORS = ("local", "submitit")
 TRACEBACK_FRAMES = 8  # innermost frames kept in a failed run's record
@@ -48,6 +50,7 @@ class RunOutcome:
     status: str  # "ok" | "failed"
     seconds: float
     error: str | None = None
+    disk_full: str | None = None  # the one-line DiskFull message when the run failed for a full disk
 
 
 def describe(config: dict[str, Any]) -> str:
@@ -59,18 +62,31 @@ def describe(config: dict[str, Any]) -> str:
     return text
 
 
-def record_status(out_dir: Path, rid: str) -> str | None:
-    """The status of a run's record, or None when it is absent or unreadable (then the run is redone)."""
+def run_record(out_dir: Path, rid: str) -> dict[str, Any] | None:
+    """The run's record, or None when it is absent, unreadable or another run's (then the run is redone)."""
     try:
         record = json.loads(record_path(out_dir, rid).read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    return record.get("status") if isinstance(record, dict) and record.get("run_id") == rid else None
+    return record if isinstance(record, dict) and record.get("run_id") == rid else None
+
+
+def record_status(out_dir: Path, rid: str) -> str | None:
+    """The status of a run's record, or None when it is absent or unreadable (then the run is redone)."""
+    record = run_record(out_dir, rid)
+    return None if record is None else record.get("status")
+
+
+def is_current(out_dir: Path, rid: str) -> bool:
+    """True when the run's record says ``ok`` and was made by this code version (harness.versions)."""
+    record = run_record(out_dir, rid)
+    return record is not None and record.get("status") == "ok" and record_version(record) == current_version()
 
 
 def record_failure(config: dict[str, Any], out_dir: Path, error: str, trace: str = "",
-                   seconds: float = 0.0) -> RunOutcome:
-    """Write a ``failed`` record for ``config`` (same run id as a success would have) and describe it."""
+                   seconds: float = 0.0, cause: BaseException | None = None) -> RunOutcome:
+    """Write a ``failed`` record for ``config`` (same run id as a success would have) and describe it. When
+    the disk is full (the ``cause``, or this write) the outcome says so, with or without the record."""
     from harness.runner import run_id
 
     rid = run_id(config)
@@ -78,15 +94,21 @@ def record_failure(config: dict[str, Any], out_dir: Path, error: str, trace: str
         "schema": SCHEMA_VERSION, "run_id": rid, "created": now_iso(), "status": "failed", "error": error,
         "traceback": trace, **{k: config[k] for k in ("dataset", "method", "arch", "seed", "scale")},
         "config": config, "metrics": {}, "cost": {"seconds": round(seconds, 2)},
-        "environment": environment(str(config.get("device", "auto"))),
+        "environment": environment(str(config.get("device", "auto"))), "code_version": code_version(),
     }
-    atomic_write_json(record_path(out_dir, rid), record)
-    return RunOutcome(rid, describe(config), "failed", seconds, error)
+    full = as_disk_full(cause, Path(out_dir)) if cause is not None else None
+    try:
+        atomic_write_json(record_path(out_dir, rid), record)
+    except DiskFull as exc:  # no record: the run counts as not started on the next start
+        return RunOutcome(rid, describe(config), "failed", seconds, f"{error} (its failed record: {exc})",
+                          str(full or exc))
+    return RunOutcome(rid, describe(config), "failed", seconds, error, None if full is None else str(full))
 
 
 def run_one(config: dict[str, Any], out_dir: str, cache_dir: str, log_path: str | None = None,
             show_progress: bool = True, sweep_pid: int | None = None) -> RunOutcome:
-    """Run one config (skipping it if its record is already ``ok``); never raises for a failing run.
+    """Run one config (skipping it if its record is already ``ok`` and of this code version); never raises
+    for a failing run.
 
     ``sweep_pid``: the process of the sweep on this machine; this one ends when that one does.
     """
@@ -95,18 +117,25 @@ def run_one(config: dict[str, Any], out_dir: str, cache_dir: str, log_path: str 
     from harness.runner import execute, run_id
 
     rid = run_id(config)
-    if record_status(Path(out_dir), rid) == "ok":
+    if is_current(Path(out_dir), rid):
         return RunOutcome(rid, describe(config), "ok", 0.0)
     started = time.monotonic()
-    with _output_to(log_path):
-        try:
-            execute(config, Path(out_dir), cache_dir=Path(cache_dir), show_progress=show_progress)
-        except Exception as exc:  # noqa: BLE001  (any error of a run becomes its failed record)
-            trace = "".join(traceback.format_exception(exc, limit=-TRACEBACK_FRAMES))
-            if log_path is not None:
-                print(trace, flush=True)  # into the run's log; the record holds it too
-            return record_failure(config, Path(out_dir), f"{type(exc).__name__}: {exc}", trace,
-                                  time.monotonic() - started)
+    try:
+        with _output_to(log_path):
+            try:
+                execute(config, Path(out_dir), cache_dir=Path(cache_dir), show_progress=show_progress)
+            except Exception as exc:  # noqa: BLE001  (any error of a run becomes its failed record)
+                trace = "".join(traceback.format_exception(exc, limit=-TRACEBACK_FRAMES))
+                if log_path is not None:
+                    with contextlib.suppress(OSError):  # a full disk refuses the log too; the record holds it
+                        print(trace, flush=True)
+                return record_failure(config, Path(out_dir), f"{type(exc).__name__}: {exc}", trace,
+                                      time.monotonic() - started, exc)
+    except OSError as exc:  # the run's log could not be written (closing it flushes it)
+        if not is_disk_full(exc):
+            raise
+        return record_failure(config, Path(out_dir), f"{type(exc).__name__}: {exc}", "",
+                              time.monotonic() - started, disk_full(Path(log_path or out_dir)))
     return RunOutcome(rid, describe(config), "ok", time.monotonic() - started)
 
 
@@ -288,7 +317,7 @@ class LocalExecutor:
                     if record_status(out_dir, _run_id(config)) == "ok":
                         continue
                     reason = f"worker process died ({type(exc).__name__}: {exc})"
-                    yield record_failure(config, out_dir, reason)
+                    yield record_failure(config, out_dir, reason, cause=exc)
         finally:
             for future in futures:
                 future.cancel()
@@ -396,7 +425,8 @@ class SubmititExecutor:
                 if record_status(out_dir, _run_id(config)) == "ok":
                     continue
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                yield record_failure(config, out_dir, f"submitit job {job.job_id} did not finish: {reason}")
+                yield record_failure(config, out_dir, f"submitit job {job.job_id} did not finish: {reason}",
+                                     cause=exc)
 
     def _array_jobs(self, configs: list[dict[str, Any]], out_dir: str, cache_dir: str) -> Iterator[tuple[Any, dict]]:
         """(job, config) pairs as the jobs of one array finish (the scheduler caps how many run at once)."""

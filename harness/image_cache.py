@@ -6,9 +6,11 @@ nearest-neighbour sampling. The results are stored as uint8 (N, 3, S, S) / bool 
 arrays in ``cache_dir``; the file name carries a hash of every source file (absolute path, so
 the dataset's root, size, mtime) in row order, the mask definitions and S, so any change to the
 sources rebuilds the cache and two copies of a dataset keep one cache each. Files are written
-under a temporary name (harness.tempfiles) and moved into place with ``os.replace``. The folder is
-kept under a size cap ($SLIM_HARNESS_IMAGE_CACHE_GB, default 100) by evicting the least recently
-used arrays. Cached arrays are opened copy-on-write memory-mapped and wrapped with ``torch.from_numpy``.
+under a temporary name (harness.tempfiles) and moved into place with ``os.replace``, after their content
+digest (harness.digests, ``<file>.sha256``), which every open checks: an array that is truncated,
+corrupted or has no digest is reported in one line and decoded again. The folder is kept under a size cap
+($SLIM_HARNESS_IMAGE_CACHE_GB, default 100) by evicting the least recently used arrays. Cached arrays are
+opened copy-on-write memory-mapped and wrapped with ``torch.from_numpy``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from harness import digests
+from harness.disk import writing
 from harness.errors import HarnessError
 from harness.tempfiles import remove_stale_temps, temp_path
 from simulated_oracle.aiou import box_mask
@@ -249,7 +253,7 @@ def _cached_array(
         _build(target, shape, dtype, make_row, progress, f"{prefix} {kind}")
         for outdated in cache_dir.glob(f"{prefix}-*.{kind}.npy"):
             if outdated != target:
-                outdated.unlink(missing_ok=True)
+                digests.discard(outdated)
         evict_least_recently_used(cache_dir, cap, keep=target)
         array = _open_cached(target, shape, dtype)
         if array is None:
@@ -258,10 +262,11 @@ def _cached_array(
 
 
 def _open_cached(path: Path, shape: tuple[int, ...], dtype: type) -> np.ndarray | None:
-    """The cached array, copy-on-write mapped (writable for torch, file untouched), or None.
+    """The cached array, copy-on-write mapped (writable for torch, file untouched), or None (absent, or
+    unsound: then reported and removed).
 
     Opening it marks it used (its mtime), the order in which eviction spares files."""
-    if not path.is_file():
+    if not digests.sound(path):
         return None
     try:
         array = np.load(path, mmap_mode="c")
@@ -301,7 +306,7 @@ def evict_least_recently_used(cache_dir: Path, cap: int, keep: Path) -> list[Pat
             break
         if path == keep:
             continue
-        path.unlink(missing_ok=True)
+        digests.discard(path)
         evicted.append(path)
         freed += size
     if evicted:
@@ -320,7 +325,9 @@ def _build(
 ) -> None:
     tmp = temp_path(target)
     try:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+        with writing(target, math.prod(shape) * np.dtype(dtype).itemsize):
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+            _reserve(tmp)
         threads = max(1, min(MAX_DECODE_THREADS, os.cpu_count() or 1))
         with (
             ThreadPoolExecutor(max_workers=threads) as pool,
@@ -333,9 +340,19 @@ def _build(
                 bar.update(len(chunk))
         out.flush()
         del out
+        digests.write_digest(target, contents=tmp)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _reserve(path: Path) -> None:
+    """Allocate the whole (sparse) array file on disk before decoding into its memory map: a page written
+    through a map into a full disk kills the process (SIGBUS); reserved now, a full disk is an OSError
+    (a DiskFull naming the cache file and its size) before any decoding."""
+    if hasattr(os, "posix_fallocate"):
+        with open(path, "r+b") as handle:
+            os.posix_fallocate(handle.fileno(), 0, path.stat().st_size)
 
 
 def round_box_outward(xmin: float, ymin: float, xmax: float, ymax: float) -> tuple[int, int, int, int]:

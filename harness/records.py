@@ -15,6 +15,8 @@ A record (schema 1) holds::
     details           method-specific facts (SLIM's quotas and cluster counts, JTT's error set, ...)
     environment       versions, device, platform, git commit, and ``cpu``: the CPU model, the instruction-set
                       level its kernels are pinned to and what each library reports it runs (harness.cpu)
+    code_version      {source_digest, files, git_commit}: the code that made it (harness.versions);
+                      absent from records made before it existed (an unknown version)
 
 Records are written atomically (temp file + rename, harness.tempfiles) so a half-written file is never
 read; they get the user's umask like any file.
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import cpu
+from harness.disk import writing
 from harness.errors import HarnessError
 from harness.tempfiles import temp_path
 
@@ -45,20 +48,22 @@ def config_hash(config: dict[str, Any]) -> str:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either nothing or the whole file."""
+    """Write ``data`` to ``path`` so that readers see either nothing or the whole file (a full disk is a
+    one-line :class:`harness.disk.DiskFull`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the user's umask applies
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with writing(path, len(data)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the user's umask applies
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:

@@ -201,8 +201,9 @@ def run_regression(*, config: str = "regression", baseline_path: Path = BASELINE
         executor = LocalExecutor(jobs=jobs or min(len(configs), _cores()), device="cpu", threads=1,
                                  show_progress=show_progress, log=log)
         try:
+            # it checks this code: runs another code version left in --out are made again
             outcome = run_sweep(configs, work, executor, name=f"regression ({spec.name})", log=log,
-                                show_progress=show_progress)
+                                show_progress=show_progress, stale="rerun")
         finally:
             executor.close()
         summary = summarize(sweep_records(work, outcome.run_ids))

@@ -24,6 +24,7 @@ from harness.settings import check_run_inputs, check_seed
 from harness.synthetic import data_version
 from harness.tempfiles import remove_stale_temps
 from harness.threads import pinned_threads
+from harness.versions import code_version
 
 # Config keys that do not change a run's result and so are left out of its hash.
 UNHASHED = ("device",)
@@ -153,6 +154,7 @@ def _run(config: dict[str, Any], out_dir: Path, cache_dir: Path | None, show_pro
         "model_selection": result.selection,
         "details": result.details,
         "environment": environment(str(device)),
+        "code_version": code_version(),
     }
     if "method_label" in result.details:
         record["method_label"] = result.details.pop("method_label")

@@ -15,19 +15,22 @@ A sweep file (see harness/configs/quick.toml for a commented example) names::
     [regression]                     tolerance settings of ``python -m harness regression``
 
 Every run is identified by the hash of its config (``runner.run_id``, the device excluded), so a sweep
-started again skips the runs whose record says ``ok`` and retries the failed ones. Runs go in stages,
+started again skips the runs whose record says ``ok`` and retries the failed ones. Records made by another
+code version (harness.versions) are stale: a sweep that would add runs beside them stops before any work
+unless told to rerun them (``stale="rerun"``) or keep them (``stale="keep"``). Runs go in stages,
 ERM first: ERM's runs create the reference models (one per dataset, arch and seed) that DFR, JTT and
 SLIM reuse from the sweep's shared cache (``OUT/cache``).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import time
 import tomllib
-from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
@@ -38,14 +41,17 @@ import torch
 
 from harness.dataset_facts import SCALES, is_synthetic
 from harness.datasets import list_datasets
+from harness.disk import DiskFull
 from harness.errors import HarnessError
-from harness.executors import Executor, RunOutcome, record_status, scratch_folder
+from harness.executors import Executor, RunOutcome, is_current, record_status, run_record, scratch_folder
 from harness.hparams_registry import default_hparams
 from harness.progress import progress
 from harness.records import atomic_write_json, load_records, now_iso
 from harness.runner import check_writable, make_config, run_id
 from harness.settings import check_value
 from harness.tempfiles import HOST, process_alive, remove_stale_temps, temp_path
+from harness.versions import current_version, record_version
+from harness.versions import describe as describe_version
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 SLIM_AXES = ("budget", "subset_frac")
@@ -116,7 +122,12 @@ def load_sweep(name_or_path: str | Path) -> SweepSpec:
     """Read and check a sweep file; names of shipped configs are accepted too."""
     path = resolve_sweep_file(name_or_path)
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise HarnessError(f"{path}: cannot read it ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise HarnessError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+                           "TOML files are UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise HarnessError(f"{path}: not valid TOML ({exc})") from None
     return parse_sweep(raw, source=str(path))
@@ -218,9 +229,18 @@ def _check_setting(key: str, value: Any, where: str, fail: Callable[[str], Harne
 
 
 def _int_list(values: Any, key: str, fail: Callable[[str], HarnessError]) -> list[int]:
-    if not isinstance(values, list) or not values or not all(isinstance(v, int) for v in values):
+    """A non-empty list of whole numbers (TOML's true and false are not: Python counts bools as ints)."""
+    if not isinstance(values, list) or not values:
         raise fail(f"'{key}' must be a non-empty list of integers")
+    wrong = [v for v in values if isinstance(v, bool) or not isinstance(v, int)]
+    if wrong:
+        raise fail(f"'{key}' must be a non-empty list of integers; {_toml_value(wrong[0])} is not one")
     return values
+
+
+def _toml_value(value: Any) -> str:
+    """A value as the sweep file spells it (true, not True)."""
+    return str(value).lower() if isinstance(value, bool) else repr(value)
 
 
 def _parse_slim_sweeps(raw: dict[str, Any], seeds: list[int],
@@ -378,8 +398,24 @@ class SweepOutcome:
 
 
 def is_finished(out_dir: Path, rid: str) -> bool:
-    """True when the run's record exists, reads as JSON and says ``ok`` (anything else is rerun)."""
-    return record_status(out_dir, rid) == "ok"
+    """True when the run's record exists, reads as JSON, says ``ok`` and was made by this code version."""
+    return is_current(out_dir, rid)
+
+
+STALE_POLICIES = ("refuse", "rerun", "keep")
+
+
+def stale_runs(out_dir: Path, run_ids: list[str]) -> dict[str, str | None]:
+    """The ``ok`` runs of ``run_ids`` made by another code version than this one: run id -> their version."""
+    current = current_version()
+    versions = {rid: record_version(record) for rid in run_ids
+                if (record := run_record(out_dir, rid)) is not None and record.get("status") == "ok"}
+    return {rid: version for rid, version in versions.items() if version != current}
+
+
+def _versions_text(versions: Iterable[str | None]) -> str:
+    counts = Counter(describe_version(v) for v in versions)
+    return ", ".join(f"{count} by {version}" for version, count in sorted(counts.items()))
 
 
 def sweep_records(out_dir: Path, run_ids: list[str]) -> list[dict[str, Any]]:
@@ -475,25 +511,42 @@ def _wait_for_claims(configs: list[dict[str, Any]], out_dir: Path, log: Callable
 
 
 def run_sweep(configs: list[dict[str, Any]], out_dir: Path, executor: Executor, *, name: str = "sweep",
-              log: Callable[[str], None] = print, show_progress: bool = True) -> SweepOutcome:
-    """Run every config whose record is not ``ok`` yet, stage by stage; never stop at a failing run.
+              log: Callable[[str], None] = print, show_progress: bool = True, stale: str = "refuse") -> SweepOutcome:
+    """Run every config whose record is not ``ok`` yet, stage by stage; never stop at a failing run, except
+    for a full disk: that run's failure is recorded where the disk still allows and the sweep ends with a
+    DiskFull naming the file and the space (no later run starts; starting again resumes).
 
     Runs another sweep on the same folder has claimed are left to it; this one waits for them at the end
-    and runs those that sweep did not finish.
+    and runs those that sweep did not finish. ``stale`` says what to do with finished runs of another code
+    version when there are runs to make beside them: "refuse" (a HarnessError before any work: their table
+    cells would mix versions), "rerun" them, or "keep" them (the tables then need ``allow_mixed``).
     """
+    if stale not in STALE_POLICIES:
+        raise HarnessError(f"stale={stale!r}: choose from {', '.join(STALE_POLICIES)}")
     out_dir = Path(out_dir)
     check_writable(out_dir)
     remove_stale_temps(out_dir)
-    cache_dir = scratch_folder(out_dir / "cache")  # models and features: regenerable, never committed
     run_ids = [run_id(c) for c in configs]
-    atomic_write_json(out_dir / "sweep.json", {"name": name, "created": now_iso(), "run_ids": run_ids})
-
     statuses = {rid: record_status(out_dir, rid) for rid in run_ids}
+    old = stale_runs(out_dir, run_ids)
+    rerun = list(old) if stale == "rerun" else []
+    statuses.update(dict.fromkeys(rerun, "stale"))
     skipped = [rid for rid in run_ids if statuses[rid] == "ok"]
     retried = [rid for rid in run_ids if statuses[rid] == "failed"]
     pending = [c for c, rid in zip(configs, run_ids, strict=True) if statuses[rid] != "ok"]
+    if old:
+        what = (f"{name}: {len(old)} finished run(s) were made by another code version "
+                f"({_versions_text(old.values())}; this is {describe_version(current_version())})")
+        if stale == "refuse" and pending:
+            raise HarnessError(f"{what}, and {len(pending)} run(s) would be made beside them: start again with "
+                               "--rerun-stale to rerun them, or --allow-mixed to keep them and mix versions")
+        log(f"{what}: {'rerun (--rerun-stale)' if stale == 'rerun' else 'kept'}")
+    cache_dir = scratch_folder(out_dir / "cache")  # models and features: regenerable, never committed
+    atomic_write_json(out_dir / "sweep.json", {"name": name, "created": now_iso(), "run_ids": run_ids})
     log(f"{name}: {len(run_ids)} runs; {len(skipped)} finished earlier (skipped), "
-        f"{len(retried)} failed earlier (retried), {len(pending) - len(retried)} new")
+        f"{len(retried)} failed earlier (retried), "
+        + (f"{len(rerun)} of another code version (rerun), " if rerun else "")
+        + f"{len(pending) - len(retried) - len(rerun)} new")
 
     stage_seconds: dict[str, float] = {}
     if pending and executor.prepares_locally:
@@ -502,13 +555,20 @@ def run_sweep(configs: list[dict[str, Any]], out_dir: Path, executor: Executor, 
         stage_seconds["pretraining (stand-in weights)"] = time.monotonic() - started
     outcome = SweepOutcome(run_ids, skipped, [], [], stage_seconds)
     time_left = TimeLeft(pending)
-    while pending:
+    full_disk = None  # a run that found the disk full stops the sweep: the runs after it would too
+    while pending and full_disk is None:
         deferred: list[dict[str, Any]] = []
-        for result in progress(_outcomes(_stages(pending), executor, out_dir, cache_dir, stage_seconds, deferred),
-                               desc=f"{name} runs", total=len(pending), enabled=show_progress):
-            (outcome.completed.append(result.run_id) if result.status == "ok" else outcome.failed.append(result))
-            log(f"  {result.status:6s} {result.label} ({result.seconds:.0f} s) {result.run_id}"
-                + (f": {result.error}" if result.error else "") + f" [{time_left.finished(result)}]")
+        results = _outcomes(_stages(pending), executor, out_dir, cache_dir, stage_seconds, deferred)
+        with contextlib.closing(results):  # stopping early releases this sweep's claims
+            for result in progress(results, desc=f"{name} runs", total=len(pending), enabled=show_progress):
+                (outcome.completed.append(result.run_id) if result.status == "ok" else outcome.failed.append(result))
+                log(f"  {result.status:6s} {result.label} ({result.seconds:.0f} s) {result.run_id}"
+                    + (f": {result.error}" if result.error else "") + f" [{time_left.finished(result)}]")
+                if result.disk_full:
+                    full_disk = result.disk_full
+                    break
+        if full_disk is not None:
+            break
         waited = _wait_for_claims(deferred, out_dir, log) if deferred else {"done": [], "remote": [], "rerun": []}
         outcome.elsewhere += waited["done"]
         outcome.claimed += waited["remote"]
@@ -520,6 +580,9 @@ def run_sweep(configs: list[dict[str, Any]], out_dir: Path, executor: Executor, 
             "they are retried on the next start):")
         for failed in outcome.failed:
             log(f"  {failed.label} {failed.run_id}: {failed.error}")
+    if full_disk is not None:
+        left = len(run_ids) - len(skipped) - len(outcome.completed) - len(outcome.failed)
+        raise DiskFull(f"{name} stopped, {left} run(s) not started: {full_disk}")
     return outcome
 
 

@@ -15,6 +15,9 @@ Conventions (stated again in every table's caption):
   varies the budget with the subset fraction at its default, Table 8 the reverse.
 - Missing cells show as "–" (never 0); a table with no value at all is skipped; failed runs are left out
   of the numbers and listed in a footer line.
+- The runs of one cell must come from one code version (``code_version``, harness.versions; records made
+  before it existed count as one unknown version): :func:`write_tables` refuses a cell that mixes versions
+  unless ``allow_mixed``, and then lists such cells in the index.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from harness.dataset_facts import FACTS, facts, is_synthetic, paper_dataset
 from harness.errors import HarnessError
 from harness.hparams_registry import budget_from_share, default_hparams
 from harness.registry import METHODS
+from harness.versions import describe as describe_version
+from harness.versions import record_version
 
 log = logging.getLogger(__name__)
 
@@ -324,6 +329,31 @@ def latest_per_seed(records: Iterable[Record]) -> list[Record]:
         if seed not in newest or str(rec.get("created", "")) > str(newest[seed].get("created", "")):
             newest[seed] = rec
     return [newest[s] for s in sorted(newest, key=str)]
+
+
+def cell_key(rec: Record) -> tuple:
+    """What puts runs into one table cell apart from their seed: setup, dataset, row and SLIM's setting."""
+    key: tuple = (str(rec["arch"]), str(rec["scale"]), rec["dataset"], method_label(rec))
+    return key + (slim_kind(rec), slim_setting(rec)) if rec["method"] in SLIM_METHODS else key
+
+
+def mixed_version_cells(records: Iterable[Record]) -> list[str]:
+    """One line per table cell whose runs (the newest per seed, as the tables count them) come from more
+    than one code version, naming the cell and the seeds of each version."""
+    cells: dict[tuple, list[Record]] = defaultdict(list)
+    for rec in ok_records(records):
+        cells[cell_key(rec)].append(rec)
+    lines = []
+    for key, recs in sorted(cells.items(), key=lambda item: str(item[0])):
+        seeds_of: dict[str, list[str]] = defaultdict(list)
+        for rec in latest_per_seed(recs):
+            seeds_of[describe_version(record_version(rec))].append(str(rec["seed"]))
+        if len(seeds_of) > 1:
+            arch, scale, dataset, label = key[:4]
+            setting = f" at budget {key[5][0]}, subset {trim_number(key[5][1])}" if len(key) > 4 else ""
+            versions = "; ".join(f"{version} (seeds {', '.join(seeds)})" for version, seeds in sorted(seeds_of.items()))
+            lines.append(f"{dataset}/{label}{setting} (arch {arch}, scale {scale}): {versions}")
+    return lines
 
 
 def metric_value(rec: Record, split: str, key: str) -> float | None:
@@ -789,13 +819,23 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "-", text).strip("-") or "x"
 
 
-def write_tables(records: Iterable[Record], out_dir: Path, fmt: str = "markdown") -> list[Path]:
+def write_tables(records: Iterable[Record], out_dir: Path, fmt: str = "markdown", *,
+                 allow_mixed: bool = False) -> list[Path]:
     """Write every table with data, one file per table and (arch, scale); markdown adds an index README.md.
 
-    Tables without any value are skipped; the index (markdown) or the log (latex) says which.
+    Tables without any value are skipped; the index (markdown) or the log (latex) says which. A cell whose
+    runs come from two code versions is a HarnessError before anything is written, unless ``allow_mixed``:
+    then the index lists those cells and each is logged as a warning.
     """
     style = get_style(fmt)
     records = check_records(records)
+    mixed = mixed_version_cells(records)
+    if mixed and not allow_mixed:
+        more = f" (and {len(mixed) - 1} more cell(s))" if len(mixed) > 1 else ""
+        raise HarnessError(f"table cell {mixed[0]} mixes code versions{more}: rerun the stale runs (sweep "
+                           "--rerun-stale) or pass --allow-mixed to average them anyway")
+    for line in mixed:
+        log.warning("cell of mixed code versions (--allow-mixed): %s", line)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     suffix = ".md" if fmt == "markdown" else ".tex"
@@ -823,6 +863,8 @@ def write_tables(records: Iterable[Record], out_dir: Path, fmt: str = "markdown"
             f"Built from {len(records)} run records.",
             "",
             *(index or ["- no records"]),
+            *(["", "Cells that average runs of different code versions (--allow-mixed):", ""]
+              + [f"- {markdown_escape(line)}" for line in mixed] if mixed else []),
         ]
         readme = out_dir / "README.md"
         readme.write_text("\n".join(lines + ([""] + failed if failed else [])) + "\n")

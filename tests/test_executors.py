@@ -25,6 +25,7 @@ from harness.executors import (
 )
 from harness.records import atomic_write_json, record_path
 from harness.runner import make_config, run_id
+from harness.versions import code_version
 
 FAST = {"epochs": 1, "pretrained": "none", "width": 0.25}
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,9 +59,10 @@ def test_a_raising_run_leaves_a_failed_record_under_its_run_id(tmp_path):
 
 
 def test_a_finished_run_is_not_run_again(tmp_path):
+    """Finished: ok and made by this code version (a record of another version is stale, see test_sweeps)."""
     good = config(seed=7)
     path = record_path(tmp_path, run_id(good))
-    atomic_write_json(path, {"run_id": run_id(good), "status": "ok", "marker": 1})
+    atomic_write_json(path, {"run_id": run_id(good), "status": "ok", "marker": 1, "code_version": code_version()})
     before = path.stat().st_mtime_ns
     outcome = run_one(good, str(tmp_path), str(tmp_path / "cache"), show_progress=False)
     assert outcome.status == "ok" and outcome.seconds == 0.0

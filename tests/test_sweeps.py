@@ -20,6 +20,8 @@ from harness.hparams_registry import default_hparams
 from harness.records import record_path
 from harness.runner import make_config, run_id
 from harness.sweeps import expand, is_finished, load_sweep, parse_sweep, run_sweep, sweep_records
+from harness.tables import write_tables
+from harness.versions import code_version, current_version
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = {"epochs": 1, "pretrained": "none", "width": 0.25}  # ERM trains its own 1-epoch model: seconds
@@ -187,7 +189,29 @@ def test_shipped_configs():
         load_sweep("no-such-sweep")
 
 
-def test_unreadable_or_failed_records_count_as_unfinished(tmp_path):
+@pytest.mark.parametrize(("seeds", "wrong"), [("[true]", "true"), ("[0, false]", "false"), ("[1.5]", "1.5"),
+                                             ('["0"]', "'0'")])
+def test_seeds_that_are_not_whole_numbers_are_refused_when_the_file_is_read(tmp_path, capsys, seeds, wrong):
+    sweep_file = tmp_path / "s.toml"
+    sweep_file.write_text(toml_text(grid()).replace("seeds = [0, 1]", f"seeds = {seeds}"))
+    assert cli.main(["sweep", str(sweep_file), "--out", str(tmp_path / "out"), "--device", "cpu"]) == 2
+    assert capsys.readouterr().err == (f"error: {sweep_file}: 'seeds' must be a non-empty list of integers; {wrong} "
+                                       "is not one\n")
+    assert not (tmp_path / "out").exists()  # before any work
+
+
+def test_a_sweep_file_that_is_not_utf8_is_refused_in_one_line(tmp_path, capsys):
+    sweep_file = tmp_path / "latin1.toml"
+    text = 'description = "caf\u00e9"\n' + toml_text(grid())  # toml_text would escape the \u00e9
+    sweep_file.write_bytes(text.encode("latin-1"))
+    assert cli.main(["sweep", str(sweep_file), "--out", str(tmp_path / "out"), "--device", "cpu"]) == 2
+    offset = sweep_file.read_bytes().index(b"\xe9")
+    assert capsys.readouterr().err == (f"error: {sweep_file}: not UTF-8 text (byte 0xe9 at offset {offset}); TOML "
+                                       "files are UTF-8\n")
+    assert not (tmp_path / "out").exists()
+
+
+def test_unreadable_failed_or_stale_records_count_as_unfinished(tmp_path):
     config = make_config(dataset="waterbirds-synth", method="erm", arch="resnet18", overrides=dict(FAST))
     rid = run_id(config)
     path = record_path(tmp_path, rid)
@@ -198,7 +222,11 @@ def test_unreadable_or_failed_records_count_as_unfinished(tmp_path):
     assert not is_finished(tmp_path, rid)
     path.write_text(json.dumps({"run_id": "someone-else", "status": "ok"}))
     assert not is_finished(tmp_path, rid)
-    path.write_text(json.dumps({"run_id": rid, "status": "ok"}))
+    path.write_text(json.dumps({"run_id": rid, "status": "ok"}))  # made before records carried a version
+    assert not is_finished(tmp_path, rid)
+    path.write_text(json.dumps({"run_id": rid, "status": "ok", "code_version": {"source_digest": "0" * 64}}))
+    assert not is_finished(tmp_path, rid)
+    path.write_text(json.dumps({"run_id": rid, "status": "ok", "code_version": code_version()}))
     assert is_finished(tmp_path, rid)
 
 
@@ -374,3 +402,78 @@ def test_time_left_estimates_each_method_from_its_own_finished_runs(monkeypatch)
     left.finished(RunOutcome("r1", "b", "ok", 10.0))
     assert left.finished(RunOutcome("r3", "c", "ok", 30.0)) == "3/6 done, 3 left, about 35 s to go"
     assert format_duration(5400) == "1.5 h" and format_duration(600) == "10 min"
+# -------------------------------------------------------------------------------------- code versions
+
+
+def made_by_an_earlier_version(out: Path, rid: str) -> None:
+    """Rewrite a record as one an earlier commit made (another source digest)."""
+    path = record_path(out, rid)
+    record = json.loads(path.read_text())
+    record["code_version"] = {"source_digest": "0" * 64, "files": 1, "git_commit": None}
+    path.write_text(json.dumps(record))
+
+
+def test_a_sweep_resumed_on_another_code_version_refuses_reruns_or_keeps_its_runs(tmp_path):
+    configs = expand(parse_sweep(grid(seeds=[0, 1])), device="cpu")
+    first, second = (run_id(c) for c in configs)
+    out = tmp_path / "out"
+    executor = LocalExecutor(jobs=1, device="cpu", threads=1, show_progress=False)
+    run_sweep(configs[:1], out, executor, log=lambda _: None, show_progress=False)
+    clean = json.loads(record_path(out, first).read_text())
+    assert clean["code_version"]["source_digest"] == current_version()
+    made_by_an_earlier_version(out, first)
+
+    this = f"source {current_version()[:12]}"
+    with pytest.raises(HarnessError) as refused:
+        run_sweep(configs, out, executor, log=lambda _: None, show_progress=False)
+    assert str(refused.value) == (
+        f"sweep: 1 finished run(s) were made by another code version (1 by source 000000000000; this is {this}), "
+        "and 1 run(s) would be made beside them: start again with --rerun-stale to rerun them, or --allow-mixed "
+        "to keep them and mix versions")
+    assert not record_path(out, second).exists()  # refused before any work
+
+    lines = []
+    kept = run_sweep(configs, out, executor, log=lines.append, show_progress=False, stale="keep")
+    assert kept.skipped == [first] and kept.completed == [second]
+    assert lines[0] == (f"sweep: 1 finished run(s) were made by another code version (1 by source 000000000000; "
+                        f"this is {this}): kept")
+    records = sweep_records(out, [first, second])
+    with pytest.raises(HarnessError, match=re.escape(
+            f"table cell waterbirds-synth/ERM (arch resnet18, scale tiny): source 000000000000 (seeds 0); {this} "
+            "(seeds 1) mixes code versions: rerun the stale runs (sweep --rerun-stale) or pass --allow-mixed")):
+        write_tables(records, tmp_path / "tables")
+    assert not (tmp_path / "tables").exists()
+    write_tables(records, tmp_path / "tables", allow_mixed=True)
+    assert ("- waterbirds-synth/ERM (arch resnet18, scale tiny): source 000000000000 (seeds 0); "
+            f"{this} (seeds 1)") in (tmp_path / "tables" / "README.md").read_text()
+
+    lines.clear()
+    rerun = run_sweep(configs, out, executor, log=lines.append, show_progress=False, stale="rerun")
+    assert rerun.skipped == [second] and rerun.completed == [first]
+    assert "1 of another code version (rerun), 0 new" in lines[1]
+    again = json.loads(record_path(out, first).read_text())
+    assert again["code_version"] == code_version() and again["metrics"] == clean["metrics"]
+    write_tables(sweep_records(out, [first, second]), tmp_path / "tables2")  # one version: no refusal
+
+
+def test_sweep_and_tables_commands_take_the_version_options(tmp_path, capsys):
+    sweep_file = tmp_path / "grid.toml"
+    sweep_file.write_text(toml_text(grid(seeds=[0])))
+    out = tmp_path / "out"
+    argv = ["sweep", str(sweep_file), "--out", str(out), "--device", "cpu", "--quiet"]
+    assert cli.main(argv) == 0
+    (rid,) = [p.stem for p in (out / "runs").glob("*.json")]
+    made_by_an_earlier_version(out, rid)
+    sweep_file.write_text(toml_text(grid(seeds=[0, 1])))
+    capsys.readouterr()
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: t: 1 finished run(s) were made by another code version")
+    assert cli.main(["tables", "--runs", str(out), "--out", str(tmp_path / "tables")]) == 0  # one version so far
+    assert cli.main([*argv, "--allow-mixed"]) == 0
+    tables = ["tables", "--runs", str(out), "--out", str(tmp_path / "tables")]
+    assert cli.main(tables) == 2
+    assert capsys.readouterr().err.startswith("error: table cell waterbirds-synth/ERM")
+    assert cli.main([*tables, "--allow-mixed"]) == 0
+    assert cli.main([*argv, "--rerun-stale"]) == 0
+    assert cli.main(tables) == 0
