@@ -402,7 +402,8 @@ def cpu_reference(configs: list[dict[str, Any]], out_dir: str) -> list[dict[str,
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m harness gpu-check", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m harness gpu-check", description="Every CUDA path of the "
+                                     "harness, checked and timed on one GPU in one command (harness/gpu_check.py).")
     parser.add_argument("--out", type=Path, help="write the report (markdown) here too")
     parser.add_argument("--device", default="auto", help="auto (default), cuda or cpu")
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma list of {', '.join(SECTIONS)}")
