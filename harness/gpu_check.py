@@ -190,6 +190,11 @@ def junit_outcomes(path: Path) -> list[tuple[str, str, str]]:
 
 
 # ---- (b) the bench ----------------------------------------------------------------------------------------------
+def bench_sizes(size: str) -> dict[str, Any]:
+    """The bench's sizes: "paper", "small" (harness.bench.SIZES) or "quick" (:data:`QUICK`)."""
+    return QUICK if size == "quick" else SIZES[size]
+
+
 def row_value(table: list[list[str]], match: str, column: int) -> float | None:
     """The number in ``column`` of the first row of ``table`` with a cell containing ``match``."""
     for row in table[1:]:
@@ -228,7 +233,7 @@ def targets(tables: dict[str, list[list[str]]], judged: bool) -> list[list[str]]
 
 
 def run_bench(device: torch.device, size: str, deadline: float, slim_job: AsyncResult | None) -> Section:
-    cfg = QUICK if size == "quick" else SIZES[size]
+    cfg = bench_sizes(size)
     section = Section(f"(b) Bench at the {size} sizes")
     section.body.append(f"Sizes: {cfg}")
     cuda = device.type == "cuda"
@@ -447,9 +452,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp, contextlib.nullcontext() if cuda else pinned_threads():
         work = args.work or Path(tmp)
         try:
-            slim_job = pool.apply_async(bench_slim, (SIZES[size],)) if pool and "bench" in args.sections else None
+            slim_job = pool.apply_async(bench_slim, (bench_sizes(size),)) \
+                if pool and "bench" in args.sections else None
             cpu_job = pool.apply_async(cpu_reference, (agreement_configs("cpu"), str(work / "cpu-fp32"))) \
-                if pool and "agreement" in args.sections else None
+                if pool and "agreement" in args.sections and not args.quick else None
             for name in (s for s in SECTIONS if s in args.sections):
                 report.add(run_section(name, device, size, args, work, slim_job, cpu_job))
         finally:
