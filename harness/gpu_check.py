@@ -341,6 +341,14 @@ def compare_runs(reference: list[dict[str, Any]], candidate: list[dict[str, Any]
     return rows
 
 
+def agreement_modes(device: torch.device, cpu_bf16: bool) -> list[tuple[str, str, str | None, str]]:
+    """The runs (c) compares with the CPU's float32 one: (label, folder, precision forced or None for the
+    device's own, precision). On the GPU its default bf16 and float32; on the CPU the bf16 stand-in if asked."""
+    if device.type == "cuda":
+        return [("GPU bf16", "gpu-bf16", None, "bf16"), ("GPU fp32", "gpu-fp32", "fp32", "fp32")]
+    return [("CPU bf16 (stand-in)", "cpu-bf16", "bf16", "bf16")] if cpu_bf16 else []
+
+
 def run_agreement(device: torch.device, args: argparse.Namespace, work: Path, cpu_job: AsyncResult | None) -> Section:
     section = Section("(c) Agreement with the CPU: ERM and SLIM_Val, waterbirds-synth tiny seed 0, defaults")
     records_dir = Path(args.records)
@@ -351,36 +359,25 @@ def run_agreement(device: torch.device, args: argparse.Namespace, work: Path, cp
                  for i, method in enumerate(AGREEMENT_METHODS) if stored[0][i] and (stored[1][i] or stored[2][i])}
     table = [["run", "quantity", "CPU float32", "this run", "change", "allowed", "ok"]]
     notes = []
+    configs, modes = agreement_configs(device.type), agreement_modes(device, args.cpu_bf16)
+    runs = {label: run_configs(configs, work / folder, forced) for label, folder, forced, _ in modes}
+    try:
+        cpu = cpu_job.get(timeout=max(1.0, args.deadline - time.monotonic())) if cpu_job else \
+            run_configs(cpu_configs, work / "cpu-fp32")
+    except multiprocessing.TimeoutError:
+        section.failed = True
+        section.body.append("The CPU run to compare with did not finish within the budget (--budget).")
+        return section
     if device.type == "cuda":
-        gpu_configs = agreement_configs("cuda")
-        # (label, folder, forced precision: None is the GPU's default, bf16 autocast)
-        modes = (("GPU bf16", "gpu-bf16", None, "bf16"), ("GPU fp32", "gpu-fp32", "fp32", "fp32"))
-        runs = {label: run_configs(gpu_configs, work / folder, forced) for label, folder, forced, _ in modes}
-        try:
-            cpu = cpu_job.get(timeout=max(1.0, args.deadline - time.monotonic())) if cpu_job else \
-                run_configs(cpu_configs, work / "cpu-fp32")
-        except multiprocessing.TimeoutError:
-            section.failed = True
-            section.body.append("The CPU run to compare with did not finish within the budget (--budget).")
-            return section
         notes.append("CPU float32: the same configuration run on this machine's CPU in this check (one thread), "
                      "beside the GPU sections.")
-        reference = erm_test_predictions(cpu_configs[0], work / "cpu-fp32")
-        for label, folder, forced, precision in modes:
-            table += compare_runs(cpu, runs[label], label, FLIP_RATE[precision], envelopes)
-            changed = int((erm_test_predictions(gpu_configs[0], work / folder, forced) != reference).sum())
-            notes.append(f"ERM's test predictions, {label} against the CPU: {changed} of {len(reference)} differ "
-                         f"(flip rate {changed / len(reference):.2%}; the tolerance allows for "
-                         f"{FLIP_RATE[precision]:.1%}).")
-    else:
-        cpu = run_configs(cpu_configs, work / "cpu-fp32")
-        if args.cpu_bf16:
-            bf16 = run_configs(cpu_configs, work / "cpu-bf16", "bf16")
-            table += compare_runs(cpu, bf16, "CPU bf16 (stand-in)", FLIP_RATE["bf16"], envelopes)
-            reference = erm_test_predictions(cpu_configs[0], work / "cpu-fp32")
-            changed = int((erm_test_predictions(cpu_configs[0], work / "cpu-bf16", "bf16") != reference).sum())
-            notes.append(f"ERM's test predictions, CPU bf16 against CPU float32: {changed} of {len(reference)} "
-                         f"differ (flip rate {changed / len(reference):.2%}).")
+    reference = erm_test_predictions(cpu_configs[0], work / "cpu-fp32") if runs else None
+    for label, folder, forced, precision in modes:
+        table += compare_runs(cpu, runs[label], label, FLIP_RATE[precision], envelopes)
+        changed = int((erm_test_predictions(configs[0], work / folder, forced) != reference).sum())
+        notes.append(f"ERM's test predictions, {label} against the CPU's float32: {changed} of {len(reference)} "
+                     f"differ (flip rate {changed / len(reference):.2%}; the tolerance allows for "
+                     f"{FLIP_RATE[precision]:.1%}).")
     if all(stored[0]):
         same = [old["metrics"] == new["metrics"] for old, new in zip(stored[0], cpu, strict=True)]
         notes.append(f"The committed records in {records_dir} against this code's CPU run: "
