@@ -63,9 +63,9 @@ def stage1_predictions(ctx: RunContext, hp: dict[str, Any]) -> tuple[np.ndarray,
     def train(path: Path) -> None:
         predictions = torch.empty(len(ctx.benchmark.splits["train"]), dtype=torch.long)
 
-        def log_last_epoch(epoch: int, rows: np.ndarray, logits: torch.Tensor) -> None:
+        def log_last_epoch(epoch: int, rows: torch.Tensor, logits: torch.Tensor) -> None:
             if epoch == stage1["epochs"]:  # a shuffled epoch over all rows: each row is seen once
-                predictions[torch.from_numpy(rows)] = logits.argmax(1).cpu()
+                predictions[rows.cpu()] = logits.argmax(1).cpu()
 
         result = ctx.train(ctx.new_model(), stage1, on_batch=log_last_epoch,
                            desc=f"JTT stage 1 ({stage1['epochs']} epochs) seed {ctx.seed}")

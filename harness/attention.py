@@ -23,7 +23,7 @@ from harness.context import RunContext
 from harness.data import Split
 from harness.datasets import dataset_fingerprint
 from harness.errors import HarnessError
-from harness.evaluation import to_float
+from harness.evaluation import precision, to_device, to_float
 from harness.progress import progress
 from harness.records import config_hash
 from harness.registry import CAMS
@@ -87,8 +87,8 @@ def extract(model: nn.Module, split: Split, device: torch.device | str, *, targe
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in AttentionPass.FIELDS}
     starts = range(0, len(split), batch_size)
     for start in progress(starts, desc=f"attention ({method})", enabled=show_progress):
-        images = to_float(split.inputs[start:start + batch_size].to(device, non_blocking=True))
-        labels = split.labels[start:start + batch_size].to(device)
+        images = to_float(to_device(split.inputs[start:start + batch_size], device))
+        labels = to_device(split.labels[start:start + batch_size], device)
         batch = extractor(images, labels, target=target)
         cams = minmax_normalize(batch.cams)
         for name, value in (
@@ -130,7 +130,7 @@ def attention_key(ctx: RunContext, split: str, *, model: nn.Module | None = None
         model_key = {"data": dataset_fingerprint(ctx.benchmark),
                      "arch": getattr(model, "arch", type(model).__name__), "weights": state_digest(model)}
     return dict(model=model_key, split=split, method=method, target=target, format=CACHE_FORMAT,
-                precision="bf16" if torch.device(ctx.device).type == "cuda" else "fp32")
+                precision=precision(ctx.device))
 
 
 def attention_identity(key: dict[str, Any]) -> str:
@@ -144,7 +144,7 @@ def cached_attention(ctx: RunContext, split: str, *, model: nn.Module | None = N
 
     Keyed by the model's identity (``ctx.reference_key()`` for f_r, else the dataset fingerprint and a
     hash of the model's weights, so a changed checkpoint is a new entry), the split, method, target and
-    the precision (bf16 on CUDA, float32 on the CPU).
+    the precision (:func:`harness.evaluation.precision`: bf16 on CUDA, float32 on the CPU).
     """
     key = attention_key(ctx, split, model=model, method=method, target=target)
 

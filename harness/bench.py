@@ -14,8 +14,9 @@ Sections (each prints a markdown table with rates and ratios):
 - ``stem``: the ``upper`` protocol's frozen-stem pass (``harness.stem_cache.encode_split``: small batches
   and channels-last on the CPU) against a plain batched ``Network.encode`` in the default layout, on
   EfficientNet-Lite0 seeing 64 px images at 256 px (the synthetic presets' default).
-- ``data``: one training epoch from a memory-mapped uint8 image cache (what the real-data loaders produce)
-  against the same images held in memory / on the GPU. Target: >= 0.8x.
+- ``data``: one training epoch from a memory-mapped uint8 image cache (what the real-data loaders produce),
+  moved to the GPU whole and streamed through pinned memory, against the same images already on the GPU.
+  Target: >= 0.8x.
 - ``cache``: the cost of checking cache entries against their digests (harness.digests): a read of every
   byte of a memory-mapped image-cache array and of a loaded safetensors artifact, each with the check and
   without, from the page cache (the file read once before timing).
@@ -68,7 +69,13 @@ def timed(run: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
+def reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
 def peak_mib(device: torch.device) -> str:
+    """Peak GPU memory since the last :func:`reset_peak`, in MiB ("-" on the CPU)."""
     return f"{torch.cuda.max_memory_allocated(device) / 2**20:,.0f}" if device.type == "cuda" else "-"
 
 
@@ -121,6 +128,7 @@ def bench_train(cfg: dict, device: torch.device, compile_too: bool) -> list[list
             variants += [("ours, torch.compile", ours(True)), ("plain timm loop, torch.compile", plain(True))]
         rates = {}
         for name, run in variants:
+            reset_peak(device)
             first = timed(run, device)  # warm-up epoch: includes compilation when compiled
             seconds = timed(run, device)
             rates[name] = cfg["n"] / seconds
@@ -192,9 +200,10 @@ def bench_slim(cfg: dict) -> list[list[str]]:
     start = time.perf_counter()
     curation = SlimCurator(200, n // 10, settings=settings).curate(fa, fabar, labels, oracle, embedding=embedding,
                                                                      space_mode=space.mode_)
-    clusters = ", ".join(f"{scope} {curation.core[scope].k} x {curation.env[scope].k}" for scope in curation.core)
     rows.append(["sampling, spreading, screening, disentangling, allocation",
-                 f"{time.perf_counter() - start:.1f}", f"clusters {clusters}"])
+                 f"{time.perf_counter() - start:.1f}",
+                 "clusters (core x env) " + ", ".join(f"{scope}: {core.k} x {curation.env[scope].k}"
+                                                      for scope, core in curation.core.items())])
     rows.append(["total", f"{sum(float(r[1]) for r in rows):.1f}", f"{n:,} x {d} features"])
     return [["stage", "seconds", "note"], *rows]
 
@@ -223,6 +232,10 @@ def bench_stem(cfg: dict, device: torch.device) -> list[list[str]]:
 
 
 def bench_data(cfg: dict, device: torch.device) -> list[list[str]]:
+    """One training epoch from the real-data layout (a memory-mapped uint8 cache) against the same images
+    already where the model is (on the GPU: GPU-resident). The cache is read two ways: moved to the device
+    whole at the start of the fit (what a split that fits a third of the GPU's free memory gets) and
+    streamed batch by batch through pinned memory (what a larger one gets)."""
     split = random_split(cfg["n"], cfg["image_size"], 10)
     arch = cfg["archs"][0]
     hp = TrainHparams(epochs=1, lr=1e-3, weight_decay=0.0, batch_size=cfg["batch"], selection="last")
@@ -231,16 +244,23 @@ def bench_data(cfg: dict, device: torch.device) -> list[list[str]]:
         np.save(path, split.images.numpy())
         mapped = Split(images=torch.from_numpy(np.load(path, mmap_mode="r+")), labels=split.labels,
                        spurious=split.spurious, groups=split.groups)
-        rates = {}
-        for name, data in (("in memory (GPU-resident when on the GPU)", split),
-                           ("memory-mapped uint8 cache (real-data path)", mapped)):
+        resident = Split(**{name: getattr(split, name).to(device) for name in ("images", "labels", "spurious",
+                                                                               "groups")})
+        rows = []
+        for name, data, placement in (
+                ("already on the device (GPU-resident on the GPU)", resident, None),
+                ("memory-mapped uint8 cache, moved whole per fit", mapped, True),
+                ("memory-mapped uint8 cache, streamed through pinned memory", mapped, False)):
             torch.manual_seed(0)
             model = create_model(arch, 10, cfg["image_size"], width=cfg["width"], depth=cfg["depth"])
-            run = lambda: fit(model, data, hp, device=device, seed=0, num_groups=1, show_progress=False)  # noqa: B023
+            run = lambda: fit(model, data, hp, device=device, seed=0, num_groups=1, show_progress=False,
+                              resident=placement)
             run()
-            rates[name] = cfg["n"] / timed(run, device)
-    first = next(iter(rates.values()))
-    return [["source", "img/s", "vs in memory"], *[[k, f"{v:,.0f}", f"{v / first:.2f}x"] for k, v in rates.items()]]
+            reset_peak(device)
+            rows.append([name, cfg["n"] / timed(run, device), peak_mib(device)])
+    first = rows[0][1]
+    return [["source", "img/s", "vs on the device", "peak GPU MiB"],
+            *[[name, f"{rate:,.0f}", f"{rate / first:.2f}x", peak] for name, rate, peak in rows]]
 
 
 def best_of(run: Callable[[], object], repeats: int = 3) -> float:

@@ -398,8 +398,11 @@ def build_parser() -> argparse.ArgumentParser:
     regression.add_argument("--quiet", action="store_true", help="no progress bars")
     regression.set_defaults(func=_cmd_regression)
 
-    # listed here for --help; main() hands its arguments to harness.bench, which parses them itself
+    # listed here for --help; main() hands their arguments to harness.bench and harness.gpu_check, which parse
+    # them themselves
     sub.add_parser("bench", help="time ours beside plain PyTorch references (bench --help for options)")
+    sub.add_parser("gpu-check", help="the gpu tests, the bench and a run against the CPU's, on one GPU "
+                                     "(gpu-check --help for options)")
     return parser
 
 
@@ -409,6 +412,10 @@ def main(argv: list[str] | None = None) -> int:
         from harness.bench import main as bench_main  # parses its own arguments; imports the SLIM stages
 
         return bench_main(argv[1:])
+    if argv[:1] == ["gpu-check"]:
+        from harness.gpu_check import main as gpu_check_main  # as bench (it runs the bench)
+
+        return gpu_check_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     args.command_line = "python -m harness " + shlex.join(argv)

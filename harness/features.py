@@ -1,4 +1,5 @@
-"""Penultimate features of a model on a split, cached per (model, split): what DFR and SLIM_Val retrain on."""
+"""Penultimate features of a model on a split, cached per (model, split, precision): what DFR and SLIM_Val
+retrain on."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +10,7 @@ from torch import nn
 from harness.cache import load_tensors, save_tensors
 from harness.context import RunContext
 from harness.data import Split
-from harness.evaluation import batched_outputs
+from harness.evaluation import batched_outputs, precision_key
 
 
 def penultimate_features(model: nn.Module, split: Split, device: torch.device, batch_size: int = 256) -> torch.Tensor:
@@ -25,5 +26,6 @@ def reference_features(ctx: RunContext, split: str) -> torch.Tensor:
     def compute(path: Path) -> None:
         save_tensors(path, {"features": penultimate_features(model, ctx.benchmark.splits[split], ctx.device)})
 
-    path = ctx.cache.get_or_create("features", dict(ctx.reference_key(), split=split), "safetensors", compute)
+    path = ctx.cache.get_or_create("features", dict(ctx.reference_key(), split=split, **precision_key(ctx.device)),
+                                   "safetensors", compute)
     return load_tensors(path)[0]["features"]

@@ -17,7 +17,7 @@ import torch
 
 from harness.cache import ArtifactCache, load_tensors, save_tensors
 from harness.data import Benchmark, Split
-from harness.evaluation import autocast, to_float
+from harness.evaluation import autocast, precision_key, to_device, to_float
 from harness.models import Network
 from harness.progress import progress
 
@@ -31,9 +31,11 @@ CHUNK = 1024  # images per cached piece of the pass: a multiple of every batch s
 
 
 def stem_pass(device: torch.device) -> dict[str, Any]:
-    """How the stem pass runs on ``device``: batch size and memory layout. Both change the float sums a
-    convolution does, so they are part of the cache key: a cache written another way is not reused."""
-    return {"batch_size": BATCH_SIZE.get(device.type, BATCH_SIZE["cuda"]), "memory_format": "channels_last"}
+    """How the stem pass runs on ``device``: batch size, memory layout and, where it is not float32, precision
+    (bf16 on the GPU). Each changes the float sums a convolution does, so they are part of the cache key: a
+    cache written another way is not reused."""
+    return {"batch_size": BATCH_SIZE.get(device.type, BATCH_SIZE["cuda"]), "memory_format": "channels_last",
+            **precision_key(device)}
 
 
 @torch.no_grad()
@@ -47,7 +49,7 @@ def encode_split(model: Network, split: Split, device: torch.device, *, batch_si
     model.eval().to(device, memory_format=layout)
     out = []
     for start in progress(range(0, len(split), batch_size), desc=desc, enabled=show_progress):
-        images = split.images[start:start + batch_size].to(device, non_blocking=True)
+        images = to_device(split.images[start:start + batch_size], device)
         with autocast(device):
             stem = model.encode(to_float(images).contiguous(memory_format=layout))
         out.append(stem.to(STORAGE).contiguous().cpu())

@@ -3,14 +3,17 @@
 ``fit`` trains a model on (a resampled view of) a split: SGD or AdamW with a cosine schedule,
 augmentation on tensors (random crop with reflect padding + horizontal flip), a pluggable per-batch
 objective (cross-entropy by default; GroupDRO brings its own), per-epoch validation and explicit model
-selection. On the GPU it uses bf16 autocast and channels-last; on the CPU it is exact and, for a given
-seed, deterministic.
+selection. On the GPU it uses bf16 autocast and channels-last, keeps the split on the GPU when it fits and
+streams it from the host (a memory-mapped image cache, say) through pinned memory when it does not, and
+never makes the host wait for the GPU inside an epoch; on the CPU it is exact and, for a given seed,
+deterministic.
 """
 from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +24,7 @@ from torch import nn
 
 from harness.data import Split
 from harness.errors import HarnessError
-from harness.evaluation import autocast, group_metrics, predict_logits, to_float
+from harness.evaluation import autocast, device_layout, group_metrics, predict_logits, to_device, to_float
 from harness.progress import progress
 
 SELECTIONS = {
@@ -32,6 +35,9 @@ SELECTIONS = {
     "last": False,
 }
 SAMPLERS = ("shuffle", "group_balanced")
+# A split's inputs are moved to the GPU whole when they take at most this share of its free memory (the rest
+# is left for activations and the optimizer); larger ones are streamed from the host batch by batch.
+RESIDENT_SHARE = 1 / 3
 
 
 @dataclass(frozen=True)
@@ -93,7 +99,8 @@ def fit(
     parameters: list[nn.Parameter] | None = None,
     desc: str = "train",
     show_progress: bool = True,
-    on_batch: Callable[[int, np.ndarray, torch.Tensor], None] | None = None,
+    resident: bool | None = None,
+    on_batch: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> FitResult:
     """Train ``model`` in place and leave it at the selected epoch's weights.
 
@@ -101,8 +108,10 @@ def fit(
     With ``sampler='group_balanced'`` each epoch instead draws as many rows with replacement, each group
     equally likely (reads train group labels). Selection picks the epoch by val average accuracy, val
     class-balanced accuracy, val worst-group accuracy (reads val group labels) or takes the last one.
+    ``resident`` says whether the split's inputs are moved to the device whole or streamed batch by batch
+    (see :func:`place_inputs`); the numbers are the same either way.
     ``on_batch(epoch, rows, logits)``, if given, sees every training batch's forward pass before its step: the
-    train rows and their train-mode logits (of the augmented batch where augmentation is on), detached.
+    train rows (a tensor on the device) and their train-mode logits (of the augmented batch where augmentation is on), detached.
     """
     objective = objective or Objective()
     indices = np.arange(len(train)) if indices is None else np.asarray(indices, dtype=np.int64)
@@ -119,7 +128,7 @@ def fit(
     optimizer = _optimizer(params, hp)
     steps_per_epoch = math.ceil(len(indices) / hp.batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, hp.epochs * steps_per_epoch))
-    images, labels, groups = _on_device(train, device)
+    placed = place_inputs(train, device, resident)
     forward = torch.compile(model) if hp.compile else model  # shares parameters with ``model``
 
     best_score, best_state, best_epoch = -math.inf, None, hp.epochs
@@ -128,24 +137,26 @@ def fit(
     for epoch in bar:
         model.train()
         order = _epoch_order(indices, train.groups, hp.sampler, num_groups, gen)
-        total_loss = 0.0
-        for start in range(0, len(order), hp.batch_size):
-            batch = torch.from_numpy(order[start:start + hp.batch_size]).to(device)
-            x = to_float(images[batch])
-            if hp.augment and images.dtype == torch.uint8:  # cached stem activations are not augmented
-                x = augment(x, gen)
+        # summed on the device (float64, the same sums as Python floats): reading it per batch would make the
+        # host wait for the GPU at every step
+        total_loss = torch.zeros((), dtype=torch.float64, device=device)
+        for rows, batch in batches(placed, order, hp.batch_size, device):
+            x = to_float(batch)
+            if hp.augment and batch.dtype == torch.uint8:  # cached stem activations are not augmented
+                x = device_layout(augment(x, gen))
             with autocast(device):
                 logits = forward(x)
             if on_batch is not None:
-                on_batch(epoch, order[start:start + hp.batch_size], logits.detach())
-            loss = objective(logits, labels[batch], groups[batch])
+                on_batch(epoch, rows, logits.detach())
+            loss = objective(logits, placed.labels[rows], placed.groups[rows])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             schedule.step()
-            total_loss += float(loss.detach()) * len(batch)
+            total_loss += loss.detach().double() * len(rows)
         result.samples_seen += len(order)
-        entry: dict[str, Any] = {"epoch": epoch, "train_loss": total_loss / len(order), **objective.end_epoch()}
+        entry: dict[str, Any] = {"epoch": epoch, "train_loss": float(total_loss) / len(order),
+                                 **objective.end_epoch()}
         if val is not None and hp.selection != "last":
             entry.update(_validate(model, val, device, num_groups, hp.selection))
             score = entry[hp.selection]
@@ -170,14 +181,14 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     b, _, h, w = x.shape
     pad = max(1, h // 8)
     padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
-    oy = torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(x.device)
-    ox = torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(x.device)
+    oy = to_device(torch.randint(0, 2 * pad + 1, (b,), generator=gen), x.device)
+    ox = to_device(torch.randint(0, 2 * pad + 1, (b,), generator=gen), x.device)
     rows = (oy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
     cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
     batch = torch.arange(b, device=x.device)[:, None, None, None]
     chans = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
     cropped = padded[batch, chans, rows, cols]
-    flip = (torch.rand(b, generator=gen) < 0.5).to(x.device)[:, None, None, None]
+    flip = to_device(torch.rand(b, generator=gen) < 0.5, x.device)[:, None, None, None]
     return torch.where(flip, cropped.flip(3), cropped)
 
 
@@ -214,11 +225,57 @@ def _optimizer(params: list[nn.Parameter], hp: TrainHparams) -> torch.optim.Opti
     return torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
 
 
-def _on_device(split: Split, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The split's tensors on ``device``: images go to the GPU whole when they fit in a third of its memory."""
-    images = split.inputs
-    if device.type == "cuda":
+@dataclass
+class DeviceInputs:
+    """A split placed for training: labels and groups on the device; the inputs on the device, or on the host
+    to be streamed batch by batch (``streamed``)."""
+
+    inputs: torch.Tensor
+    labels: torch.Tensor
+    groups: torch.Tensor
+    streamed: bool
+
+
+def place_inputs(split: Split, device: torch.device, resident: bool | None = None) -> DeviceInputs:
+    """``split`` placed for training on ``device``.
+
+    The inputs go to the GPU whole when ``resident`` is True, or when it is None and they take at most
+    :data:`RESIDENT_SHARE` of the GPU's free memory; otherwise they stay on the host (a memory-mapped cache
+    larger than that, say) and are streamed. On the CPU they are read where they are, or streamed when
+    ``resident`` is False (the same batches, gathered by a helper thread).
+    """
+    inputs = split.inputs
+    if device.type == "cuda" and resident is None:
         free, _ = torch.cuda.mem_get_info(device)
-        if images.numel() < free / 3:
-            images = images.to(device, non_blocking=True)
-    return images, split.labels.to(device), split.groups.to(device)
+        resident = inputs.numel() * inputs.element_size() <= free * RESIDENT_SHARE
+    if device.type == "cuda" and resident:
+        inputs = inputs.to(device)  # once per fit, from pageable (possibly memory-mapped) memory
+    return DeviceInputs(inputs=inputs, labels=to_device(split.labels, device), groups=to_device(split.groups, device),
+                        streamed=resident is False)
+
+
+def batches(placed: DeviceInputs, order: np.ndarray, batch_size: int,
+            device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(rows, inputs) of each batch of ``order`` on ``device``, in order.
+
+    Streamed inputs are gathered on the host by a helper thread one batch ahead (into pinned memory when the
+    device is a GPU) while the device computes on the current batch, and copied without blocking."""
+    rows = to_device(torch.from_numpy(order), device)  # one copy per epoch
+    starts = range(0, len(order), batch_size)
+    if not placed.streamed:
+        for start in starts:
+            batch_rows = rows[start:start + batch_size]
+            yield batch_rows, placed.inputs[batch_rows]
+        return
+
+    def gather(start: int) -> torch.Tensor:
+        batch = placed.inputs[torch.from_numpy(order[start:start + batch_size])]
+        return batch.pin_memory() if device.type == "cuda" else batch
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(gather, 0)
+        for start in starts:
+            batch = pending.result()
+            if start + batch_size < len(order):
+                pending = pool.submit(gather, start + batch_size)
+            yield rows[start:start + batch_size], batch.to(device, non_blocking=True)

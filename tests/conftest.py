@@ -15,6 +15,27 @@ torch.set_num_threads(2)
 load_plugins()  # the methods and CAM variants every test may name
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--gpu-tests-on-cpu", action="store_true",
+                     help="without a CUDA device, run the tests marked gpu on the CPU at their small sizes "
+                          "(what `python -m harness gpu-check` does on a machine without a GPU)")
+
+
+@pytest.fixture
+def gpu_device(request: pytest.FixtureRequest):
+    """The device of the tests marked gpu: CUDA; or the CPU, one torch thread, with ``--gpu-tests-on-cpu``;
+    else the test skips."""
+    if torch.cuda.is_available():
+        yield torch.device("cuda")
+        return
+    if not request.config.getoption("--gpu-tests-on-cpu"):
+        pytest.skip("no CUDA device (python -m harness gpu-check runs the gpu tests)")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # two threads on a loaded two-core machine are many times slower than one
+    yield torch.device("cpu")
+    torch.set_num_threads(previous)
+
+
 def make_toy_split(n: int, aligned: float, rng: np.random.Generator, size: int = 32) -> Split:
     """Class = object shape (filled square vs plus), spurious = background colour, aligned with the class
     with probability ``aligned``. Masks are exactly the object's pixels."""

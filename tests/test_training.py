@@ -9,11 +9,11 @@ from harness.training import TrainHparams, _epoch_order, augment, class_balanced
 HP = dict(epochs=2, lr=0.05, weight_decay=0.0, batch_size=32)
 
 
-def _train(benchmark, seed, **hp):
+def _train(benchmark, seed, resident=None, **hp):
     torch.manual_seed(seed)
     model = create_model("resnet18", 2, 32, width=0.25)
     result = fit(model, benchmark.splits["train"], TrainHparams.from_dict({**HP, **hp}), device=torch.device("cpu"),
-                 seed=seed, num_groups=4, val=benchmark.splits["val"], show_progress=False)
+                 seed=seed, num_groups=4, val=benchmark.splits["val"], show_progress=False, resident=resident)
     return model, result
 
 
@@ -25,6 +25,16 @@ def test_same_seed_same_weights_on_cpu(toy_benchmark):
     assert ra.history == rb.history
     c, _ = _train(toy_benchmark, seed=4)
     assert not torch.equal(a.head.weight, c.head.weight)
+
+
+def test_streamed_inputs_train_exactly_as_resident_ones(toy_benchmark):
+    """Inputs streamed batch by batch by the helper thread (``resident=False``: on the GPU, the path of a split
+    too large for it) give bit for bit the weights and history of the plain fit, augmentation included."""
+    a, ra = _train(toy_benchmark, seed=3)
+    b, rb = _train(toy_benchmark, seed=3, resident=False)
+    for (ka, va), (_, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.equal(va, vb), ka
+    assert ra.history == rb.history
 
 
 def test_selection_records_whether_val_group_labels_were_read(toy_benchmark):
