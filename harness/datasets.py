@@ -1,4 +1,5 @@
-"""The dataset registry: synthetic presets (generated, the default) and real datasets (read from disk).
+"""The datasets: synthetic presets (generated, the default), real datasets (read from disk) and datasets
+other packages bring (:class:`Dataset` subclasses in :data:`harness.registry.DATASETS`).
 
 What the paper says about each dataset lives in :mod:`harness.dataset_facts`.
 """
@@ -6,13 +7,52 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from harness.cache import default_cache_root
 from harness.data import Benchmark
 from harness.dataset_facts import FACTS, REAL_IMAGE_SIZE, is_synthetic
 from harness.errors import HarnessError
 from harness.real_datasets import REAL_DATASETS, load_real
+from harness.registry import DATASETS, describe
 from harness.synthetic import PRESETS, make_benchmark
+
+SHIPPED_DATASETS = (*PRESETS, *REAL_DATASETS)
+
+
+class Dataset:
+    """A dataset from another package (entry point group ``slim_harness.datasets``, see harness.plugins).
+
+    Subclasses set ``name`` and ``description`` and implement :meth:`load`. ``needs_data_root``: the
+    dataset is read from ``--data-root`` (required then, refused otherwise); ``options``: the
+    ``--data-option`` keys it accepts. Both are checked before any work (:meth:`check_inputs`).
+
+    The benchmark's ``info`` must identify its content (a hash of the files read, the generator's seed and
+    version): the stages runs share, the reference ERM model and the frozen stem's output, are cached by it
+    (:func:`dataset_fingerprint`), so two datasets with equal ``info`` would share them.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    needs_data_root: ClassVar[bool] = False
+    options: ClassVar[tuple[str, ...]] = ()
+
+    def load(self, *, scale: str, data_seed: int, data_root: Path | None, image_size: int | None,
+             options: dict[str, str], show_progress: bool) -> Benchmark:
+        """The benchmark: at least train, val and test splits of uint8 images (see harness.data)."""
+        raise NotImplementedError
+
+    @classmethod
+    def check_inputs(cls, data_root: str | Path | None, options: dict[str, str] | None) -> None:
+        """A one-line HarnessError unless the data root and options suit this dataset."""
+        if cls.needs_data_root and data_root is None:
+            raise HarnessError(f"dataset {cls.name!r} is read from disk: give --data-root PATH")
+        if not cls.needs_data_root and data_root is not None:
+            raise HarnessError(f"--data-root: dataset {cls.name!r} reads no data root")
+        unknown = sorted(set(options or {}) - set(cls.options))
+        if unknown:
+            accepted = ", ".join(cls.options) or "none"
+            raise HarnessError(f"--data-option {', '.join(unknown)}: dataset {cls.name!r} accepts {accepted}")
 
 
 @dataclass(frozen=True)
@@ -20,7 +60,7 @@ class DatasetEntry:
     name: str
     description: str
     needs: str  # what the user must provide
-    synthetic: bool
+    synthetic: bool  # generated: reads no --data-root
 
 
 def list_datasets() -> list[DatasetEntry]:
@@ -32,6 +72,13 @@ def list_datasets() -> list[DatasetEntry]:
             needs += "; options (--data-option k=v): " + ", ".join(info.options)
         masks = FACTS[info.name].masks
         entries.append(DatasetEntry(info.name, f"{info.description} (masks: {masks})", needs, False))
+    for name in DATASETS:
+        plugin = DATASETS.get(name)
+        needs = "--data-root" if plugin.needs_data_root else "nothing"
+        if plugin.options:
+            needs += "; options (--data-option k=v): " + ", ".join(plugin.options)
+        entries.append(DatasetEntry(name, f"{plugin.description} (plug-in {describe(plugin)})", needs,
+                                    not plugin.needs_data_root))
     return entries
 
 
@@ -50,6 +97,11 @@ def load_benchmark(
     known = {e.name for e in list_datasets()}
     if name not in known:
         raise HarnessError(f"unknown dataset {name!r}; `python -m harness datasets` lists them")
+    if name in DATASETS:
+        plugin = DATASETS.get(name)
+        plugin.check_inputs(data_root, options)
+        return plugin().load(scale=scale, data_seed=data_seed, data_root=None if data_root is None else Path(data_root),
+                             image_size=image_size, options=dict(options or {}), show_progress=show_progress)
     if is_synthetic(name):
         if data_root is not None:
             raise HarnessError(f"{name} is generated; --data-root is for the real datasets")
