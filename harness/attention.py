@@ -86,7 +86,7 @@ def extract(model: nn.Module, split: Split, device: torch.device | str, *, targe
     model.to(device)
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in AttentionPass.FIELDS}
     starts = range(0, len(split), batch_size)
-    for start in progress(starts, desc=f"attention ({method})", enabled=show_progress):
+    for start in progress(starts, desc=f"attention ({method})", enabled=show_progress, steps=True):
         images = to_float(split.inputs[start:start + batch_size].to(device, non_blocking=True))
         labels = split.labels[start:start + batch_size].to(device)
         batch = extractor(images, labels, target=target)

@@ -44,7 +44,7 @@ def encode_split(model: Network, split: Split, device: torch.device, *, batch_si
     batch_size, layout = batch_size or how["batch_size"], getattr(torch, how["memory_format"])
     model.eval().to(device, memory_format=layout)
     out = []
-    for start in progress(range(0, len(split), batch_size), desc=desc, enabled=show_progress):
+    for start in progress(range(0, len(split), batch_size), desc=desc, enabled=show_progress, steps=True):
         images = split.images[start:start + batch_size].to(device, non_blocking=True)
         with autocast(device):
             stem = model.encode(to_float(images).contiguous(memory_format=layout))

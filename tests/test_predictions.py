@@ -98,6 +98,18 @@ def test_run_prints_a_summary_and_the_record_path_last(tiny_run):
                           f"{record['cost']['seconds']:.1f} s")
 
 
+def test_a_logged_run_writes_a_line_per_epoch_and_per_stage(tiny_run):
+    """Two epochs, each a line with the time left but the last; the attention passes over val (one batch)
+    and test (two batches) a line each, not one per batch."""
+    stderr = tiny_run[2]
+    assert "\r" not in stderr
+    epochs = [line for line in stderr.splitlines() if line.startswith("ERM resnet18 seed 0 ")]
+    assert [line.split()[4] for line in epochs] == ["1/2", "2/2"]
+    assert "left]" in epochs[0] and "left" not in epochs[1]
+    attention = [line.split()[2] for line in stderr.splitlines() if line.startswith("attention (gradcam) ")]
+    assert attention == ["1/1", "2/2"]
+
+
 def test_evaluate_recomputes_every_metric_of_a_real_run_equal_to_its_record(tiny_run, capsys):
     path, *_ = tiny_run
     record = json.loads(path.read_text())
