@@ -361,7 +361,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train and evaluate one configuration, write its record")
     _add_run_options(run)
@@ -447,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     regression.add_argument("--quiet", action="store_true", help="no progress bars")
     regression.set_defaults(func=_cmd_regression)
 
-    bench = sub.add_parser("bench", help="time ours beside plain PyTorch references (harness.bench)")
+    bench = sub.add_parser("bench", help="time ours beside plain PyTorch references")
     bench.add_argument("--size", choices=BENCH_SIZES, default=None, help="small (CPU default) or paper (GPU default)")
     bench.add_argument("--device", default="auto")
     bench.add_argument("--sections", default=",".join(BENCH_SECTIONS),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,7 @@ class Predictions:
         try:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {name: data[name] for name in data.files}
-        except (OSError, ValueError) as exc:  # missing, truncated or not an npz file
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:  # missing, truncated or not an npz file
             raise HarnessError(f"cannot read predictions {path}: {exc}") from None
         missing = [name for name in (*ROWS, "group_names") if name not in arrays]
         if missing:
@@ -122,7 +123,7 @@ def output_path(record_path: Path, record: dict[str, Any], name: str) -> Path:
     path = Path(record_path).parent / reference["file"]
     if not path.is_file():
         raise HarnessError(f"{name} file {path} of record {record_path} not found")
-    if hashlib.sha256(path.read_bytes()).hexdigest() != reference["sha256"]:
+    if output_reference(path)["sha256"] != reference["sha256"]:
         raise HarnessError(f"{name} file {path} is not the one record {record_path} saved (sha256 differs)")
     return path
 
