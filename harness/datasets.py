@@ -5,6 +5,7 @@ What the paper says about each dataset lives in :mod:`harness.dataset_facts`.
 """
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -67,19 +68,20 @@ def list_datasets() -> list[DatasetEntry]:
     entries = [DatasetEntry(name, desc, "nothing: generated (--scale tiny|quick|paper)", True)
                for name, desc in PRESETS.items()]
     for info in REAL_DATASETS.values():
-        needs = "--data-root with " + ", ".join(info.expected)
-        if info.options:
-            needs += "; options (--data-option k=v): " + ", ".join(info.options)
         masks = FACTS[info.name].masks
-        entries.append(DatasetEntry(info.name, f"{info.description} (masks: {masks})", needs, False))
+        entries.append(DatasetEntry(info.name, f"{info.description} (masks: {masks})",
+                                    _needs("--data-root with " + ", ".join(info.expected), info.options), False))
     for name in DATASETS:
         plugin = DATASETS.get(name)
-        needs = "--data-root" if plugin.needs_data_root else "nothing"
-        if plugin.options:
-            needs += "; options (--data-option k=v): " + ", ".join(plugin.options)
+        needs = _needs("--data-root" if plugin.needs_data_root else "nothing", plugin.options)
         entries.append(DatasetEntry(name, f"{plugin.description} (plug-in {describe(plugin)})", needs,
                                     not plugin.needs_data_root))
     return entries
+
+
+def _needs(what: str, options: Collection[str]) -> str:
+    """What a dataset needs, with the options it accepts."""
+    return what + ("; options (--data-option k=v): " + ", ".join(options) if options else "")
 
 
 def load_benchmark(
