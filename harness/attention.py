@@ -23,7 +23,7 @@ from harness.context import RunContext
 from harness.data import Split
 from harness.datasets import dataset_fingerprint
 from harness.errors import HarnessError
-from harness.evaluation import precision, to_device, to_float
+from harness.evaluation import precision, to_float
 from harness.progress import progress
 from harness.records import config_hash
 from harness.registry import CAMS
@@ -86,9 +86,9 @@ def extract(model: nn.Module, split: Split, device: torch.device | str, *, targe
     model.to(device)
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in AttentionPass.FIELDS}
     starts = range(0, len(split), batch_size)
-    for start in progress(starts, desc=f"attention ({method})", enabled=show_progress):
-        images = to_float(to_device(split.inputs[start:start + batch_size], device))
-        labels = to_device(split.labels[start:start + batch_size], device)
+    for start in progress(starts, desc=f"attention ({method})", enabled=show_progress, steps=True):
+        images = to_float(split.inputs[start:start + batch_size].to(device, non_blocking=True))
+        labels = split.labels[start:start + batch_size].to(device)
         batch = extractor(images, labels, target=target)
         cams = minmax_normalize(batch.cams)
         for name, value in (

@@ -1,6 +1,8 @@
 """Attention accuracy (paper Sec. 5.2, Table 5): AIoU of a model's GradCAM maps against core-object masks."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import nn
@@ -27,12 +29,24 @@ def attention_metrics(
     model: nn.Module, benchmark: Benchmark, device: torch.device | str, *, delta: float = 0.8,
     splits: list[str] | None = None, batch_size: int = 256, show_progress: bool = False,
 ) -> dict[str, dict[str, float]]:
-    """Attention accuracy (paper Sec. 5.2, Table 5) of ``model``: {split: {aiou_worst, aiou_avg}}.
+    """Attention accuracy (paper Sec. 5.2, Table 5) of ``model``: {split: {aiou_worst, aiou_avg, group_aiou,
+    group_attention_correct}} (:func:`attention_scores`, then :func:`aiou_summary`)."""
+    scores = attention_scores(model, benchmark, device, delta=delta, splits=splits, batch_size=batch_size,
+                              show_progress=show_progress)
+    return {name: aiou_summary(values, benchmark.splits[name].groups.numpy(), benchmark.group_names)
+            for name, values in scores.items()}
+
+
+def attention_scores(
+    model: nn.Module, benchmark: Benchmark, device: torch.device | str, *, delta: float = 0.8,
+    splits: list[str] | None = None, batch_size: int = 256, show_progress: bool = False,
+) -> dict[str, np.ndarray]:
+    """Per-image AIoU (float64) of ``model`` on each split: {split: scores (N,)}.
 
     Maps are GradCAM for the TRUE class (AIoU asks whether the model looks at the class's object, so
     a misclassified image is judged on its attention for its class, not for the wrong prediction),
-    upsampled to image size and scored against the core-object masks (``simulated_oracle.aiou_batch``);
-    ``aiou_worst`` is the lowest group mean. ``splits`` defaults to the evaluation splits that have masks.
+    upsampled to image size and scored against the core-object masks (``simulated_oracle.aiou_batch``).
+    ``splits`` defaults to the evaluation splits that have masks.
     """
     require_network(model)
     provide = "provide masks (Split.masks) or boxes (simulated_oracle.box_mask) to measure AIoU"
@@ -51,13 +65,16 @@ def attention_metrics(
         split = benchmark.splits[name]
         attention = extract(model, split, device, target="label", batch_size=batch_size,
                             show_progress=show_progress)
-        scores = split_aiou(attention, split.masks, delta)
-        summary = attention_accuracy(scores, split.groups.numpy(), benchmark.group_names)
-        results[name] = {"aiou_worst": summary["aiou_worst"], "aiou_avg": summary["aiou_avg"],
-                         "group_aiou": summary["group_aiou"],
-                         "group_attention_correct": correct_shares(scores, split.groups.numpy(),
-                                                                   benchmark.group_names)}
+        results[name] = split_aiou(attention, split.masks, delta)
     return results
+
+
+def aiou_summary(scores: np.ndarray, groups: np.ndarray, group_names: list[str]) -> dict[str, Any]:
+    """A split's attention accuracy from its per-image AIoU: ``aiou_worst`` (the lowest group mean),
+    ``aiou_avg``, ``group_aiou`` and ``group_attention_correct`` (:func:`correct_shares`)."""
+    summary = attention_accuracy(scores, groups, group_names)
+    return {"aiou_worst": summary["aiou_worst"], "aiou_avg": summary["aiou_avg"], "group_aiou": summary["group_aiou"],
+            "group_attention_correct": correct_shares(scores, groups, group_names)}
 
 
 def correct_shares(scores: np.ndarray, groups: np.ndarray, group_names: list[str],

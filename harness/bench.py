@@ -30,7 +30,6 @@ import argparse
 import datetime as dt
 import os
 import platform
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -42,6 +41,7 @@ import torch.nn.functional as F
 from tabulate import tabulate
 
 from harness.data import Split
+from harness.errors import HarnessError
 from harness.evaluation import autocast, to_float
 from harness.models import create_model
 from harness.training import TrainHparams, fit
@@ -319,21 +319,19 @@ def bench_cache(cfg: dict) -> list[list[str]]:
              f"check alone GB/s ({threads} threads)"], *rows]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--size", choices=SIZES, default=None, help="small (CPU default) or paper (GPU default)")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma list of {', '.join(SECTIONS)}")
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile (default on CUDA)")
-    parser.add_argument("--out", type=Path, help="also write the report to this markdown file")
-    args = parser.parse_args(argv)
+def run_bench(args: argparse.Namespace) -> int:
+    """``python -m harness bench``: its options are parsed by harness.cli (so ``--help`` needs no torch)."""
     from harness.runner import resolve_device
 
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = [s for s in sections if s not in SECTIONS]
+    if unknown:
+        raise HarnessError(f"unknown bench section(s) {', '.join(map(repr, unknown))}; choose from "
+                           f"{', '.join(SECTIONS)}")
     device = resolve_device(args.device)
     cfg = SIZES[args.size or ("paper" if device.type == "cuda" else "small")]
-    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     lines = [f"# Bench {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC", "",
-             f"Command: `python -m harness bench {' '.join(sys.argv[2:] if argv is None else argv)}`  ",
+             f"Command: `{args.command_line}`  ",
              f"Device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}; "
              f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
              f"{torch.get_num_threads()} CPU threads  ",
@@ -350,10 +348,8 @@ def main(argv: list[str] | None = None) -> int:
             table = bench_stem(cfg, device)
         elif section == "data":
             table = bench_data(cfg, device)
-        elif section == "cache":
-            table = bench_cache(cfg)
         else:
-            parser.error(f"unknown section {section!r}")
+            table = bench_cache(cfg)
         text = f"## {section}\n\n" + tabulate(table[1:], headers=table[0], tablefmt="github",
                                                disable_numparse=True) + "\n"
         print(text, flush=True)
@@ -362,7 +358,3 @@ def main(argv: list[str] | None = None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text("\n".join(lines) + "\n")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,9 @@
-"""Command line: ``python -m harness <command>`` (also installed as ``slim-harness``)."""
+"""Command line: ``python -m harness <command>`` (also installed as ``slim-harness``).
+
+The module imports only what builds the parser; each command imports the modules it runs when it runs
+(torch alone takes seconds to import), so ``--help`` and a mistyped option answer at once. A test holds
+this: building the parser imports no torch.
+"""
 from __future__ import annotations
 
 import argparse
@@ -8,27 +13,23 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 from tabulate import tabulate
 
-from harness.annotate import build_task, serve
 from harness.dataset_facts import REAL_IMAGE_SIZE, SCALES
 from harness.datasets import list_datasets
 from harness.disk import as_disk_full
 from harness.errors import HarnessError
 from harness.executors import check_jobs, make_executor
-from harness.figures import collect_run_figures, write_figures
-from harness.hparams_registry import hparam_table, parse_override
-from harness.label_studio import export_tasks, import_export
 from harness.plugins import load_plugins
-from harness.records import load_records
+from harness.records import load_records, read_record
 from harness.registry import METHODS
-from harness.regression import run_regression
-from harness.reproduction import append_comparison, check_out_dir, committed_folder, update_results
-from harness.runner import execute, make_config
-from harness.sweeps import expand, load_sweep, run_sweep, stage_report, sweep_records, write_reproduction_readme
-from harness.tables import write_tables
-from simulated_oracle import agreement, load_log, merge_majority, save_log
+from harness.summaries import metrics_report, run_summary
+
+# Choices of modules that import torch, repeated here for the parser (tests/test_cli.py holds them equal).
+TABLE_FORMATS = ("markdown", "latex", "csv")  # harness.tables.FORMATS
+BENCH_SIZES = ("small", "paper")  # harness.bench.SIZES
+BENCH_SECTIONS = ("train", "attention", "slim", "stem", "data", "cache")  # harness.bench.SECTIONS
+GPU_CHECK_SECTIONS = ("tests", "agreement", "bench")  # harness.gpu_check
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -53,10 +54,20 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="override a hyperparameter, e.g. --set epochs=5 (repeatable)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument("--out", type=Path, default=Path("out"), help="output folder (default ./out)")
+    _add_cache_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _add_cache_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cache-dir", type=Path,
+                   help="machine-wide cache: stand-in weights and the real datasets' decoded images, tens of GB "
+                        "for CelebA (default $SLIM_HARNESS_CACHE, else ~/.cache/slim-harness)")
+
+
 def _config(args: argparse.Namespace) -> dict:
+    from harness.hparams_registry import parse_override
+    from harness.runner import make_config
+
     overrides = dict(parse_override(o) for o in args.overrides)
     if args.weights:
         if not Path(args.weights).is_file():
@@ -89,12 +100,31 @@ def _oracle_setting(spec: str) -> str:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    path = execute(_config(args), args.out, show_progress=not args.quiet)
-    print(path)
+    from harness.runner import execute
+
+    path = execute(_config(args), args.out, show_progress=not args.quiet, save_model=args.save_model)
+    print(run_summary(read_record(path)))
+    print(path)  # the last line: scripts read the record's path from it
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from harness.predictions import recompute
+
+    metrics, differing = recompute(args.record)
+    print(metrics_report(metrics))
+    if differing:
+        print(f"error: {len(differing)} metric value(s) recomputed from the saved predictions differ from the "
+              f"record: {'; '.join(differing)}", file=sys.stderr)
+        return 1
+    print(f"every metric equals the record's ({args.record})")
     return 0
 
 
 def _cmd_annotate(args: argparse.Namespace) -> int:
+    from harness.annotate import build_task, serve
+    from harness.label_studio import export_tasks
+
     task = build_task(_config(args), args.out, show_progress=not args.quiet)
     if args.label_studio:
         for path in export_tasks(task, args.label_studio):
@@ -105,10 +135,14 @@ def _cmd_annotate(args: argparse.Namespace) -> int:
 
 
 def _read_logs(paths: list[Path]) -> list:
+    from simulated_oracle import load_log
+
     return [load_log(path) for path in paths]
 
 
 def _cmd_agreement(args: argparse.Namespace) -> int:
+    from simulated_oracle import agreement
+
     report = agreement(_read_logs(args.logs), [str(p) for p in args.logs])
     print(f"consistency (share of the most frequent answer, paper Table 6): {100 * report['consistency']:.1f}% "
           f"over {report['instances']} instances ({report['unanimous']} unanimous)")
@@ -119,12 +153,16 @@ def _cmd_agreement(args: argparse.Namespace) -> int:
 
 
 def _cmd_merge(args: argparse.Namespace) -> int:
+    from simulated_oracle import merge_majority, save_log
+
     save_log(merge_majority(_read_logs(args.logs), [str(p) for p in args.logs]), args.out)
     print(args.out)
     return 0
 
 
 def _cmd_import_label_studio(args: argparse.Namespace) -> int:
+    from harness.label_studio import import_export
+
     for path in import_export(args.export, args.out):
         print(path)
     return 0
@@ -139,6 +177,8 @@ def _checked_options(options: list[str]) -> list[str]:
 
 def _cmd_hparams(args: argparse.Namespace) -> int:
     """Every setting a run of the method uses by default, and where each value comes from."""
+    from harness.hparams_registry import hparam_table
+
     rows = [(key, repr(value), source) for key, value, source in
             hparam_table(args.method, args.dataset, args.scale, args.arch)]
     print(tabulate(rows, headers=["setting", "value", "from"], tablefmt="simple"))
@@ -152,6 +192,7 @@ def _cmd_methods(args: argparse.Namespace) -> int:
 
 
 def _cmd_datasets(args: argparse.Namespace) -> int:
+
     rows = [(e.name, e.description, e.needs) for e in list_datasets()]
     print(tabulate(rows, headers=["dataset", "what it is", "what it needs"], tablefmt="simple",
                    maxcolwidths=[None, 60, 60]))
@@ -168,6 +209,7 @@ def _add_sweep_options(p: argparse.ArgumentParser, out_default: str | None, cpu_
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override a hyperparameter of every run, e.g. --set epochs=1 (repeatable)")
+    _add_cache_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--rerun-stale", action="store_true",
                    help="rerun the finished runs that another code version made (a resumed sweep refuses to "
@@ -187,6 +229,9 @@ def _stale_policy(args: argparse.Namespace) -> str:
 
 def _sweep(args: argparse.Namespace, source: str, out_dir: Path | None):
     """Expand and run a sweep file; returns (spec, out folder, outcome)."""
+    from harness.hparams_registry import parse_override
+    from harness.sweeps import expand, load_sweep, run_sweep
+
     spec = load_sweep(source)
     out_dir = out_dir or Path("out") / spec.name
     overrides = dict(parse_override(o) for o in args.overrides)
@@ -210,6 +255,9 @@ def _sweep_exit(outcome) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
+    from harness.sweeps import stage_report, sweep_records
+    from harness.tables import write_tables
+
     _, out_dir, outcome = _sweep(args, args.file, args.out)
     print(f"stage times:\n{stage_report(outcome.stage_seconds)}")
     written = write_tables(sweep_records(out_dir, outcome.run_ids), out_dir / "tables", "markdown",
@@ -221,6 +269,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     """Recompute the grid into a fresh folder (never results/), draw tables and figures, compare every table
     cell with the committed results, and with ``--update-results`` replace results/reproduce with it."""
+    from harness.figures import collect_run_figures, write_figures
+    from harness.reproduction import append_comparison, check_out_dir, committed_folder, update_results
+    from harness.sweeps import stage_report, sweep_records, write_reproduction_readme
+    from harness.tables import write_tables
     from slim.analysis import write_figure4  # a plug-in's own code, loaded by the command that needs it
 
     started = time.monotonic()
@@ -255,6 +307,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def _on_cpu(device: str) -> bool:
+    import torch
+
     return device == "cpu" or (device == "auto" and not torch.cuda.is_available())
 
 
@@ -278,6 +332,8 @@ def _load_run_records(runs: Path) -> list[dict]:
 
 
 def _cmd_tables(args: argparse.Namespace) -> int:
+    from harness.tables import write_tables
+
     runs = _runs_folder(args.runs)
     written = write_tables(_load_run_records(runs), args.out or runs.parent / "tables", args.format,
                            allow_mixed=args.allow_mixed)
@@ -287,6 +343,7 @@ def _cmd_tables(args: argparse.Namespace) -> int:
 
 
 def _cmd_figures(args: argparse.Namespace) -> int:
+    from harness.figures import collect_run_figures, write_figures
     from slim.analysis import write_figure4  # a plug-in's own code, loaded by the command that needs it
 
     runs = _runs_folder(args.runs)
@@ -311,14 +368,28 @@ def _cmd_figure4(args: argparse.Namespace) -> int:
 
 
 def _cmd_regression(args: argparse.Namespace) -> int:
+    from harness.regression import run_regression
+
     check_jobs(args.jobs)
     return run_regression(config=args.config, baseline_path=args.baseline, update=args.update_baseline,
                           out_dir=args.out, jobs=args.jobs, show_progress=not args.quiet,
                           command=args.command_line)
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from harness.bench import run_bench
+
+    return run_bench(args)
+
+
+def _cmd_gpu_check(args: argparse.Namespace) -> int:
+    from harness.gpu_check import run_check
+
+    return run_check(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train and evaluate one configuration, write its record")
     _add_run_options(run)
@@ -326,7 +397,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--subset-frac", type=float, help="SLIM: curated subset size as a share of the split")
     run.add_argument("--oracle", help="SLIM: 'simulated' (default) or 'answers:PATH', a log of people's answers "
                                       "(python -m harness annotate)")
+    run.add_argument("--save-model", action="store_true",
+                     help="also save the final weights as OUT/runs/<run id>.model.safetensors")
     run.set_defaults(func=_cmd_run)
+
+    evaluate = sub.add_parser("evaluate", help="recompute a record's metrics from its saved predictions")
+    evaluate.add_argument("record", type=Path, help="a run record, OUT/runs/<run id>.json")
+    evaluate.set_defaults(func=_cmd_evaluate)
 
     annotate = sub.add_parser("annotate", help="SLIM: serve the run's attention questions to a person (web page)")
     _add_run_options(annotate)
@@ -382,7 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a sweep's output folder or a folder of run records (default ./out)")
         p.add_argument("--out", type=Path, help=f"where to write them (default <runs folder>/../{name})")
         if name == "tables":
-            p.add_argument("--format", choices=("markdown", "latex"), default="markdown")
+            p.add_argument("--format", choices=TABLE_FORMATS, default="markdown")
             _add_allow_mixed(p)
         p.set_defaults(func={"tables": _cmd_tables, "figures": _cmd_figures, "figure4": _cmd_figure4}[name])
 
@@ -395,30 +472,45 @@ def build_parser() -> argparse.ArgumentParser:
                             help="keep the runs here (default: a temporary folder; "
                                  "an existing folder resumes)")
     regression.add_argument("--jobs", type=int, help="runs at a time (default: one per core)")
+    _add_cache_option(regression)
     regression.add_argument("--quiet", action="store_true", help="no progress bars")
     regression.set_defaults(func=_cmd_regression)
 
-    # listed here for --help; main() hands their arguments to harness.bench and harness.gpu_check, which parse
-    # them themselves
-    sub.add_parser("bench", help="time ours beside plain PyTorch references (bench --help for options)")
-    sub.add_parser("gpu-check", help="the gpu tests, the bench and a run against the CPU's, on one GPU "
-                                     "(gpu-check --help for options)")
+    bench = sub.add_parser("bench", help="time ours beside plain PyTorch references")
+    bench.add_argument("--size", choices=BENCH_SIZES, default=None, help="small (CPU default) or paper (GPU default)")
+    bench.add_argument("--device", default="auto")
+    bench.add_argument("--sections", default=",".join(BENCH_SECTIONS),
+                       help=f"comma list of {', '.join(BENCH_SECTIONS)}")
+    bench.add_argument("--compile", action="store_true", help="also time torch.compile (default on CUDA)")
+    bench.add_argument("--out", type=Path, help="also write the report to this markdown file")
+    bench.set_defaults(func=_cmd_bench)
+    gpu_check = sub.add_parser("gpu-check", help="the gpu tests, the bench and a run against the CPU's, on one GPU",
+                               description="Every CUDA path of the harness, checked and timed on one GPU in one "
+                                           "command (harness/gpu_check.py).")
+    gpu_check.add_argument("--out", type=Path, help="write the report (markdown) here too")
+    gpu_check.add_argument("--device", default="auto", help="auto (default), cuda or cpu")
+    gpu_check.add_argument("--sections", default=",".join(GPU_CHECK_SECTIONS),
+                           help=f"comma list of {', '.join(GPU_CHECK_SECTIONS)}")
+    gpu_check.add_argument("--quick", action="store_true", help="CI sizes (under a minute on two CPU cores); no (c)")
+    gpu_check.add_argument("--budget", type=float, default=300.0,
+                           help="seconds; a section that would start later is skipped and listed (default 300)")
+    gpu_check.add_argument("--records", default="results/reproduce/runs",
+                           help="committed CPU records to compare (c) with (default results/reproduce/runs)")
+    gpu_check.add_argument("--cpu-bf16", action="store_true",
+                           help="without CUDA: also run (c) on the CPU under bf16 autocast (slow: minutes)")
+    gpu_check.add_argument("--commit", help="the commit this tree is at, for the report (default: git's, if any)")
+    gpu_check.add_argument("--work", type=Path, help="keep the runs of (c) here (default: a temporary folder)")
+    gpu_check.set_defaults(func=_cmd_gpu_check)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["bench"]:
-        from harness.bench import main as bench_main  # parses its own arguments; imports the SLIM stages
-
-        return bench_main(argv[1:])
-    if argv[:1] == ["gpu-check"]:
-        from harness.gpu_check import main as gpu_check_main  # as bench (it runs the bench)
-
-        return gpu_check_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     args.command_line = "python -m harness " + shlex.join(argv)
+    if getattr(args, "cache_dir", None) is not None:  # what the variable says, for this process and its workers
+        os.environ["SLIM_HARNESS_CACHE"] = str(args.cache_dir.resolve())
     try:
         load_plugins()
         return args.func(args)

@@ -139,18 +139,8 @@ def group_metrics(
     return metrics
 
 
-def split_metrics(logits: torch.Tensor, split: Split, benchmark: Benchmark) -> dict[str, Any]:
+def train_weights(benchmark: Benchmark) -> np.ndarray | None:
+    """The train group proportions where the dataset's "Avg" weights group accuracies by them (the Waterbirds
+    convention, :mod:`harness.dataset_facts`), else None: ``group_metrics``'s ``train_proportions``."""
     known = facts(benchmark.name)
-    weighted = known is not None and known.weighted_avg
-    return group_metrics(
-        logits.argmax(1).numpy(), split.labels.numpy(), split.groups.numpy(), benchmark.group_names,
-        benchmark.train_group_proportions() if weighted else None,
-    )
-
-
-def evaluate(model: nn.Module, benchmark: Benchmark, device: torch.device) -> dict[str, dict[str, Any]]:
-    """Metrics of ``model`` on val, test and any extra test variants of ``benchmark``."""
-    return {
-        name: split_metrics(predict_logits(model, benchmark.splits[name], device), benchmark.splits[name], benchmark)
-        for name in benchmark.eval_splits
-    }
+    return benchmark.train_group_proportions() if known is not None and known.weighted_avg else None

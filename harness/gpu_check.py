@@ -119,7 +119,7 @@ class Report:
             self.out.write_text(self.text())
 
 
-def header(args: argparse.Namespace, device: torch.device, argv: list[str]) -> list[str]:
+def header(args: argparse.Namespace, device: torch.device) -> list[str]:
     env = environment(str(device))
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
@@ -131,7 +131,7 @@ def header(args: argparse.Namespace, device: torch.device, argv: list[str]) -> l
     versions = ", ".join([*(f"{k} {env[k]}" for k in ("python", "torch", "timm", "numpy", "sklearn")),
                           *(f"{name} {metadata.version(name)}" for name in ("umap-learn", "grad-cam"))])
     return [f"# GPU check {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC", "",
-            f"Command: `python -m harness gpu-check {' '.join(argv)}`  ",
+            f"Command: `{args.command_line}`  ",
             f"Device: {where}  ",
             f"Software: {versions}; {env['platform']}  ",
             f"Code: commit {args.commit or env['git_commit'] or 'unknown (no git checkout here)'}  ",
@@ -403,22 +403,8 @@ def cpu_reference(configs: list[dict[str, Any]], out_dir: str) -> list[dict[str,
     return run_configs(configs, Path(out_dir))
 
 
-def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m harness gpu-check", description="Every CUDA path of the "
-                                     "harness, checked and timed on one GPU in one command (harness/gpu_check.py).")
-    parser.add_argument("--out", type=Path, help="write the report (markdown) here too")
-    parser.add_argument("--device", default="auto", help="auto (default), cuda or cpu")
-    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma list of {', '.join(SECTIONS)}")
-    parser.add_argument("--quick", action="store_true", help="CI sizes (under a minute on two CPU cores); no (c)")
-    parser.add_argument("--budget", type=float, default=300.0,
-                        help="seconds; a section that would start later is skipped and listed (default 300)")
-    parser.add_argument("--records", default="results/reproduce/runs",
-                        help="committed CPU records to compare (c) with (default results/reproduce/runs)")
-    parser.add_argument("--cpu-bf16", action="store_true",
-                        help="without CUDA: also run (c) on the CPU under bf16 autocast (slow: minutes)")
-    parser.add_argument("--commit", help="the commit this tree is at, for the report (default: git's, if any)")
-    parser.add_argument("--work", type=Path, help="keep the runs of (c) here (default: a temporary folder)")
-    args = parser.parse_args(argv)
+def check_args(args: argparse.Namespace) -> argparse.Namespace:
+    """The options harness.cli parsed (``--help`` needs no torch), checked; sections as a list."""
     args.sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = [s for s in args.sections if s not in SECTIONS]
     if unknown:
@@ -428,19 +414,15 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[2:] if argv is None else argv
-    try:
-        args = parse(argv)
-        device = resolve_device(args.device)
-    except HarnessError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+def run_check(args: argparse.Namespace) -> int:
+    """``python -m harness gpu-check``."""
+    args = check_args(args)
+    device = resolve_device(args.device)
     started = time.monotonic()
     args.deadline = started + args.budget
     cuda = device.type == "cuda"
     size = "quick" if args.quick else "paper" if cuda else "small"
-    report = Report(header(args, device, argv), args.out)
+    report = Report(header(args, device), args.out)
     # On the GPU, the CPU work that needs no GPU (SLIM's stages at CelebA's size, the CPU run of (c)) starts
     # first, in processes of its own, and runs beside the GPU sections.
     pool = multiprocessing.get_context("spawn").Pool(2) if cuda and {"bench", "agreement"} & set(args.sections) \
@@ -485,7 +467,3 @@ def run_section(name: str, device: torch.device, size: str, args: argparse.Names
         section = Section(name, ["```", traceback.format_exc()[-3000:], "```"], failed=True)
     section.seconds = time.monotonic() - clock
     return section
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,8 +1,10 @@
 """Name -> implementation registries (timm's ``register_model`` shape); this module imports no plug-in.
 
 A plug-in registers itself when its module is imported (``@METHODS.register`` on a class, or
-``CAMS.register(name)(factory)``); :func:`harness.plugins.load_plugins` is the one place that imports the
-plug-in packages. Looking up an unknown name is a one-line :class:`HarnessError` listing the known ones.
+``CAMS.register(name)(factory)``), or another installed package names it in an entry point;
+:func:`harness.plugins.load_plugins` is the one place that imports the plug-in packages and loads the entry
+points. Looking up an unknown name, or registering a second object under a taken one, is a one-line
+:class:`HarnessError`.
 """
 from __future__ import annotations
 
@@ -27,6 +29,10 @@ class Registry(Generic[T]):
 
         def add(obj: T) -> T:
             key = name if name is not None else obj.name  # type: ignore[attr-defined]
+            taken = self._entries.get(key, obj)
+            if taken is not obj:  # a plug-in must not replace another one silently
+                raise HarnessError(f"{self.kind} {key!r} is already registered by {describe(taken)}; "
+                                   f"{describe(obj)} cannot take its name")
             self._entries[key] = obj
             return obj
 
@@ -51,6 +57,14 @@ class Registry(Generic[T]):
         return iter(tuple(self._entries))
 
 
+def describe(obj: Any) -> str:
+    """Where ``obj`` comes from, e.g. 'baselines.erm.ERM'."""
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', type(obj).__name__)}"
+
+
 # name -> harness.methods.Method subclass
 METHODS: Registry[Any] = Registry("method", " (harness.plugins.load_plugins() registers the shipped ones)")
 CAMS: Registry[Any] = Registry("attention method")  # name -> factory(model) -> harness.cams.CamExtractor
+# name -> harness.datasets.Dataset subclass: datasets other packages bring (the shipped synthetic presets and
+# real datasets are harness.synthetic.PRESETS and harness.real_datasets.REAL_DATASETS)
+DATASETS: Registry[Any] = Registry("dataset", " (`python -m harness datasets` lists them)")

@@ -59,9 +59,10 @@ def update_results(out_dir: Path, committed: Path) -> Path:
         elif target.exists():
             target.unlink()
         if source.is_dir():
-            # a run's own pictures stay out (figures/runs holds the first seed's): the records, query logs and
-            # Figure 4 data are the reference, at a size a repository can hold
-            skipped = ("*.log", "*.lock", ".*") + (("*.png",) if name == "runs" else ())
+            # a run's own pictures, predictions and weights stay out (figures/runs holds the first seed's
+            # pictures): the records, query logs and Figure 4 data are the reference, at a size a repository
+            # can hold
+            skipped = ("*.log", "*.lock", ".*") + (("*.png", "*.npz", "*.safetensors") if name == "runs" else ())
             shutil.copytree(source, target, ignore=shutil.ignore_patterns(*skipped))
         elif source.exists():
             shutil.copy2(source, target)

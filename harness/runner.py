@@ -10,15 +10,14 @@ import numpy as np
 import torch
 
 from harness import cpu
-from harness.attention_accuracy import attention_metrics
-from harness.cache import ArtifactCache
+from harness.cache import ArtifactCache, save_tensors
 from harness.context import RunContext
 from harness.datasets import is_synthetic, load_benchmark
 from harness.errors import HarnessError
-from harness.evaluation import evaluate
 from harness.hparams_registry import default_arch, default_image_size, run_hparams
 from harness.methods import get_method
 from harness.plugins import load_plugins
+from harness.predictions import collect_predictions, output_reference
 from harness.records import SCHEMA_VERSION, atomic_write_json, config_hash, environment, now_iso, record_path
 from harness.settings import check_run_inputs, check_seed
 from harness.synthetic import data_version
@@ -105,44 +104,50 @@ def make_context(config: dict[str, Any], out_dir: Path, *, cache_dir: Path | Non
 
 
 def execute(config: dict[str, Any], out_dir: Path, *, cache_dir: Path | None = None,
-            show_progress: bool = True) -> Path:
+            show_progress: bool = True, save_model: bool = False) -> Path:
     """Run ``config`` and write its record to ``out_dir/runs/<run_id>.json``; return that path.
 
-    The run's float work uses a fixed thread count (:mod:`harness.threads`), so its record is the same
-    whatever the machine's cores; the count is written into the record's environment.
+    Beside the record go its per-example predictions (``<run_id>.predictions.npz``, harness.predictions)
+    and, with ``save_model``, the final weights (``<run_id>.model.safetensors``); the record's ``outputs``
+    names each with its sha256. The run's float work uses a fixed thread count (:mod:`harness.threads`), so
+    its record is the same whatever the machine's cores; the count is written into the record's environment.
     """
     load_plugins()  # a sweep worker or cluster job may start here
     out_dir = Path(out_dir)
     check_writable(out_dir)
     remove_stale_temps(out_dir / "runs")
     with pinned_threads() as threads:
-        record = _run(config, out_dir, cache_dir, show_progress)
+        record = _run(config, out_dir, cache_dir, show_progress, save_model)
     record["environment"]["threads"] = threads
     path = record_path(out_dir, record["run_id"])
     atomic_write_json(path, record)
     return path
 
 
-def _run(config: dict[str, Any], out_dir: Path, cache_dir: Path | None, show_progress: bool) -> dict[str, Any]:
-    """Load the data, fit the method, evaluate it: the run's record (not yet written)."""
+def _run(config: dict[str, Any], out_dir: Path, cache_dir: Path | None, show_progress: bool,
+         save_model: bool) -> dict[str, Any]:
+    """Load the data, fit the method, evaluate it, write its outputs: the run's record (not yet written)."""
     rid = run_id(config)
     started = time.monotonic()
     ctx = make_context(config, out_dir, cache_dir=cache_dir, show_progress=show_progress)
     benchmark, device = ctx.benchmark, ctx.device
     method = get_method(config["method"])(config["hparams"])
     result = method.fit(ctx)
-    metrics = evaluate(result.model, benchmark, device)
-    masked = [name for name in benchmark.eval_splits if benchmark.splits[name].masks is not None]
-    if masked:
-        for name, aiou in attention_metrics(result.model, benchmark, device, splits=masked).items():
-            metrics[name].update(aiou)
+    predictions = collect_predictions(result.model, benchmark, device, show_progress=show_progress)
+    outputs = {"predictions": record_path(out_dir, rid).with_suffix(".predictions.npz")}
+    predictions.save(outputs["predictions"])
+    if save_model:  # loading safetensors unpickles nothing; the metadata rebuilds the network (harness.api)
+        outputs["model"] = record_path(out_dir, rid).with_suffix(".model.safetensors")
+        network = dict(arch=ctx.arch, num_classes=benchmark.num_classes, image_size=benchmark.image_size,
+                       width=ctx.width, depth=ctx.hparams.get("depth"), input_size=ctx.input_size)
+        save_tensors(outputs["model"], result.model.state_dict(), meta={"run_id": rid, "network": network})
     labels = method.labels_used(result)
     split = labels["attention_split"]
     record = {
         "schema": SCHEMA_VERSION, "run_id": rid, "created": now_iso(), "status": "ok", "error": None,
         **{k: config[k] for k in ("dataset", "method", "arch", "seed", "scale")},
         "config": config,
-        "metrics": metrics,
+        "metrics": predictions.metrics(),
         "labels_used": labels,
         "model": model_facts(ctx, result.model),
         "cost": {
@@ -155,7 +160,9 @@ def _run(config: dict[str, Any], out_dir: Path, cache_dir: Path | None, show_pro
         "details": result.details,
         "environment": environment(str(device)),
         "code_version": code_version(),
+        "outputs": {name: output_reference(path) for name, path in outputs.items()},
     }
     if "method_label" in result.details:
         record["method_label"] = result.details.pop("method_label")
     return record
+

@@ -13,6 +13,7 @@ from typing import Any
 
 from harness.dataset_facts import is_synthetic
 from harness.errors import HarnessError
+from harness.registry import DATASETS
 from harness.training import SAMPLERS, SELECTIONS
 
 AUTO, NONE = "auto", "none"  # words some integer settings accept instead of a number
@@ -141,8 +142,10 @@ def check_seed(flag: str, seed: Any) -> None:
 
 def check_run_inputs(dataset: str, *, data_root: str | None, image_size: Any, data_options: dict | None) -> None:
     """Data settings that must fit the dataset: the generated presets take no root or options (an image size
-    renders them at that size)."""
-    if is_synthetic(dataset):
+    renders them at that size); a plug-in dataset says what it takes (harness.datasets.Dataset)."""
+    if dataset in DATASETS:
+        DATASETS.get(dataset).check_inputs(data_root, data_options)
+    elif is_synthetic(dataset):
         given = [flag for flag, value in (("--data-root", data_root), ("--data-option", data_options))
                  if value not in (None, {})]
         if given:

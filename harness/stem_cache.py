@@ -17,7 +17,7 @@ import torch
 
 from harness.cache import ArtifactCache, load_tensors, save_tensors
 from harness.data import Benchmark, Split
-from harness.evaluation import autocast, precision_key, to_device, to_float
+from harness.evaluation import autocast, precision_key, to_float
 from harness.models import Network
 from harness.progress import progress
 
@@ -48,8 +48,8 @@ def encode_split(model: Network, split: Split, device: torch.device, *, batch_si
     batch_size, layout = batch_size or how["batch_size"], getattr(torch, how["memory_format"])
     model.eval().to(device, memory_format=layout)
     out = []
-    for start in progress(range(0, len(split), batch_size), desc=desc, enabled=show_progress):
-        images = to_device(split.images[start:start + batch_size], device)
+    for start in progress(range(0, len(split), batch_size), desc=desc, enabled=show_progress, steps=True):
+        images = split.images[start:start + batch_size].to(device, non_blocking=True)
         with autocast(device):
             stem = model.encode(to_float(images).contiguous(memory_format=layout))
         out.append(stem.to(STORAGE).contiguous().cpu())

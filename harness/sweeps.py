@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.dataset_facts import SCALES, is_synthetic
+from harness.dataset_facts import SCALES
 from harness.datasets import list_datasets
 from harness.disk import DiskFull
 from harness.errors import HarnessError
@@ -359,13 +359,13 @@ def _resolved_paths(overrides: dict[str, Any]) -> dict[str, Any]:
 
 def check_inputs(spec: SweepSpec) -> None:
     """Fail before any run when a real dataset's folder or a weights file the sweep names is missing."""
-    known = {e.name for e in list_datasets()}
+    known = {e.name: e for e in list_datasets()}
     swept = spec.slim_sweeps.datasets if spec.slim_sweeps else ()
     for dataset in dict.fromkeys(spec.datasets + swept):
         if dataset not in known:
             raise HarnessError(f"{spec.source}: unknown dataset {dataset!r}; "
                                "`python -m harness datasets` lists them")
-        if is_synthetic(dataset):
+        if known[dataset].synthetic:
             continue
         source = spec.data.get(dataset)
         if source is None:

@@ -22,6 +22,8 @@ Conventions (stated again in every table's caption):
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import math
 import re
@@ -47,7 +49,7 @@ Record = dict[str, Any]
 
 SLIM_METHODS = ("slim-tr", "slim-val")
 METHOD_ORDER = ("erm", "jtt", "slim-tr", "slim-val", "dfr", "gdro")  # the paper's row order, cheap to costly
-FORMATS = ("markdown", "latex")
+FORMATS = ("markdown", "latex", "csv")
 REQUIRED_KEYS = ("status", "dataset", "method", "arch", "seed", "scale")
 SWEEP_INDEX = {"budget": 0, "subset_frac": 1}  # position in slim_setting()'s (budget, subset_frac)
 
@@ -116,6 +118,17 @@ STYLES = {
         bold=lambda s: rf"\textbf{{{s}}}",
         underline=lambda s: rf"\underline{{{s}}}",
         escape=latex_escape,
+    ),
+    "csv": Style(  # for analysis: no emphasis, numbers unrounded (see render_csv)
+        tablefmt="csv",
+        missing="",
+        pm=" ± ",
+        times="×",
+        diamond="◇",
+        dagger="†",
+        bold=lambda s: s,
+        underline=lambda s: s,
+        escape=lambda s: s,
     ),
 }
 
@@ -471,6 +484,8 @@ def rank_marks(table: Table) -> dict[tuple[int, int], str]:
 
 
 def render(table: Table, style: Style) -> str:
+    if style.tablefmt == "csv":
+        return render_csv(table)
     marks = rank_marks(table)
 
     def text(row: int, col: int, cell: Cell) -> str:
@@ -492,6 +507,26 @@ def render(table: Table, style: Style) -> str:
         f"% {table.caption}\n\\begin{{table}}[ht]\n\\centering\n\\caption{{{table.caption}}}\n"
         f"{grid}{footer}\n\\end{{table}}\n"
     )
+
+
+def render_csv(table: Table) -> str:
+    """The table's rows as CSV, without caption or footer: a column of numbers becomes three, the mean, the
+    std and the number of seeds (accuracies in percent, unrounded); a missing value is empty."""
+    numeric = [any(isinstance(row[col], Num) for row in table.rows) for col in range(len(table.headers))]
+    headers = [name for col, header in enumerate(table.headers)
+               for name in ((header, f"{header} std", f"{header} seeds") if numeric[col] else (header,))]
+
+    def cells(col: int, cell: Cell) -> list[str]:
+        if isinstance(cell, Num):
+            unit = 100 if cell.kind == "pct" else 1
+            return [repr(unit * cell.stat.mean), repr(unit * cell.stat.std), str(cell.stat.n)]
+        return [cell or ""] + (["", ""] if numeric[col] else [])
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(headers)
+    writer.writerows([value for col, cell in enumerate(row) for value in cells(col, cell)] for row in table.rows)
+    return buffer.getvalue()
 
 
 def failed_footer(records: Iterable[Record], style: Style) -> list[str]:
@@ -823,7 +858,7 @@ def write_tables(records: Iterable[Record], out_dir: Path, fmt: str = "markdown"
                  allow_mixed: bool = False) -> list[Path]:
     """Write every table with data, one file per table and (arch, scale); markdown adds an index README.md.
 
-    Tables without any value are skipped; the index (markdown) or the log (latex) says which. A cell whose
+    Tables without any value are skipped; the index (markdown) or the log (latex, csv) says which. A cell whose
     runs come from two code versions is a HarnessError before anything is written, unless ``allow_mixed``:
     then the index lists those cells and each is logged as a warning.
     """
@@ -838,7 +873,7 @@ def write_tables(records: Iterable[Record], out_dir: Path, fmt: str = "markdown"
         log.warning("cell of mixed code versions (--allow-mixed): %s", line)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    suffix = ".md" if fmt == "markdown" else ".tex"
+    suffix = {"markdown": ".md", "latex": ".tex", "csv": ".csv"}[fmt]
     written: list[Path] = []
     index: list[str] = []
     for arch, scale in setups(records):

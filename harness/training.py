@@ -111,7 +111,8 @@ def fit(
     ``resident`` says whether the split's inputs are moved to the device whole or streamed batch by batch
     (see :func:`place_inputs`); the numbers are the same either way.
     ``on_batch(epoch, rows, logits)``, if given, sees every training batch's forward pass before its step: the
-    train rows (a tensor on the device) and their train-mode logits (of the augmented batch where augmentation is on), detached.
+    train rows (a tensor on the device) and their train-mode logits (of the augmented batch where augmentation
+    is on), detached.
     """
     objective = objective or Objective()
     indices = np.arange(len(train)) if indices is None else np.asarray(indices, dtype=np.int64)

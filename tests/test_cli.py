@@ -1,5 +1,16 @@
-"""The command line turns bad input into one-line errors (exit 2), never a traceback."""
-from harness.cli import main
+"""The command line turns bad input into one-line errors (exit 2), never a traceback, and answers --help
+without importing torch."""
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fixtures_real import make_waterbirds_fixture
+
+from harness.cli import BENCH_SECTIONS, BENCH_SIZES, GPU_CHECK_SECTIONS, TABLE_FORMATS, build_parser, main
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _error_of(capsys, argv):
@@ -72,3 +83,49 @@ def test_hparams_of_an_unknown_arch(capsys, tmp_path):
     err = _error_of(capsys, ["run", "--dataset", "waterbirds-synth", "--method", "erm", "--arch", "nosuch",
                              "--out", str(tmp_path)])
     assert err.startswith("error: unknown arch 'nosuch'")
+
+
+def subcommands() -> list[str]:
+    (action,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return list(action.choices)
+
+
+@pytest.mark.parametrize("command", [[], *([name] for name in subcommands()), ["annotations", "merge"]],
+                         ids=lambda command: " ".join(command) or "python -m harness")
+def test_help_imports_no_torch(command):
+    """--help answers before torch (seconds to import) is imported: `-X importtime` lists every import."""
+    help_run = subprocess.run([sys.executable, "-X", "importtime", "-m", "harness", *command, "--help"],
+                              capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert help_run.returncode == 0 and help_run.stdout.startswith("usage: python -m harness")
+    imported = {line.rsplit("|", 1)[-1].strip() for line in help_run.stderr.splitlines() if "|" in line}
+    assert "harness.cli" in imported and not imported & {"torch", "numpy", "timm", "sklearn"}
+
+
+def test_the_parser_repeats_the_choices_of_modules_it_does_not_import():
+    from harness import bench, tables
+
+    assert TABLE_FORMATS == tables.FORMATS
+    from harness import gpu_check
+
+    assert BENCH_SIZES == tuple(bench.SIZES) and BENCH_SECTIONS == bench.SECTIONS
+    assert GPU_CHECK_SECTIONS == gpu_check.SECTIONS
+
+
+def test_bad_bench_sections_are_one_line_before_any_work(capsys):
+    err = _error_of(capsys, ["bench", "--sections", "data,nope", "--device", "cpu"])
+    assert err == "error: unknown bench section(s) 'nope'; choose from train, attention, slim, stem, data, cache"
+    assert capsys.readouterr().out == ""
+
+
+def test_cache_dir_holds_the_decoded_images_of_a_real_dataset(tmp_path, monkeypatch, capsys):
+    """--cache-dir does what $SLIM_HARNESS_CACHE does (and wins over it): the image cache goes there."""
+    monkeypatch.setenv("SLIM_HARNESS_CACHE", str(tmp_path / "from-the-variable"))
+    root = tmp_path / "waterbird_complete95_forest2water2"
+    make_waterbirds_fixture(root)
+    assert main(["run", "--dataset", "waterbirds", "--data-root", str(root), "--image-size", "32", "--method", "erm",
+                 "--arch", "resnet18", "--set", "pretrained=none", "--set", "width=0.25", "--set", "epochs=1",
+                 "--set", "batch_size=8", "--device", "cpu", "--quiet", "--out", str(tmp_path / "out"),
+                 "--cache-dir", str(tmp_path / "scratch")]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].endswith(".json")
+    assert any((tmp_path / "scratch" / "images").iterdir())
+    assert not (tmp_path / "from-the-variable").exists()

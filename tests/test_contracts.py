@@ -1,5 +1,6 @@
-"""Contract tests over the registries (DomainBed's one test over every algorithm): every registered method
-and CAM extractor is checked, so a new one is picked up without editing this file.
+"""Contract tests over the registries (DomainBed's one test over every algorithm): every registered method,
+CAM extractor and plug-in dataset is checked, those of installed packages' entry points included
+(harness.plugins), so a new one is picked up without editing this file.
 
 Methods, each on the toy benchmark through the runner: the run writes a complete record; the same seed
 twice gives the same numbers; and the record's ``labels_used`` is true to what the method read: the
@@ -9,6 +10,10 @@ A test-local method that reads train group labels while declaring none fails tha
 
 CAM extractors: maps of the target layer's grid shape, non-negative and finite, and equal to the grad-cam
 package's maps where the extractor names the package class computing the same (``package_class``).
+
+Plug-in datasets (harness.datasets.Dataset): a benchmark with train, val and test, labels and groups in
+range, the same bytes for the same seed, and an ``info`` (the cache key of shared stages) that changes
+whenever the data does. A dataset read from disk is skipped (its data is not here).
 """
 from __future__ import annotations
 
@@ -27,10 +32,11 @@ import harness.context
 from harness.attention_maps import minmax_normalize
 from harness.cams import make_extractor
 from harness.data import Benchmark, Split
+from harness.datasets import Dataset, dataset_fingerprint
 from harness.errors import HarnessError
 from harness.methods import Method, MethodResult
 from harness.models import create_model
-from harness.registry import CAMS, METHODS
+from harness.registry import CAMS, DATASETS, METHODS
 from harness.runner import execute, make_config
 
 RECORD_KEYS = {"schema", "run_id", "created", "status", "error", "dataset", "method", "arch", "seed", "scale",
@@ -230,3 +236,59 @@ def test_the_readme_cam_example_registers_and_passes_the_contract():
     finally:
         for name in added:
             CAMS.unregister(name)
+
+
+# ---- plug-in datasets ----------------------------------------------------------------------------------
+def load_plugin_dataset(name: str, data_seed: int) -> Benchmark:
+    return DATASETS.get(name)().load(scale="tiny", data_seed=data_seed, data_root=None, image_size=None,
+                                     options={}, show_progress=False)
+
+
+def same_data(a: Benchmark, b: Benchmark) -> bool:
+    fields = ("images", "labels", "spurious", "groups", "masks")
+    return a.splits.keys() == b.splits.keys() and all(
+        (getattr(a.splits[s], f) is None) == (getattr(b.splits[s], f) is None)
+        and (getattr(a.splits[s], f) is None or torch.equal(getattr(a.splits[s], f), getattr(b.splits[s], f)))
+        for s in a.splits for f in fields)
+
+
+def check_dataset_contract(name: str) -> None:
+    if DATASETS.get(name).needs_data_root:
+        pytest.skip(f"{name} is read from disk")
+    bench = load_plugin_dataset(name, 0)
+    assert {"train", "val", "test"} <= set(bench.splits) and bench.name == name
+    for split_name, split in bench.splits.items():
+        assert len(split) > 0, f"split {split_name} is empty"
+        assert 0 <= int(split.labels.min()) and int(split.labels.max()) < bench.num_classes
+        assert 0 <= int(split.groups.min()) and int(split.groups.max()) < bench.num_groups
+    assert same_data(load_plugin_dataset(name, 0), bench), "the same seed must give the same data"
+    assert dataset_fingerprint(load_plugin_dataset(name, 0)) == dataset_fingerprint(bench)
+    other = load_plugin_dataset(name, 1)
+    if not same_data(other, bench):
+        assert dataset_fingerprint(other) != dataset_fingerprint(bench), (
+            f"{name}'s info does not change with its data: runs on other data would reuse cached stages")
+
+
+@pytest.mark.parametrize("name", DATASETS.names())
+def test_dataset_contract(name):
+    check_dataset_contract(name)
+
+
+class SeedBlindShapes(Dataset):
+    """Its data follows the seed, its info (the cache key) does not."""
+
+    name, description = "seed-blind", "a dataset whose info ignores its seed"
+
+    def load(self, *, scale, data_seed, data_root, image_size, options, show_progress):
+        bench = make_toy_benchmark(seed=data_seed, n_train=16)
+        return Benchmark(name=self.name, class_names=bench.class_names, spurious_names=bench.spurious_names,
+                         group_names=bench.group_names, splits=bench.splits, info={"version": 1})
+
+
+def test_a_dataset_whose_cache_key_ignores_its_data_fails_the_contract():
+    DATASETS.register()(SeedBlindShapes)
+    try:
+        with pytest.raises(AssertionError, match="info does not change with its data"):
+            check_dataset_contract("seed-blind")
+    finally:
+        DATASETS.unregister("seed-blind")

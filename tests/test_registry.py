@@ -35,6 +35,15 @@ def test_registering_and_unregistering():
     assert list(things) == ["b"]
 
 
+def test_a_taken_name_is_refused_to_another_object():
+    things = Registry("thing")
+    things.register("b")(len)
+    things.register("b")(len)  # the same object again: nothing changes
+    with pytest.raises(HarnessError, match=r"thing 'b' is already registered by builtins.len; builtins.max cannot"):
+        things.register("b")(max)
+    assert things.get("b") is len
+
+
 def test_importing_the_harness_loads_no_plug_in():
     """Only the loader's call imports baselines/ and slim/: importing the CLI, the runner, the tables or the
     hyperparameter registry does not (SLIM's settings used to come with hparams_registry)."""

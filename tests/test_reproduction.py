@@ -106,6 +106,8 @@ def test_the_readme_gets_the_comparison_and_update_copies_the_reproduction(tmp_p
     out = tmp_path / "out"
     (out / "runs").mkdir(parents=True)
     (out / "runs" / "b.json").write_text(json.dumps(record("erm", 0, 0.6, 0.9)))
+    (out / "runs" / "b.predictions.npz").write_bytes(b"npz")
+    (out / "runs" / "b.model.safetensors").write_bytes(b"weights")
     (out / "runs" / "b").mkdir()
     (out / "runs" / "b" / "queries.jsonl").write_text("{}\n")
     (out / "runs" / "b" / "cam_gallery.png").write_bytes(b"png")
@@ -116,7 +118,7 @@ def test_the_readme_gets_the_comparison_and_update_copies_the_reproduction(tmp_p
     assert last.startswith("0 of 1 cells agree")
     assert "| waterbirds-synth | ERM | resnet18 |" in (out / "README.md").read_text()
     update_results(out, committed)
-    assert sorted(p.name for p in (committed / "runs").iterdir()) == ["b", "b.json"]
+    assert sorted(p.name for p in (committed / "runs").iterdir()) == ["b", "b.json"]  # no predictions, weights
     assert [p.name for p in (committed / "runs" / "b").iterdir()] == ["queries.jsonl"]  # its pictures stay out
     assert (committed / "figures" / "bars.png").exists()
     assert (committed / "README.md").read_text().startswith("# reproduction")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+
 import pytest
 
 from harness import tables
@@ -373,6 +375,23 @@ def test_write_tables_markdown_and_latex(tmp_path):
         n.replace(".md", ".tex") for n in names if n != "README.md"
     )
     assert all(p.read_text().startswith("% Table") for p in latex)
+
+
+def test_csv_tables_hold_each_cell_as_mean_std_and_seeds(tmp_path):
+    """ERM worst .6 and .8 over two seeds: mean 70, population std 10; JTT one seed: std 0. Text columns are
+    the table's; no emphasis, no caption; a file per table beside the others' names, no index."""
+    recs = [make_record("erm", seed=0, worst=0.6, avg=0.9), make_record("erm", seed=1, worst=0.8, avg=0.7),
+            make_record("jtt", worst=0.5, avg=0.75)]
+    written = tables.write_tables(recs, tmp_path / "csv", "csv")
+    assert [p.name for p in written] == ["table2_binary_resnet18_tiny.csv"]
+    with written[0].open(newline="") as f:
+        rows = {row["Method"]: row for row in csv.DictReader(f)}
+    erm, jtt = rows["ERM"], rows["JTT"]
+    assert (erm["Spuriousness label"], jtt["Spuriousness label"]) == ("none", "validation")
+    assert [float(erm[f"{WB} Worst{suffix}"]) for suffix in ("", " std", " seeds")] == pytest.approx([70, 10, 2])
+    assert [float(erm[f"{WB} Avg{suffix}"]) for suffix in ("", " std", " seeds")] == pytest.approx([80, 10, 2])
+    assert [float(jtt[f"{WB} Worst{suffix}"]) for suffix in ("", " std", " seeds")] == pytest.approx([50, 0, 1])
+    assert "**" not in written[0].read_text()
 
 
 def test_bad_input_raises_one_line_errors(tmp_path):
