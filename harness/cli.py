@@ -27,7 +27,7 @@ from harness.reproduction import append_comparison, check_out_dir, committed_fol
 from harness.runner import execute, make_config
 from harness.sweeps import expand, load_sweep, run_sweep, stage_report, sweep_records, write_reproduction_readme
 from harness.tables import write_tables
-from simulated_oracle import agreement, load_log, merge_majority, save_log
+from simulated_oracle import agreement, load_answers, merge_majority, save_log
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -103,7 +103,7 @@ def _cmd_annotate(args: argparse.Namespace) -> int:
 
 
 def _read_logs(paths: list[Path]) -> list:
-    return [load_log(path) for path in paths]
+    return [load_answers(path) for path in paths]
 
 
 def _cmd_agreement(args: argparse.Namespace) -> int:
@@ -117,6 +117,9 @@ def _cmd_agreement(args: argparse.Namespace) -> int:
 
 
 def _cmd_merge(args: argparse.Namespace) -> int:
+    """The merged log goes to ``--out``, its folder created if need be."""
+    if args.out.is_dir():
+        raise HarnessError(f"--out {args.out} is a folder: give the merged log's file name")
     save_log(merge_majority(_read_logs(args.logs), [str(p) for p in args.logs]), args.out)
     print(args.out)
     return 0
