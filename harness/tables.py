@@ -15,6 +15,8 @@ Conventions (stated again in every table's caption):
   varies the budget with the subset fraction at its default, Table 8 the reverse.
 - Missing cells show as "–" (never 0); a table with no value at all is skipped; failed runs are left out
   of the numbers and listed in a footer line.
+- Runs whose attention answers came from people (``details.oracle.kind`` "human") are rows of their own,
+  marked ‡ and explained in a footer line.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ METHOD_ORDER = ("erm", "jtt", "slim-tr", "slim-val", "dfr", "gdro")  # the paper
 FORMATS = ("markdown", "latex")
 REQUIRED_KEYS = ("status", "dataset", "method", "arch", "seed", "scale")
 SWEEP_INDEX = {"budget": 0, "subset_frac": 1}  # position in slim_setting()'s (budget, subset_frac)
+HUMAN_MARK = "‡"  # after a row label: people answered the attention queries of its runs
 
 
 # ----------------------------------------------------------------------------------------------- styles
@@ -76,6 +79,7 @@ _LATEX_SPECIAL = {
     "}": r"\}",
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
+    HUMAN_MARK: r"$^\ddagger$",
 }
 
 
@@ -212,6 +216,17 @@ def method_label(rec: Record) -> str:
     return rec.get("method_label") or (METHODS.get(method).title if method in METHODS else method)
 
 
+def annotators(rec: Record) -> list[str] | None:
+    """Who answered a run's attention queries when people did (``details.oracle.kind`` "human"), else None."""
+    oracle = (rec.get("details") or {}).get("oracle") or {}
+    return list(oracle.get("annotators") or []) if oracle.get("kind") == "human" else None
+
+
+def row_label(rec: Record) -> str:
+    """A table row's name: :func:`method_label`, marked with HUMAN_MARK when people gave the answers."""
+    return method_label(rec) + (HUMAN_MARK if annotators(rec) is not None else "")
+
+
 def method_rank(rec: Record) -> tuple[int, str]:
     method = rec["method"]
     return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method_label(rec))
@@ -287,7 +302,7 @@ def main_rows(records: Iterable[Record]) -> dict[str, list[Record]]:
     rows: dict[str, list[Record]] = defaultdict(list)
     for rec in sorted(records, key=method_rank):
         if is_main_setting(rec):
-            rows[method_label(rec)].append(rec)
+            rows[row_label(rec)].append(rec)
     return dict(rows)
 
 
@@ -303,7 +318,7 @@ def sweep_cells(records: Iterable[Record], vary: str) -> dict[tuple[str, str], d
             continue
         setting, default = slim_setting(rec), default_setting(rec)
         if approx_equal(setting[1 - varied], default[1 - varied]):
-            cells[(method_label(rec), rec["dataset"])][round(setting[varied], 9)].append(rec)
+            cells[(row_label(rec), rec["dataset"])][round(setting[varied], 9)].append(rec)
     return cells
 
 
@@ -465,6 +480,16 @@ def failed_footer(records: Iterable[Record], style: Style) -> list[str]:
     return [f"Failed runs (excluded): {style.escape('; '.join(items))}"] if items else []
 
 
+def human_footer(rows: list[list[Cell]], setup: Iterable[Record], style: Style) -> list[str]:
+    """One line explaining HUMAN_MARK when a row carries it (none: no line)."""
+    mark = style.escape(HUMAN_MARK)
+    if not any(isinstance(cell, str) and cell.endswith(mark) for row in rows for cell in row):
+        return []
+    people = sorted({name for rec in ok_records(setup) for name in annotators(rec) or []})
+    return [f"{mark}: attention answers given by people (the records' details.oracle.kind is human), not the "
+            f"simulated oracle; annotators: {style.escape(', '.join(people) or 'unnamed')}."]
+
+
 def _marking_note(style: Style, scope: str) -> str:
     return f"{style.bold('bold')}: best, {style.underline('underlined')}: second best {scope} (by mean)"
 
@@ -536,8 +561,8 @@ def _accuracy_table(
 
 def finish(caption: str, headers: list[str], rows: list, blocks: list[list[int]], setup: list[Record],
            style: Style) -> str:
-    """Render a table whose footer lists the failed runs of ``setup``."""
-    footer = failed_footer([r for r in setup if r["status"] != "ok"], style)
+    """Render a table whose footer explains HUMAN_MARK where a row has it and lists the failed runs of ``setup``."""
+    footer = human_footer(rows, setup, style) + failed_footer([r for r in setup if r["status"] != "ok"], style)
     return render(Table(caption, [style.escape(h) for h in headers], rows, blocks, footer), style)
 
 
@@ -732,7 +757,7 @@ def table_diagnostics(records: Iterable[Record], arch: str, scale: str, fmt: str
           and all(approx_equal(a, b) for a, b in zip(slim_setting(r), default_setting(r), strict=True))]
     cells: dict[tuple[str, str, str, str], list[Record]] = defaultdict(list)
     for rec in sorted(ok, key=lambda r: (dataset_rank(r["dataset"]), method_rank(r), slim_kind(r))):
-        cells[(rec["dataset"], method_label(rec), *slim_kind(rec))].append(rec)
+        cells[(rec["dataset"], row_label(rec), *slim_kind(rec))].append(rec)
     stats = CellStats()
     rows: list[list[Cell]] = []
     for (dataset, label, variant, ablation), recs in cells.items():
