@@ -122,22 +122,29 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_annotate(args: argparse.Namespace) -> int:
-    from harness.annotate import build_task, serve
+    from harness.annotate import build_task, check_log_folder, open_listener, serve
     from harness.label_studio import export_tasks
 
-    task = build_task(_config(args), args.out, show_progress=not args.quiet)
+    if args.label_studio_files is not None and args.label_studio is None:
+        raise HarnessError("--label-studio-files: only with --label-studio DIR")
+    config = _config(args)
     if args.label_studio:
-        for path in export_tasks(task, args.label_studio):
+        task = build_task(config, args.out, show_progress=not args.quiet)
+        for path in export_tasks(task, args.label_studio, files_root=args.label_studio_files):
             print(path)
         return 0
-    serve(task, args.log_dir or args.out / "annotations" / task.attention, host=args.host, port=args.port)
+    if args.log_dir is not None:
+        check_log_folder(args.log_dir)
+    with open_listener(args.host, args.port) as listener:  # a bad or taken port fails before any work
+        task = build_task(config, args.out, show_progress=not args.quiet)
+        serve(task, args.log_dir or args.out / "annotations" / task.attention, listener, args.host)
     return 0
 
 
 def _read_logs(paths: list[Path]) -> list:
-    from simulated_oracle import load_log
+    from simulated_oracle import load_answers
 
-    return [load_log(path) for path in paths]
+    return [load_answers(path) for path in paths]
 
 
 def _cmd_agreement(args: argparse.Namespace) -> int:
@@ -153,8 +160,11 @@ def _cmd_agreement(args: argparse.Namespace) -> int:
 
 
 def _cmd_merge(args: argparse.Namespace) -> int:
+    """The merged log goes to ``--out``, its folder created if need be."""
     from simulated_oracle import merge_majority, save_log
 
+    if args.out.is_dir():
+        raise HarnessError(f"--out {args.out} is a folder: give the merged log's file name")
     save_log(merge_majority(_read_logs(args.logs), [str(p) for p in args.logs]), args.out)
     print(args.out)
     return 0
@@ -415,6 +425,10 @@ def build_parser() -> argparse.ArgumentParser:
     annotate.add_argument("--port", type=int, default=8765)
     annotate.add_argument("--label-studio", type=Path, metavar="DIR",
                           help="write Label Studio tasks and labelling config to DIR instead of serving")
+    annotate.add_argument("--label-studio-files", type=Path, metavar="ROOT",
+                          help="with --label-studio: write the images as PNG files under DIR/images and refer to "
+                               "them as Label Studio local files below ROOT (its "
+                               "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT), instead of data URLs")
     annotate.set_defaults(func=_cmd_annotate)
 
     annotations = sub.add_parser("annotations", help="annotators' logs: agreement, majority merge, Label Studio")

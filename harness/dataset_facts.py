@@ -24,7 +24,9 @@ class DatasetFacts:
     published JTT / GroupDRO / ERM settings it uses at the paper scale. ``slim_budgets``: paper Table 4's
     (attention budget, curated subset fraction) of SLIM_Tr and SLIM_Val; ``split_sizes``: Table 4's
     (train, val) sizes, so each budget is also a share of its split. ``test_splits``: the accuracy tables'
-    test split, first one present wins. ``masks``: which object masks the real dataset has.
+    test split, first one present wins. ``masks``: which object masks the real dataset has. ``looked_at``:
+    in plain words, the object the model should look at in every image (what the masks mark), where one
+    word fits all classes; None where each class is its own object (NICO, ImageNet-9).
     """
 
     title: str
@@ -35,6 +37,7 @@ class DatasetFacts:
     split_sizes: tuple[int, int]
     masks: str
     test_splits: tuple[str, ...] = ("test",)
+    looked_at: str | None = None
 
 
 _ROWS = (
@@ -53,8 +56,10 @@ _MASKS = {
     "imagenet9": "test splits: fg_mask arrays or only_fg non-black pixels; train/val only with option masks",
 }
 _TEST_SPLITS = {"imagenet9": ("test_mixed_rand", "test")}  # the paper reports ImageNet-9 on mixed_rand
+_LOOKED_AT = {"waterbirds": "bird", "celeba": "hair", "isic": "lesion"}  # CelebA: its paper target, Blond_Hair
 FACTS: dict[str, DatasetFacts] = {
-    name: DatasetFacts(*row, masks=_MASKS[name], test_splits=_TEST_SPLITS.get(name, ("test",)))
+    name: DatasetFacts(*row, masks=_MASKS[name], test_splits=_TEST_SPLITS.get(name, ("test",)),
+                       looked_at=_LOOKED_AT.get(name))
     for name, *row in _ROWS
 }
 

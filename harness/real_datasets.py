@@ -1052,6 +1052,7 @@ def _assemble(
         "options": dict(options),
         "content_hash": content_hash(layout, image_size, options),
         "mask_coverage": coverage,
+        "files": {split: [r.rel for r in records] for split, records in layout.splits.items()},  # image identity
         **layout.info,
     }
     if patch_masks:

@@ -18,6 +18,8 @@ Conventions (stated again in every table's caption):
 - The runs of one cell must come from one code version (``code_version``, harness.versions; records made
   before it existed count as one unknown version): :func:`write_tables` refuses a cell that mixes versions
   unless ``allow_mixed``, and then lists such cells in the index.
+- Runs whose attention answers came from people (``details.oracle.kind`` "human") are rows of their own,
+  marked ‡ and explained in a footer line.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ METHOD_ORDER = ("erm", "jtt", "slim-tr", "slim-val", "dfr", "gdro")  # the paper
 FORMATS = ("markdown", "latex", "csv")
 REQUIRED_KEYS = ("status", "dataset", "method", "arch", "seed", "scale")
 SWEEP_INDEX = {"budget": 0, "subset_frac": 1}  # position in slim_setting()'s (budget, subset_frac)
+HUMAN_MARK = "‡"  # after a row label: people answered the attention queries of its runs
 
 
 # ----------------------------------------------------------------------------------------------- styles
@@ -83,6 +86,7 @@ _LATEX_SPECIAL = {
     "}": r"\}",
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
+    HUMAN_MARK: r"$^\ddagger$",
 }
 
 
@@ -230,11 +234,19 @@ def method_label(rec: Record) -> str:
     return rec.get("method_label") or (METHODS.get(method).title if method in METHODS else method)
 
 
+def annotators(rec: Record) -> list[str] | None:
+    """Who answered a run's attention queries when people did (``details.oracle.kind`` "human"), else None."""
+    oracle = (rec.get("details") or {}).get("oracle") or {}
+    return list(oracle.get("annotators") or []) if oracle.get("kind") == "human" else None
+
+
 def row_label(rec: Record) -> str:
     """The accuracy tables' row of a run: the record's ``method_label`` if set, else what its method calls a
-    run with its settings (a method with variants, e.g. SLIM's, names one row for each)."""
+    run with its settings (a method with variants, e.g. SLIM's, names one row for each); marked with
+    HUMAN_MARK when people gave the answers."""
     method, hp = rec["method"], (rec.get("config") or {}).get("hparams") or {}
-    return rec.get("method_label") or (METHODS.get(method).row_label(hp) if method in METHODS else method)
+    label = rec.get("method_label") or (METHODS.get(method).row_label(hp) if method in METHODS else method)
+    return label + (HUMAN_MARK if annotators(rec) is not None else "")
 
 
 def method_rank(rec: Record) -> tuple[int, str]:
@@ -330,7 +342,7 @@ def sweep_cells(records: Iterable[Record], vary: str) -> dict[tuple[str, str], d
             continue
         setting, default = slim_setting(rec), default_setting(rec)
         if approx_equal(setting[1 - varied], default[1 - varied]):
-            cells[(method_label(rec), rec["dataset"])][round(setting[varied], 9)].append(rec)
+            cells[(row_label(rec), rec["dataset"])][round(setting[varied], 9)].append(rec)
     return cells
 
 
@@ -539,6 +551,16 @@ def failed_footer(records: Iterable[Record], style: Style) -> list[str]:
     return [f"Failed runs (excluded): {style.escape('; '.join(items))}"] if items else []
 
 
+def human_footer(rows: list[list[Cell]], setup: Iterable[Record], style: Style) -> list[str]:
+    """One line explaining HUMAN_MARK when a row carries it (none: no line)."""
+    mark = style.escape(HUMAN_MARK)
+    if not any(isinstance(cell, str) and cell.endswith(mark) for row in rows for cell in row):
+        return []
+    people = sorted({name for rec in ok_records(setup) for name in annotators(rec) or []})
+    return [f"{mark}: attention answers given by people (the records' details.oracle.kind is human), not the "
+            f"simulated oracle; annotators: {style.escape(', '.join(people) or 'unnamed')}."]
+
+
 def _marking_note(style: Style, scope: str) -> str:
     return f"{style.bold('bold')}: best, {style.underline('underlined')}: second best {scope} (by mean)"
 
@@ -610,8 +632,8 @@ def _accuracy_table(
 
 def finish(caption: str, headers: list[str], rows: list, blocks: list[list[int]], setup: list[Record],
            style: Style) -> str:
-    """Render a table whose footer lists the failed runs of ``setup``."""
-    footer = failed_footer([r for r in setup if r["status"] != "ok"], style)
+    """Render a table whose footer explains HUMAN_MARK where a row has it and lists the failed runs of ``setup``."""
+    footer = human_footer(rows, setup, style) + failed_footer([r for r in setup if r["status"] != "ok"], style)
     return render(Table(caption, [style.escape(h) for h in headers], rows, blocks, footer), style)
 
 
@@ -806,7 +828,7 @@ def table_diagnostics(records: Iterable[Record], arch: str, scale: str, fmt: str
           and all(approx_equal(a, b) for a, b in zip(slim_setting(r), default_setting(r), strict=True))]
     cells: dict[tuple[str, str, str, str], list[Record]] = defaultdict(list)
     for rec in sorted(ok, key=lambda r: (dataset_rank(r["dataset"]), method_rank(r), slim_kind(r))):
-        cells[(rec["dataset"], method_label(rec), *slim_kind(rec))].append(rec)
+        cells[(rec["dataset"], row_label(rec), *slim_kind(rec))].append(rec)
     stats = CellStats()
     rows: list[list[Cell]] = []
     for (dataset, label, variant, ablation), recs in cells.items():

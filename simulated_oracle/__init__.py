@@ -10,10 +10,11 @@ from simulated_oracle.oracle import (
     SimulatedOracle,
     load_log,
     oracle_seed,
+    parse_log,
     save_log,
     summarize_log,
 )
-from simulated_oracle.recorded import RecordedOracle, agreement, merge_majority
+from simulated_oracle.recorded import RecordedOracle, agreement, load_answers, merge_majority
 
 __all__ = [
     "Answer",
@@ -26,9 +27,11 @@ __all__ = [
     "aiou_batch",
     "attention_accuracy",
     "box_mask",
+    "load_answers",
     "load_log",
     "merge_majority",
     "oracle_seed",
+    "parse_log",
     "save_log",
     "summarize_log",
 ]

@@ -9,9 +9,11 @@ answers on Waterbirds: 4.5 +- 1.4 s each, about 95% agreement between annotators
 from __future__ import annotations
 
 import json
+import math
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -22,6 +24,7 @@ from harness.errors import HarnessError
 from harness.records import atomic_write_bytes
 from simulated_oracle.aiou import (
     DEFAULT_DELTA,
+    RANGE_TOLERANCE,
     aiou_stack_unchecked,
     check_attention,
     check_delta,
@@ -45,7 +48,9 @@ class QueryLogEntry:
 
     A person's answer (``harness.annotate``) has no AIoU and no noise-free answer (None), and says who gave
     it and for which attention pass (``attention``: the hash of that pass's cache key), so answers given for
-    another reference model or split are refused (:class:`simulated_oracle.recorded.RecordedOracle`).
+    another reference model or split are refused (:class:`simulated_oracle.recorded.RecordedOracle`); when
+    it was given (``answered_at``, ISO 8601 with its time zone) and which image was shown (``image``: its
+    file or place in the split, and a hash of its pixels).
     """
 
     instance_id: int
@@ -57,6 +62,8 @@ class QueryLogEntry:
     empty_map: bool = False  # the map was all zero: the answer is NOT_SURE
     who: str | None = None
     attention: str | None = None
+    answered_at: str | None = None
+    image: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         row = {**asdict(self), "answer": self.answer.value,
@@ -64,21 +71,62 @@ class QueryLogEntry:
         return {key: value for key, value in row.items() if value is not None or key in _ALWAYS}
 
     @classmethod
-    def from_json(cls, row: dict[str, Any]) -> QueryLogEntry:
-        return cls(
-            instance_id=int(row["instance_id"]),
-            aiou=None if row["aiou"] is None else float(row["aiou"]),
-            true_answer=None if row["true_answer"] is None else Answer(row["true_answer"]),
-            answer=Answer(row["answer"]),
-            flipped=bool(row["flipped"]),
-            seconds=float(row["seconds"]),
-            empty_map=bool(row.get("empty_map", False)),
-            who=None if row.get("who") is None else str(row["who"]),
-            attention=None if row.get("attention") is None else str(row["attention"]),
-        )
+    def from_json(cls, row: Any) -> QueryLogEntry:
+        """The entry of one log line, every field checked against :data:`LOG_SCHEMA` (a ValueError saying
+        which field is wrong and why): no unknown field, no missing core field, no NaN, no fraction of an id."""
+        if not isinstance(row, dict):
+            raise ValueError(f"a line must be a JSON object, got {type(row).__name__}")
+        unknown = sorted(set(row) - set(LOG_SCHEMA))
+        if unknown:
+            raise ValueError(f"unknown field(s) {', '.join(map(repr, unknown))}")
+        missing = [key for key in _ALWAYS + _REQUIRED if key not in row]
+        if missing:
+            raise ValueError(f"missing field(s) {', '.join(map(repr, missing))}")
+        for key, value in row.items():
+            accepts, what = LOG_SCHEMA[key]
+            if not (value is None and key not in _REQUIRED) and not accepts(value):
+                raise ValueError(f"{key} is {value!r}, but must be {what}")
+        values = {f.name: row[f.name] for f in fields(cls) if row.get(f.name) is not None}
+        for key, convert in (("answer", Answer), ("true_answer", Answer), ("aiou", float), ("seconds", float)):
+            if key in values:
+                values[key] = convert(values[key])
+        return cls(**{"aiou": None, "true_answer": None, **values})
 
 
 _ALWAYS = ("aiou", "true_answer")  # written even when None, so every line has the same core fields
+_REQUIRED = ("instance_id", "answer", "flipped", "seconds")  # never None
+
+
+def _is_number(value: Any) -> bool:
+    """A finite JSON number (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_timestamp(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        return datetime.fromisoformat(value).tzinfo is not None
+    except ValueError:
+        return False
+
+
+_ANSWERS = {answer.value for answer in Answer}
+_TEXT = (lambda value: isinstance(value, str) and value.strip() != "", "a non-empty string")
+# field -> (accepts a value, the values it accepts in words); None is allowed where the field is optional
+LOG_SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "instance_id": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "a whole number >= 0"),
+    "aiou": (lambda v: _is_number(v) and 0 <= v <= 1 + RANGE_TOLERANCE, "a number in [0, 1] or null"),
+    "true_answer": (lambda v: isinstance(v, str) and v in _ANSWERS, f"one of {sorted(_ANSWERS)} or null"),
+    "answer": (lambda v: isinstance(v, str) and v in _ANSWERS, f"one of {sorted(_ANSWERS)}"),
+    "flipped": (lambda v: isinstance(v, bool), "true or false"),
+    "seconds": (lambda v: _is_number(v) and v >= 0, "a finite number >= 0"),
+    "empty_map": (lambda v: isinstance(v, bool), "true or false"),
+    "who": _TEXT,
+    "attention": _TEXT,
+    "answered_at": (_is_timestamp, "an ISO 8601 time with its time zone"),
+    "image": _TEXT,
+}
 
 
 @runtime_checkable
@@ -145,19 +193,33 @@ def save_log(entries: Sequence[QueryLogEntry], path: str | Path) -> None:
 
 
 def load_log(path: str | Path) -> list[QueryLogEntry]:
-    """Read a query log written by ``save_log`` (JSON lines)."""
+    """Read a query log written by ``save_log`` (JSON lines), every line checked (:data:`LOG_SCHEMA`); a
+    HarnessError names the file and line of the first problem."""
     path = Path(path)
     if not path.is_file():
         raise HarnessError(f"query log {path} does not exist")
+    return parse_log(path.read_bytes(), str(path))
+
+
+def parse_log(data: bytes, what: str) -> list[QueryLogEntry]:
+    """The entries of a query log's bytes (``what`` names it in errors): UTF-8 JSON lines, blank lines skipped."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise HarnessError(f"query log {what} is not UTF-8 text (byte {exc.start}): not a query log") from None
     entries = []
-    for line_number, line in enumerate(path.read_text().splitlines(), start=1):
+    for line_number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            entries.append(QueryLogEntry.from_json(json.loads(line)))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise HarnessError(f"query log {path} line {line_number} is not a valid entry: {exc}") from exc
+            entries.append(QueryLogEntry.from_json(json.loads(line, parse_constant=_refuse_constant)))
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError
+            raise HarnessError(f"query log {what} line {line_number} is not a valid entry: {exc}") from None
     return entries
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number a log may hold")
 
 
 class BudgetedLog:

@@ -1,8 +1,10 @@
 """Answers people gave beforehand (``python -m harness annotate``), replayed as SLIM's oracle, and what
 several annotators' logs say together: their consistency (paper Table 6) and a majority merge.
 
-A person's log holds one line per instance (the latest answer, see :class:`QueryLogEntry`), each naming
-who answered and the attention pass it was given for.
+A person's log is a journal: one line per answer given (see :class:`QueryLogEntry`), each naming who
+answered, the attention pass it was given for, when, and the image shown; an answer changed later is a
+later line for the same instance, and the last line of an instance is the answer in force
+(:func:`load_answers`).
 """
 from __future__ import annotations
 
@@ -26,6 +28,24 @@ def attention_of(entries: Sequence[QueryLogEntry], what: str) -> str:
     if len(passes) > 1:
         raise HarnessError(f"{what} mixes answers given for {len(passes)} attention passes: {sorted(passes)}")
     return passes.pop()
+
+
+def latest_answers(entries: Sequence[QueryLogEntry], what: str) -> list[QueryLogEntry]:
+    """Each instance's last entry (the answer in force), in the order instances first appear; HarnessError
+    when a later entry for an instance names another annotator (two people's answers in one log)."""
+    latest: dict[int, QueryLogEntry] = {}
+    for entry in entries:
+        before = latest.get(entry.instance_id)
+        if before is not None and before.who != entry.who:
+            raise HarnessError(f"{what} answers instance {entry.instance_id} as {before.who!r} and as {entry.who!r}: "
+                               "keep one log per annotator (`annotations merge` combines them)")
+        latest[entry.instance_id] = entry
+    return list(latest.values())
+
+
+def load_answers(path: str | Path) -> list[QueryLogEntry]:
+    """A person's answers log (or a merged one), every line checked: the answer in force per instance."""
+    return latest_answers(load_log(path), f"answers file {path}")
 
 
 class RecordedOracle(BudgetedLog):
@@ -52,7 +72,7 @@ class RecordedOracle(BudgetedLog):
 
     @classmethod
     def from_file(cls, path: str | Path, *, budget: int | None = None) -> RecordedOracle:
-        return cls(load_log(path), budget=budget, source=f"answers file {path}")
+        return cls(load_answers(path), budget=budget, source=f"answers file {path}")
 
     def check_attention(self, expected: str, what: str) -> None:
         """HarnessError unless the answers were given for the attention pass ``expected`` (``what``)."""

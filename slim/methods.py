@@ -136,10 +136,18 @@ class _Slim(Method):
 
     @classmethod
     def adjust_hparams(cls, hp: dict[str, Any], given: dict[str, Any], dataset: str, scale: str) -> None:
-        """An unknown ``attention_method`` fails here, before any work (its type is the schema's check)."""
+        """An unknown ``attention_method`` or ``oracle`` fails here, before any work (their types are the
+        schema's check), and so does an answers file that is missing or malformed: it is read here."""
         method = hp.get("attention_method", ATTENTION_METHOD)
         if isinstance(method, str):
             CAMS.get(method)
+        oracle = hp.get("oracle", "simulated")
+        path = answers_path(oracle) if isinstance(oracle, str) else None
+        if path is not None:
+            try:
+                RecordedOracle.from_file(path)
+            except HarnessError as exc:
+                raise HarnessError(f"setting oracle={oracle!r}: {exc}") from None
 
     @classmethod
     def row_label(cls, hparams: dict[str, Any]) -> str:
@@ -213,18 +221,15 @@ class _Slim(Method):
         flip probability is ``oracle_flip_prob``, its noise seeded by (seed, dataset, split)) or
         "answers:PATH", a person's recorded answers, refused unless given for this run's attention pass."""
         budget = sum(inputs.curator.budget.values())
-        spec = str(self.hparams.get("oracle", "simulated"))
+        path = answers_path(str(self.hparams.get("oracle", "simulated")))
         noise_free_ablation = ablation(inputs.curator.settings["slim_ablation"]).noise_free_oracle
         oracle = self.oracle
-        if oracle is None and spec.startswith("answers:"):
-            oracle = RecordedOracle.from_file(spec.removeprefix("answers:"), budget=budget)
-        elif oracle is None and spec != "simulated":
-            raise HarnessError(f"unknown oracle {spec!r}: use 'simulated' or 'answers:PATH'")
+        if oracle is None and path is not None:
+            oracle = RecordedOracle.from_file(path, budget=budget)
         if noise_free_ablation and oracle is not None:
             raise HarnessError("the noise_free_oracle ablation replaces the simulated oracle: give no other oracle")
         if isinstance(oracle, RecordedOracle):
-            oracle.check_attention(inputs.identity, f"{ctx.benchmark.name} {inputs.split_name}, {ctx.arch} "
-                                                    f"seed {ctx.seed}")
+            oracle.check_attention(inputs.identity, self.answered_where(ctx))
         if oracle is not None:
             return oracle
         split = inputs.split
@@ -240,9 +245,21 @@ class _Slim(Method):
                                masks=split.masks.numpy(), flip_prob=flip, budget=budget,
                                random_state=oracle_seed(ctx.seed, ctx.benchmark.name, inputs.split_name))
 
+    def answered_where(self, ctx: RunContext) -> str:
+        return f"{ctx.benchmark.name} {self.attention_split}, {ctx.arch} seed {ctx.seed}"
+
+    def check_answers_pass(self, ctx: RunContext) -> None:
+        """Refuse an answers file given for another attention pass now, before ``prepare`` trains the reference
+        model (the pass's identity is a hash of its cache key, known before the pass is computed)."""
+        path = answers_path(str(self.hparams.get("oracle", "simulated")))
+        if self.oracle is None and path is not None:
+            key = attention_key(ctx, self.attention_split, method=self.attention_method, target=ATTENTION_TARGET)
+            RecordedOracle.from_file(path).check_attention(attention_identity(key), self.answered_where(ctx))
+
     def curate(self, ctx: RunContext) -> tuple[Curation, Oracle, dict[str, Any]]:
         """Run the pipeline on ``attention_split``; save the query log and figures in ``ctx.run_dir``.
         Returns the curation, the oracle and the record details (the diagnostics where masks exist)."""
+        self.check_answers_pass(ctx)
         inputs = self.prepare(ctx)
         oracle = self.make_oracle(ctx, inputs)
         split, attention = inputs.split, inputs.attention
@@ -287,6 +304,15 @@ class _Slim(Method):
             attention_queries=oracle.used, annotation_seconds=float(oracle.total_seconds),
             details={**curation.details(), "oracle": oracle_summary(ctx, oracle, self.attention_split), **details},
         )
+
+
+def answers_path(spec: str) -> Path | None:
+    """The answers file of an ``oracle`` setting: None for "simulated", PATH for "answers:PATH"."""
+    if spec == "simulated":
+        return None
+    if spec.startswith("answers:") and spec != "answers:":
+        return Path(spec.removeprefix("answers:"))
+    raise HarnessError(f"unknown oracle {spec!r}: use 'simulated' or 'answers:PATH'")
 
 
 def oracle_summary(ctx: RunContext, oracle: Oracle, split: str) -> dict[str, Any]:

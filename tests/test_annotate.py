@@ -1,16 +1,39 @@
-"""The annotation server (harness.annotate) through Flask's test client, recorded answers as SLIM's oracle,
-annotators' agreement and merge, and the Label Studio round trip."""
+"""The annotation server (harness.annotate) through Flask's test client and as a real waitress server,
+recorded answers as SLIM's oracle, annotators' agreement and merge, and the Label Studio round trip."""
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
+import http.client
 import io
 import json
+import logging
+import multiprocessing
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from harness.annotate import AnnotationTask, AnswerStore, Query, create_app, is_loopback, overlay, png
+from harness.annotate import (
+    AnnotationTask,
+    AnswerStore,
+    Query,
+    create_app,
+    is_loopback,
+    looked_at,
+    open_listener,
+    overlay,
+    plain_words,
+    png,
+    served_hosts,
+    start,
+)
 from harness.cli import main
 from harness.errors import HarnessError
 from harness.label_studio import LABEL_CONFIG, annotator_name, export_tasks, import_export
@@ -19,23 +42,45 @@ from simulated_oracle.oracle import summarize_log
 
 PASS = "0123456789abcdef"
 IDS = [7, 3, 11]
+TOKEN = "s3cret-token-for-tests"
+HOST = "127.0.0.1:8765"  # the address the test client calls the app by
+SUGGESTED = {7: (Answer.YES, 0.75), 3: (Answer.NO, 0.25)}  # the simulated oracle's answers and AIoU; 11: no mask
 
 
-def make_task(attention: str = PASS) -> AnnotationTask:
+def make_task(attention: str = PASS, ids=tuple(IDS)) -> AnnotationTask:
     rng = np.random.default_rng(0)
     queries = []
-    for i in IDS:
+    for i in ids:
         image = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
         cam = rng.random((8, 8))
-        queries.append(Query(i, "waterbird" if i % 2 else "landbird", png(image), png(overlay(image, cam))))
+        queries.append(Query(i, "waterbird" if i % 2 else "landbird", "Is the model looking at the bird?",
+                             png(image), png(overlay(image, cam)), f"toy/val/{i} sha256:{i:016x}",
+                             *SUGGESTED.get(i, (None, None))))
     return AnnotationTask(title="toy val", attention=attention, queries=queries)
+
+
+class Client:
+    """A Flask test client that calls the app by the address it serves (its Host header), unless told."""
+
+    def __init__(self, app, host: str = HOST) -> None:
+        self.flask, self.base = app.test_client(), f"http://{host}"
+
+    def get(self, path, **kwargs):
+        return self.flask.get(self.base + path, **kwargs)
+
+    def post(self, path, **kwargs):
+        return self.flask.post(self.base + path, **kwargs)
+
+
+def app_of(task, store):
+    return create_app(task, store, token=TOKEN, hosts=served_hosts("127.0.0.1", 8765))
 
 
 @pytest.fixture
 def server(tmp_path):
     task = make_task()
     store = AnswerStore(tmp_path / "logs", task)
-    return task, store, create_app(task, store).test_client()
+    return task, store, Client(app_of(task, store))
 
 
 def post(client, who, body, **kwargs):
@@ -52,7 +97,7 @@ def test_page_queries_and_images(server):
     assert page.status_code == 200 and b'id="start-form"' in page.data
     listed = client.get("/api/queries").get_json()
     assert [q["instance_id"] for q in listed["queries"]] == IDS and listed["attention"] == PASS
-    assert listed["queries"][0]["question"] == "Is the model looking at the waterbird (not its surroundings)?"
+    assert listed["queries"][0]["question"] == "Is the model looking at the bird?"
     for kind, expected in (("plain", task.queries[1].image), ("overlay", task.queries[1].overlay)):
         response = client.get(f"/image/3/{kind}.png")
         assert response.status_code == 200 and response.mimetype == "image/png" and response.data == expected
@@ -66,33 +111,40 @@ def test_answering_writes_the_query_log_format(server, tmp_path):
     assert response.status_code == 200 and response.get_json()["answered"] == 1
     assert post(client, "ann", {"instance_id": 7, "answer": "yes", "seconds": 2}).status_code == 200
     rows = log_rows(tmp_path / "logs" / "ann.jsonl")
-    # written in query order (7 before 3), one line each, in the simulated oracle's format plus who/attention
+    # one line per answer, in the order given: the simulated oracle's format plus who, the pass, when, the image
+    stamps = [row.pop("answered_at") for row in rows]
     assert rows == [
-        {"instance_id": 7, "aiou": None, "true_answer": None, "answer": "yes", "flipped": False, "seconds": 2.0,
-         "empty_map": False, "who": "ann", "attention": PASS},
         {"instance_id": 3, "aiou": None, "true_answer": None, "answer": "no", "flipped": False, "seconds": 4.25,
-         "empty_map": False, "who": "ann", "attention": PASS},
+         "empty_map": False, "who": "ann", "attention": PASS, "image": "toy/val/3 sha256:0000000000000003"},
+        {"instance_id": 7, "aiou": None, "true_answer": None, "answer": "yes", "flipped": False, "seconds": 2.0,
+         "empty_map": False, "who": "ann", "attention": PASS, "image": "toy/val/7 sha256:0000000000000007"},
     ]
-    assert [e.answer for e in load_log(tmp_path / "logs" / "ann.jsonl")] == [Answer.YES, Answer.NO]
+    times = [datetime.fromisoformat(stamp) for stamp in stamps]
+    assert all(t.tzinfo is not None for t in times) and times[0] <= times[1]
+    assert abs((datetime.now(UTC) - times[1]).total_seconds()) < 60
+    assert [e.answer for e in load_log(tmp_path / "logs" / "ann.jsonl")] == [Answer.NO, Answer.YES]
     state = client.get("/api/answers/ann").get_json()
-    assert state["answers"] == {"7": {"answer": "yes", "seconds": 2.0}, "3": {"answer": "no", "seconds": 4.25}}
+    assert state["answers"] == {"3": {"answer": "no", "seconds": 4.25}, "7": {"answer": "yes", "seconds": 2.0}}
 
 
-def test_changing_an_answer_keeps_one_line_and_adds_the_time(server, tmp_path):
-    _, _, client = server
+def test_changing_an_answer_appends_a_line_that_carries_the_total_time(server, tmp_path):
+    _, store, client = server
     post(client, "ann", {"instance_id": 11, "answer": "yes", "seconds": 3.0})
     post(client, "ann", {"instance_id": 11, "answer": "not_sure", "seconds": 1.5})
     rows = log_rows(tmp_path / "logs" / "ann.jsonl")
-    assert len(rows) == 1 and rows[0]["answer"] == "not_sure" and rows[0]["seconds"] == 4.5
+    assert [(r["answer"], r["seconds"]) for r in rows] == [("yes", 3.0), ("not_sure", 4.5)]
+    assert store.answers("ann")[11].answer is Answer.NOT_SURE and store.answers("ann")[11].seconds == 4.5
+    oracle = RecordedOracle.from_file(tmp_path / "logs" / "ann.jsonl")  # the last line is the answer in force
+    assert oracle.query([11]) == [Answer.NOT_SURE] and oracle.total_seconds == 4.5
 
 
 def test_resuming_reads_the_log_back(server, tmp_path):
     task, _, client = server
     post(client, "ann", {"instance_id": 3, "answer": "yes", "seconds": 1.0})
-    fresh = create_app(task, AnswerStore(tmp_path / "logs", task)).test_client()  # a restarted server
+    fresh = Client(app_of(task, AnswerStore(tmp_path / "logs", task)))  # a restarted server
     assert fresh.get("/api/answers/ann").get_json()["answers"] == {"3": {"answer": "yes", "seconds": 1.0}}
     post(fresh, "ann", {"instance_id": 7, "answer": "no", "seconds": 2.0})
-    assert [row["instance_id"] for row in log_rows(tmp_path / "logs" / "ann.jsonl")] == [7, 3]
+    assert [row["instance_id"] for row in log_rows(tmp_path / "logs" / "ann.jsonl")] == [3, 7]
 
 
 def test_annotators_get_separate_logs(server, tmp_path):
@@ -111,6 +163,15 @@ def test_annotators_get_separate_logs(server, tmp_path):
     {"instance_id": "3", "answer": "yes", "seconds": 1}, {"instance_id": True, "answer": "yes", "seconds": 1},
     {"instance_id": 4, "answer": "yes", "seconds": 1}, {"instance_id": 3, "answer": "yes", "seconds": -1},
     {"instance_id": 3, "answer": "yes", "seconds": 1e9}, {"instance_id": 3, "answer": "yes", "seconds": "1"},
+    # JSON values of every other type in every field (a list or object as the answer was a 500)
+    {"instance_id": 3, "answer": ["yes"], "seconds": 1}, {"instance_id": 3, "answer": {"yes": 1}, "seconds": 1},
+    {"instance_id": 3, "answer": None, "seconds": 1}, {"instance_id": 3, "answer": 1, "seconds": 1},
+    {"instance_id": [3], "answer": "yes", "seconds": 1}, {"instance_id": {"id": 3}, "answer": "yes", "seconds": 1},
+    {"instance_id": 3.0, "answer": "yes", "seconds": 1}, {"instance_id": None, "answer": "yes", "seconds": 1},
+    {"instance_id": -3, "answer": "yes", "seconds": 1}, {"instance_id": 2 ** 70, "answer": "yes", "seconds": 1},
+    {"instance_id": 3, "answer": "yes", "seconds": [1]}, {"instance_id": 3, "answer": "yes", "seconds": {}},
+    {"instance_id": 3, "answer": "yes", "seconds": None}, {"instance_id": 3, "answer": "yes", "seconds": True},
+    {"instance_id": 3, "answer": "yes", "seconds": 1, "who": "bob"}, {"": 1}, [[[]]], 3.5, True,
 ])
 def test_bad_bodies_get_400_and_change_nothing(server, tmp_path, body):
     _, _, client = server
@@ -119,6 +180,15 @@ def test_bad_bodies_get_400_and_change_nothing(server, tmp_path, body):
     response = post(client, "ann", body)
     assert response.status_code == 400 and response.get_json()["error"]
     assert (tmp_path / "logs" / "ann.jsonl").read_bytes() == before
+
+
+@pytest.mark.parametrize("raw", ['{"instance_id": 3, "answer": "yes", "seconds": NaN}',
+                                 '{"instance_id": 3, "answer": "yes", "seconds": Infinity}',
+                                 '{"instance_id": 3, "answer": "yes", "seconds": 1e999}',
+                                 '{"instance_id": 3, "answer": "yes", "seconds": 1', b'\xff\xfe{}'])
+def test_non_finite_numbers_and_broken_json_get_400(server, tmp_path, raw):
+    response = server[2].post("/api/answers/ann", data=raw, content_type="application/json")
+    assert response.status_code == 400 and not (tmp_path / "logs").exists()
 
 
 def test_non_json_and_oversized_bodies_are_refused(server, tmp_path):
@@ -136,7 +206,7 @@ def test_unknown_ids_and_path_traversal_are_404(server, url):
     assert server[2].get(url).status_code == 404
 
 
-@pytest.mark.parametrize("who", ["..", "../etc", ".hidden", "a b", "x" * 41, "é"])
+@pytest.mark.parametrize("who", ["..", "../etc", ".hidden", "a b", "x" * 65, "é", "@x", "a+b"])
 def test_bad_annotator_names_are_refused(server, tmp_path, who):
     _, _, client = server
     response = post(client, who, {"instance_id": 3, "answer": "yes", "seconds": 1.0})
@@ -145,9 +215,9 @@ def test_bad_annotator_names_are_refused(server, tmp_path, who):
     assert not (tmp_path / "logs").exists() and not list(tmp_path.glob("*.jsonl"))
 
 
-def test_token_is_required_when_set(tmp_path):
+def test_token_is_required_when_no_host_is_served(tmp_path):
     task = make_task()
-    client = create_app(task, AnswerStore(tmp_path, task), token="s3cret").test_client()
+    client = Client(create_app(task, AnswerStore(tmp_path, task), token="s3cret"))  # bound wider than loopback
     assert client.get("/").status_code == 403 and client.get("/image/3/plain.png?token=wrong").status_code == 403
     assert client.get("/?token=s3cret").status_code == 200
     assert client.get("/api/queries", headers={"X-Token": "s3cret"}).status_code == 200
@@ -155,15 +225,81 @@ def test_token_is_required_when_set(tmp_path):
     assert not list(tmp_path.glob("*.jsonl"))
     assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4") and not is_loopback("example.org")
+    assert served_hosts("0.0.0.0", 8765) == frozenset() and served_hosts("192.168.1.4", 80) == frozenset()
+    assert served_hosts("127.0.0.1", 8765) == {"127.0.0.1:8765", "localhost:8765", "[::1]:8765"}
+    assert served_hosts("::1", 80) == {"127.0.0.1:80", "localhost:80", "[::1]:80", "127.0.0.1", "localhost", "[::1]"}
+
+
+@pytest.mark.parametrize("host", ["evil.example:8765", "evil.example", "127.0.0.1:9999", "localhost",
+                                  "127.0.0.2:8765", "localhost.evil.example:8765", "0.0.0.0:8765"])
+def test_requests_naming_another_host_get_403_unless_they_carry_the_token(tmp_path, host):
+    """DNS rebinding: a page on evil.example whose name now resolves to 127.0.0.1 sends Host evil.example;
+    it must neither read the queries and images nor write an answer."""
+    task = make_task()
+    client = Client(app_of(task, AnswerStore(tmp_path, task)), host=host)
+    for path in ("/", "/api/queries", "/api/answers/ann", "/image/3/plain.png", "/favicon.ico"):
+        response = client.get(path)
+        assert response.status_code == 403 and b"bird" not in response.data and response.mimetype != "image/png"
+    assert post(client, "ann", {"instance_id": 3, "answer": "yes", "seconds": 1}).status_code == 403
+    assert not list(tmp_path.glob("*.jsonl"))
+    assert client.get(f"/api/queries?token={TOKEN}").status_code == 200
+    assert post(client, "ann", {"instance_id": 3, "answer": "yes", "seconds": 1},
+                headers={"X-Token": TOKEN}).status_code == 200
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:8765", "localhost:8765", "[::1]:8765", "LOCALHOST:8765"])
+def test_the_served_address_by_any_loopback_name_needs_no_token(tmp_path, host):
+    task = make_task()
+    client = Client(app_of(task, AnswerStore(tmp_path, task)), host=host)
+    assert client.get("/").status_code == 200 and client.get("/api/queries").status_code == 200
+    origin = {"Origin": f"http://{host.lower()}"}
+    assert post(client, "ann", {"instance_id": 3, "answer": "yes", "seconds": 1}, headers=origin).status_code == 200
+    # a page of another origin (a cross-site form or fetch) may not write, even to the right Host
+    response = post(client, "ann", {"instance_id": 3, "answer": "no", "seconds": 1},
+                    headers={"Origin": "http://evil.example"})
+    assert response.status_code == 403 and [r["answer"] for r in log_rows(tmp_path / "ann.jsonl")] == ["yes"]
+
+
+def test_access_log_lines_never_show_the_token(server, caplog):
+    _, _, client = server
+    with caplog.at_level(logging.INFO, logger="harness.annotate.access"):
+        client.get(f"/image/3/plain.png?token={TOKEN}&x=1")
+        client.get("/api/queries", headers={"X-Token": TOKEN})
+        client.get("/?token=wrong-one")
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines == ['127.0.0.1 "GET /image/3/plain.png?token=redacted&x=1" 200', '127.0.0.1 "GET /api/queries" 200',
+                     '127.0.0.1 "GET /?token=redacted" 200']
+    assert not any(TOKEN in line or "wrong-one" in line for line in lines)
+
+
+def test_favicon_is_served_and_inline(server):
+    response = server[2].get("/favicon.ico")
+    assert response.status_code == 200 and response.mimetype == "image/svg+xml" and response.data.startswith(b"<svg")
+    page = server[2].get("/").data.decode()
+    assert '<link rel="icon" href="data:image/svg+xml,' in page
 
 
 def test_a_log_for_another_attention_pass_is_refused(tmp_path):
     other = make_task("ffffffffffffffff")
     AnswerStore(tmp_path, other).record("ann", 3, Answer.YES, 1.0)
     task = make_task()
-    client = create_app(task, AnswerStore(tmp_path, task)).test_client()
+    client = Client(app_of(task, AnswerStore(tmp_path, task)))
     response = client.get("/api/answers/ann")
     assert response.status_code == 400 and "attention pass ffffffffffffffff" in response.get_json()["error"]
+
+
+@pytest.mark.parametrize("line", [b"\xff\xfe not text\n", b'{"instance_id": 3}\n', b"[1, 2]\n",
+                                  b'{"instance_id": 3, "aiou": null, "true_answer": null, "answer": "yes", '
+                                  b'"flipped": false, "seconds": NaN, "who": "ann", '
+                                  b'"attention": "0123456789abcdef"}\n'])
+def test_a_damaged_log_is_a_400_naming_it_not_a_500(server, tmp_path, line):
+    _, _, client = server
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "ann.jsonl").write_bytes(line)
+    for response in (client.get("/api/answers/ann"), post(client, "ann", {"instance_id": 3, "answer": "yes",
+                                                                           "seconds": 1})):
+        assert response.status_code == 400 and "ann.jsonl" in response.get_json()["error"]
+    assert (tmp_path / "logs" / "ann.jsonl").read_bytes() == line
 
 
 def test_overlay_blends_the_jet_map():
@@ -240,6 +376,7 @@ def test_cli_agreement_and_merge(tmp_path, capsys):
 
 def ls_annotation(choice, user, lead_time=3.5, cancelled=False):
     return {"id": 1, "completed_by": user, "lead_time": lead_time, "was_cancelled": cancelled,
+            "created_at": "2024-05-01T10:00:00Z",
             "result": [{"from_name": "answer", "to_name": "overlay", "type": "choices",
                         "value": {"choices": [choice]}}]}
 
@@ -251,6 +388,14 @@ def test_label_studio_round_trip(tmp_path):
     assert [t["data"]["instance_id"] for t in tasks] == IDS and tasks[0]["data"]["attention"] == PASS
     assert tasks[0]["data"]["overlay"].startswith("data:image/png;base64,")
     assert base64.b64decode(tasks[1]["data"]["image"].split(",", 1)[1]) == task.queries[1].image
+    assert [t["data"]["image_id"] for t in tasks] == [q.image_id for q in task.queries]
+    assert tasks[0]["data"]["question"] == "Is the model looking at the bird?"
+    # the simulated oracle's answer as a pre-annotation: 7 "yes" (AIoU .75), 3 "no" (.25), 11 none (no mask)
+    assert [(t["predictions"][0]["result"][0]["value"]["choices"], t["predictions"][0]["score"]) for t in tasks[:2]] \
+        == [(["Yes"], 0.75), (["No"], 0.25)]
+    assert "predictions" not in tasks[2]
+    assert tasks[0]["predictions"][0]["result"][0] | {"value": None} == {
+        "from_name": "answer", "to_name": "overlay", "type": "choices", "value": None}
     assert config_path.read_text() == LABEL_CONFIG and '<Choice value="Not sure" hotkey="s"/>' in LABEL_CONFIG
     # what Label Studio's JSON export adds: annotations per task (two users, one cancelled, one redone)
     tasks[0]["annotations"] = [ls_annotation("Yes", 1), ls_annotation("No", 2, cancelled=True)]
@@ -259,12 +404,83 @@ def test_label_studio_round_trip(tmp_path):
     export = tmp_path / "export.json"
     export.write_text(json.dumps(tasks))
     written = import_export(export, tmp_path / "logs")
-    assert [p.name for p in written] == ["bo.b.jsonl", "user1.jsonl"]
+    assert [p.name for p in written] == ["bo.b@lab.org.jsonl", "user1.jsonl"]
     user1 = load_log(tmp_path / "logs" / "user1.jsonl")
-    assert [(e.instance_id, e.answer, e.seconds, e.who) for e in user1] == [
-        (7, Answer.YES, 3.5, "user1"), (3, Answer.NOT_SURE, 6.0, "user1")]
+    assert [(e.instance_id, e.answer, e.seconds, e.who, e.image) for e in user1] == [
+        (7, Answer.YES, 3.5, "user1", task.queries[0].image_id), (3, Answer.NOT_SURE, 6.0, "user1",
+                                                                   task.queries[1].image_id)]
+    assert user1[0].answered_at == "2024-05-01T10:00:00+00:00"
     RecordedOracle(user1).check_attention(PASS, "toy")
-    assert [e.answer for e in load_log(tmp_path / "logs" / "bo.b.jsonl")] == [Answer.NO]
+    assert [e.answer for e in load_log(tmp_path / "logs" / "bo.b@lab.org.jsonl")] == [Answer.NO]
+
+
+def test_label_studio_images_as_local_files(tmp_path):
+    task = make_task()
+    (tmp_path / "root").mkdir()  # Label Studio's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT
+    tasks_path, _ = export_tasks(task, tmp_path / "root" / "project", files_root=tmp_path / "root")
+    tasks = json.loads(tasks_path.read_text())
+    assert tasks[1]["data"]["image"] == "/data/local-files/?d=project/images/3-image.png"
+    assert tasks[1]["data"]["overlay"] == "/data/local-files/?d=project/images/3-overlay.png"
+    assert (tmp_path / "root" / "project" / "images" / "3-overlay.png").read_bytes() == task.queries[1].overlay
+    assert sorted(p.name for p in (tmp_path / "root" / "project" / "images").iterdir()) == sorted(
+        f"{i}-{kind}.png" for i in IDS for kind in ("image", "overlay"))
+    (tmp_path / "elsewhere").mkdir()
+    with pytest.raises(HarnessError, match="is not inside --label-studio-files"):
+        export_tasks(task, tmp_path / "root" / "project", files_root=tmp_path / "elsewhere")
+    with pytest.raises(HarnessError, match="is not a folder"):
+        export_tasks(task, tmp_path / "root" / "project", files_root=tmp_path / "missing")
+
+
+def ls_export(tmp_path, tasks) -> str:
+    path = tmp_path / "export.json"
+    path.write_bytes(tasks if isinstance(tasks, bytes) else json.dumps(tasks).encode())
+    return str(path)
+
+
+def ls_task(*annotations, **data):
+    return {"data": {"instance_id": 3, "attention": PASS, **data}, "annotations": list(annotations)}
+
+
+@pytest.mark.parametrize(("tasks", "message"), [
+    (b"\xff" + json.dumps([ls_task()]).encode(), "is not UTF-8 text (byte 0)"),
+    ([{"data": "x", "annotations": []}], "task 1: data is 'x', but must be an object"),
+    ([ls_task("x")], "task 1 annotation 1: must be a JSON object, got 'x'"),
+    ([{"data": {"instance_id": 3, "attention": PASS}, "annotations": "x"}], "annotations is 'x', but must be a list"),
+    (["x"], "task 1: must be a JSON object"),
+    ([ls_task(ls_annotation("Yes", 1, lead_time="abc"))], "lead_time is 'abc', but must be a number of seconds >= 0"),
+    ([ls_task(ls_annotation("Yes", 1, lead_time=-5))], "lead_time is -5, but must be a number of seconds >= 0"),
+    ([ls_task(ls_annotation("Yes", 1, lead_time=True))], "lead_time is True"),
+    ([ls_task({**ls_annotation("Yes", 1), "result": [{"from_name": "answer", "type": "choices"}]})],
+     "result 1: value is None, but must be an object"),
+    ([ls_task({**ls_annotation("Yes", 1), "result": "Yes"})], "result is 'Yes', but must be a list of results"),
+    ([ls_task({**ls_annotation("Yes", 1), "result": ["Yes"]})], "result 1: must be a JSON object"),
+    ([ls_task({**ls_annotation("Yes", 1), "result": [{"from_name": "answer", "type": "choices",
+                                                      "value": {"choices": [["Yes"]]}}]})], "expected one 'answer'"),
+    ([ls_task({**ls_annotation("Yes", 1), "was_cancelled": "no"})], "was_cancelled is 'no', but must be true or false"),
+    ([ls_task({**ls_annotation("Yes", 1), "created_at": "yesterday"})], "created_at is 'yesterday'"),
+    ([ls_task(ls_annotation("Yes", True))], "names no Label Studio user"),
+    ([ls_task(instance_id=3.0)], "has no instance_id and attention"),
+    ({"tasks": []}, "must be a JSON list of tasks"),
+])
+def test_label_studio_import_refuses_malformed_exports_in_one_line(tmp_path, capsys, tasks, message):
+    export = ls_export(tmp_path, tasks)
+    assert main(["annotations", "import-label-studio", export, "--out", str(tmp_path / "logs")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and message in err, err
+    assert not (tmp_path / "logs").exists()
+
+
+def test_label_studio_users_who_share_a_local_part_keep_two_logs(tmp_path):
+    export = ls_export(tmp_path, [ls_task(ls_annotation("Yes", {"id": 1, "email": "alice@x.org"}),
+                                          ls_annotation("No", {"id": 2, "email": "alice@y.org"}))])
+    written = import_export(export, tmp_path / "logs")
+    assert [p.name for p in written] == ["alice@x.org.jsonl", "alice@y.org.jsonl"]
+    assert [load_log(p)[0].answer for p in written] == [Answer.YES, Answer.NO]
+    # names that had to change end in a hash of the original: different users, different logs
+    names = {annotator_name({"email": e}) for e in ("a+b@c", "a_b@c", "a b@c", "x" * 80 + "@c", "x" * 80 + "@d")}
+    assert len(names) == 5 and all(len(n) <= 64 for n in names)
+    assert annotator_name({"email": "a+b@c"}).startswith("a_b@c-") and annotator_name(7) == "user7"
+    assert annotator_name({"id": 4}) == "user4" and annotator_name({"email": "_x@y"}).startswith("u_x@y-")
 
 
 def test_label_studio_import_refuses_foreign_files(tmp_path):
@@ -279,7 +495,8 @@ def test_label_studio_import_refuses_foreign_files(tmp_path):
     bad.write_text("{")
     with pytest.raises(HarnessError, match="is not JSON"):
         import_export(bad, tmp_path)
-    assert annotator_name({"email": "a+b@c"}) == "a_b"
+    with pytest.raises(HarnessError, match="is a file: give a folder"):
+        import_export(bad, bad)
     with pytest.raises(HarnessError, match="names no Label Studio user"):
         annotator_name(None)
 
@@ -351,22 +568,203 @@ def test_recorded_answers_give_the_simulated_runs_numbers(toy_runs, tmp_path, ca
     assert {t["data"]["attention"] for t in exported} == {task.attention}
 
 
-def test_serve_binds_loopback_by_default_and_wants_a_token_when_wider(tmp_path, monkeypatch, capsys):
-    from harness.annotate import serve
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
-    calls = []
-    monkeypatch.setattr("werkzeug.serving.run_simple", lambda host, port, app, **kw: calls.append((host, port, app)))
-    serve(make_task(), tmp_path)
-    assert calls[-1][:2] == ("127.0.0.1", 8765) and "open http://127.0.0.1:8765/\n" in capsys.readouterr().out
-    assert calls[-1][2].test_client().get("/").status_code == 200
-    serve(make_task(), tmp_path, host="0.0.0.0", port=9000)
-    url = capsys.readouterr().out.split("open ")[1].strip()
-    token = url.split("?token=")[1]
-    assert url.startswith("http://0.0.0.0:9000/?token=") and len(token) >= 20
-    client = calls[-1][2].test_client()
-    assert client.get("/").status_code == 403 and client.get(f"/?token={token}").status_code == 200
+
+@contextlib.contextmanager
+def running(task, folder, host="127.0.0.1"):
+    """``start`` on a free port, the server running in a thread: yields (port, token, what it printed)."""
+    printed = io.StringIO()
+    server = start(task, folder, open_listener(host, free_port()), host, out=printed)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        yield server.port, server.token, printed.getvalue()
+    finally:
+        server.stop()
+        thread.join(10)
+        assert not thread.is_alive()
+
+
+def send(port, method, path, body=None, host=None):
+    """(status, body) of one request over a real connection, with the Host header ``host`` if given."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        headers = {"Content-Type": "application/json", **({"Host": host} if host else {})}
+        connection.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def test_answers_for_another_attention_pass_are_refused_before_the_reference_model_trains(toy_runs, tmp_path,
+                                                                                          monkeypatch):
+    from harness.context import RunContext
+    from harness.runner import execute
+
+    def reference_model(self):
+        raise AssertionError("the reference model was asked for")
+
+    monkeypatch.setattr(RunContext, "reference_model", reference_model)
+    save_log([human(i, "yes", attention="f" * 16) for i in range(64)], tmp_path / "other.jsonl")
+    with pytest.raises(HarnessError, match="were given for attention pass ffffffffffffffff, but this run's is"):
+        execute(toy_runs(oracle=f"answers:{tmp_path / 'other.jsonl'}"), tmp_path, show_progress=False)
+
+
+def test_serve_prints_the_url_it_serves_under_waitress(tmp_path, capfd):
+    task = make_task()
+    with running(task, tmp_path / "logs") as (port, token, printed):
+        assert printed.splitlines() == [
+            f"3 queries (toy val); answers go to {tmp_path / 'logs'}/<name>.jsonl", f"open http://127.0.0.1:{port}/",
+            f"(from another address or through a tunnel: http://127.0.0.1:{port}/?token={token})"]
+        status, page = send(port, "GET", "/")
+        assert status == 200 and b'id="start-form"' in page
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.request("GET", "/api/queries")
+        assert connection.getresponse().getheader("Server") == "slim-harness annotate"  # waitress's ident
+        connection.close()
+        # DNS rebinding against the real server: another name for 127.0.0.1 reads and writes nothing
+        assert send(port, "GET", "/api/queries", host=f"evil.example:{port}")[0] == 403
+        assert send(port, "POST", "/api/answers/ann", {"instance_id": 3, "answer": "yes", "seconds": 1},
+                    host=f"evil.example:{port}")[0] == 403
+        assert not (tmp_path / "logs" / "ann.jsonl").exists()
+        assert send(port, "GET", f"/api/queries?token={token}", host=f"evil.example:{port}")[0] == 200
+    assert len(token) >= 20
+    captured = capfd.readouterr()
+    assert "development server" not in captured.out + captured.err
+
+
+def test_bound_wider_every_url_needs_the_token(tmp_path):
+    with running(make_task(), tmp_path, host="0.0.0.0") as (port, token, printed):
+        assert printed.splitlines()[-1] == f"open http://0.0.0.0:{port}/?token={token}"
+        for host in (f"127.0.0.1:{port}", f"0.0.0.0:{port}", f"localhost:{port}"):
+            assert send(port, "GET", "/api/queries", host=host)[0] == 403
+        assert send(port, "GET", f"/api/queries?token={token}")[0] == 200
+
+
+def test_two_servers_on_one_log_folder_lose_no_answer(tmp_path):
+    """Two `annotate` servers on one log folder, one annotator answering through both at once: every
+    acknowledged answer is a line on disk, and each instance's time is the sum of all its answers'."""
+    task = make_task(ids=range(24))
+    folder = tmp_path / "logs"
+    with running(task, folder) as (first, _, _), running(task, folder) as (second, _, _):
+        def answer(k):
+            body = {"instance_id": k % 24, "answer": ("yes", "no", "not_sure")[k % 3], "seconds": 1.0}
+            status, data = send(first if k % 2 else second, "POST", "/api/answers/ann", body)
+            return json.loads(data) if status == 200 else None
+
+        with ThreadPoolExecutor(8) as pool:
+            acknowledged = [a for a in pool.map(answer, range(96)) if a is not None]
+    lines = log_rows(folder / "ann.jsonl")
+    assert len(acknowledged) == 96 and len(lines) == 96
+    assert sorted((r["instance_id"], r["answer"], r["seconds"]) for r in lines) == sorted(
+        (a["instance_id"], a["answer"], a["seconds"]) for a in acknowledged)
+    for instance in range(24):  # answered 4 times, 1 s each: the lines carry 1, 2, 3, 4 s in the order written
+        assert [r["seconds"] for r in lines if r["instance_id"] == instance] == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_answers_and_reads_wait_for_the_lock_of_the_log(tmp_path):
+    """An answer is appended under an exclusive lock and a read takes a shared one: while another process
+    (here another open file) holds the log, an answer waits; while one is written, a read waits."""
+    store = AnswerStore(tmp_path, make_task())
+    store.record("ann", 3, Answer.YES, 1.0)
+    read = []
+    for held, waiting, lines in ((fcntl.LOCK_SH, lambda: store.record("ann", 3, Answer.NO, 2.0), 1),
+                                 (fcntl.LOCK_EX, lambda: read.append(store.answers("ann")), 2)):
+        with open(store.path("ann"), "rb") as log:
+            fcntl.flock(log, held)
+            worker = threading.Thread(target=waiting)
+            worker.start()
+            worker.join(0.5)
+            assert worker.is_alive() and len(log_rows(store.path("ann"))) == lines and not read
+        worker.join(10)
+    assert [(r["answer"], r["seconds"]) for r in log_rows(store.path("ann"))] == [("yes", 1.0), ("no", 3.0)]
+    assert read[0][3].answer is Answer.NO
+
+
+def _answer_many(folder, offset, go):
+    store = AnswerStore(folder, make_task(ids=range(10)))
+    go.wait(30)
+    for k in range(40):
+        store.record("ann", (k + offset) % 10, Answer.YES, 0.5)
+
+
+def test_processes_appending_to_one_log_keep_every_line_whole(tmp_path):
+    context = multiprocessing.get_context("fork")
+    go = context.Event()  # all start answering at once
+    workers = [context.Process(target=_answer_many, args=(tmp_path, offset, go)) for offset in (0, 5, 7)]
+    for worker in workers:
+        worker.start()
+    go.set()
+    for worker in workers:
+        worker.join(60)
+    assert [worker.exitcode for worker in workers] == [0, 0, 0]
+    entries = load_log(tmp_path / "ann.jsonl")  # every line parses
+    assert len(entries) == 120
+    for instance in range(10):  # 12 answers of 0.5 s each, no update lost
+        assert [e.seconds for e in entries if e.instance_id == instance] == [0.5 * n for n in range(1, 13)]
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """`annotate` with build_task (the reference model, the attention pass) failing the test if it starts."""
+    def build_task(*args, **kwargs):
+        raise AssertionError("the run's work started")
+
+    monkeypatch.setattr("harness.cli.build_task", build_task)
+
+
+ANNOTATE = ["annotate", "--dataset", "waterbirds-synth", "--method", "slim-val", "--quiet"]
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "-1", "65536"])
+def test_annotate_refuses_a_port_out_of_range_before_any_work(tmp_path, capsys, no_work, port):
+    assert main([*ANNOTATE, "--out", str(tmp_path), "--port", port]) == 2
+    assert capsys.readouterr().err == f"error: --port {port}: must be a whole number in [1, 65535]\n"
+
+
+def test_annotate_refuses_a_taken_port_and_a_log_dir_that_is_a_file_before_any_work(tmp_path, capsys, no_work):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        assert main([*ANNOTATE, "--out", str(tmp_path), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot serve on 127.0.0.1 port {port}: Address already in use") and \
+        err.count("\n") == 1
+    (tmp_path / "file").write_text("x")
+    assert main([*ANNOTATE, "--out", str(tmp_path), "--port", str(free_port()), "--log-dir",
+                 str(tmp_path / "file")]) == 2
+    assert capsys.readouterr().err == f"error: log folder {tmp_path / 'file'} is a file, not a folder: give " \
+                                      "--log-dir a folder\n"
+    assert main([*ANNOTATE, "--out", str(tmp_path), "--label-studio-files", str(tmp_path)]) == 2
+    assert "--label-studio-files: only with --label-studio" in capsys.readouterr().err
 
 
 def test_annotate_refuses_methods_that_ask_nothing(tmp_path, capsys):
     assert main(["annotate", "--dataset", "waterbirds-synth", "--method", "erm", "--out", str(tmp_path)]) == 2
     assert "asks no attention questions: annotate slim-tr or slim-val" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("name", "classes", "info", "label", "asked", "shown"), [
+    ("waterbirds-synth", ["landbird", "waterbird"], {}, 1, "bird", "waterbird"),
+    ("waterbirds", ["landbird", "waterbird"], {"options": {}}, 0, "bird", "landbird"),
+    ("celeba-synth", ["not_blond", "blond"], {}, 0, "hair", "not blond"),
+    ("celeba", ["not_Blond_Hair", "Blond_Hair"], {"options": {}}, 0, "hair", "not blond hair"),
+    ("celeba", ["not_Gray_Hair", "Gray_Hair"], {"options": {"target": "Gray_Hair"}}, 1, "hair", "gray hair"),
+    ("celeba", ["not_Eyeglasses", "Eyeglasses"], {"options": {"target": "Eyeglasses"}}, 0, "eyeglasses",
+     "not eyeglasses"),
+    ("isic-synth", ["benign", "malignant"], {}, 1, "lesion", "malignant"),
+    ("nico-synth", ["trefoil", "quatrefoil"], {}, 1, "quatrefoil", "quatrefoil"),
+    ("imagenet9", ["dog", "wheeled_vehicle"], {"options": {}}, 1, "wheeled vehicle", "wheeled vehicle"),
+    ("imagenet9-synth", ["class0", "class3"], {}, 1, "object", "class3"),
+])
+def test_questions_name_what_the_model_should_look_at_in_plain_words(name, classes, info, label, asked, shown):
+    from conftest import make_toy_benchmark
+
+    benchmark = replace(make_toy_benchmark(n_train=8), name=name, class_names=classes, info=info)
+    assert looked_at(benchmark, classes[label]) == asked and plain_words(classes[label]) == shown

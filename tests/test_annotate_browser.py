@@ -1,6 +1,7 @@
 """End to end in a real browser: headless Chromium (Selenium) answers every query of a SLIM_Val run on
-waterbirds-synth with the keyboard, and the SLIM run on those answers equals the run with the simulated
-oracle's noise-free answers.
+waterbirds-synth with the keyboard, served by ``harness.annotate.start`` (waitress), and the SLIM run on
+those answers equals the run with the simulated oracle's noise-free answers. Along the way: the question
+in plain words, the keyboard hint readable on the chosen button, no request the server answers 404.
 
 Needs the Debian packages chromium and chromium-driver (``.ci/run`` installs them) and selenium (the
 ``test`` extra); without them the test is skipped, saying what is missing. Set ANNOTATE_SCREENSHOT=PATH
@@ -8,15 +9,19 @@ to save a screenshot of the page (docs/annotate.png is one).
 """
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
+import re
 import shutil
+import socket
 import tempfile
 import threading
 
 import pytest
 
-from harness.annotate import AnswerStore, build_task, create_app
+from harness.annotate import AnswerStore, build_task, open_listener, start
 from harness.errors import HarnessError
 from harness.runner import execute, make_config
 from simulated_oracle import load_log
@@ -57,12 +62,33 @@ def browser():
     return driver, profile
 
 
+def contrast(foreground: str, background: str) -> float:
+    """WCAG contrast ratio of two CSS 'rgb(r, g, b)' / 'rgba(r, g, b, a)' colours (opaque ones)."""
+    def luminance(colour: str) -> float:
+        channels = [int(c) / 255 for c in re.findall(r"[\d.]+", colour)[:3]]
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    high, low = sorted((luminance(foreground), luminance(background)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+class Statuses(logging.Handler):
+    """The status of every request the server answered (its access log)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
 @pytest.fixture
 def served(tmp_path, monkeypatch):
-    """The queries of a tiny SLIM_Val run, served on a free local port in a thread (the reference model is
-    trained for two epochs: the page and the runs are under test here, not the model)."""
-    from werkzeug.serving import make_server
-
+    """The queries of a tiny SLIM_Val run, served as ``annotate`` serves them on a free local port, in a
+    thread (the reference model is trained for two epochs: the page and the runs are under test here, not
+    the model)."""
     import harness.context
 
     require_browser()  # before the expensive part
@@ -73,12 +99,21 @@ def served(tmp_path, monkeypatch):
     config = make_config(dataset="waterbirds-synth", method="slim-val", arch="resnet18", scale="tiny", overrides=FAST,
                          device="cpu")
     task = build_task(config, tmp_path, show_progress=False)
-    store = AnswerStore(tmp_path / "annotations", task)
-    server = make_server("127.0.0.1", 0, create_app(task, store), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = start(task, tmp_path / "annotations", open_listener("127.0.0.1", port), "127.0.0.1", out=io.StringIO())
+    statuses = Statuses()
+    access = logging.getLogger("harness.annotate.access")
+    access.addHandler(statuses)
+    level = access.level
+    access.setLevel(logging.INFO)
+    thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    yield task, store, f"http://127.0.0.1:{server.port}/"
-    server.shutdown()
+    yield task, AnswerStore(tmp_path / "annotations", task), f"http://127.0.0.1:{port}/", statuses
+    server.stop()
+    access.removeHandler(statuses)
+    access.setLevel(level)
     thread.join(10)
 
 
@@ -87,7 +122,7 @@ def test_browser_answers_every_query_and_slim_runs_on_them(served, tmp_path):
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
-    task, store, url = served
+    task, store, url, statuses = served
     simulated = make_config(dataset="waterbirds-synth", method="slim-val", arch="resnet18", scale="tiny",
                             overrides={**FAST, "oracle_flip_prob": 0.0}, device="cpu")
     sim_path = execute(simulated, tmp_path, show_progress=False)
@@ -95,6 +130,9 @@ def test_browser_answers_every_query_and_slim_runs_on_them(served, tmp_path):
     truth = load_log(sim_path.parent / sim_record["run_id"] / "queries.jsonl")
     assert [e.instance_id for e in truth] == [q.instance_id for q in task.queries]  # the same queries
     assert all(e.answer == e.true_answer for e in truth)  # noise-free
+    assert [q.suggested for q in task.queries] == [e.true_answer for e in truth]  # Label Studio's pre-annotations
+    assert [q.aiou for q in task.queries] == pytest.approx([e.aiou for e in truth])
+    assert {q.question for q in task.queries} == {"Is the model looking at the bird?"}
 
     driver, profile = browser()
     try:
@@ -112,6 +150,7 @@ def test_browser_answers_every_query_and_slim_runs_on_them(served, tmp_path):
             showing(entry.instance_id)
             assert driver.find_element(By.ID, "progress").text == f"{k} of {n} answered"
             assert driver.find_element(By.ID, "class-name").text == task.queries[k].class_name
+            assert driver.find_element(By.ID, "question").text == "Is the model looking at the bird?"
             wait.until(lambda d: d.execute_script(
                 "return ['overlay', 'plain'].every(id => document.getElementById(id).naturalWidth > 0)"))
             if k == 1:
@@ -123,6 +162,13 @@ def test_browser_answers_every_query_and_slim_runs_on_them(served, tmp_path):
                 body.send_keys(Keys.ARROW_LEFT)
                 showing(entry.instance_id)
                 assert store.answers("tester")[entry.instance_id].answer.value == wrong
+                # the chosen button keeps its keyboard hint readable (it was white on light grey)
+                chosen = driver.find_element(By.CSS_SELECTOR, "button.chosen")
+                assert chosen.get_attribute("data-answer") == wrong
+                hint = chosen.find_element(By.TAG_NAME, "kbd")
+                assert hint.is_displayed() and hint.text == KEYS[wrong]
+                assert contrast(hint.value_of_css_property("color"),
+                                hint.value_of_css_property("background-color")) >= 4.5
             body.send_keys(KEYS[entry.answer.value])
         wait.until(lambda d: d.find_element(By.ID, "done").is_displayed())
         assert driver.find_element(By.ID, "done").text == f"All {n} questions answered."
@@ -136,10 +182,15 @@ def test_browser_answers_every_query_and_slim_runs_on_them(served, tmp_path):
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
 
+    assert statuses.lines and not [line for line in statuses.lines if not line.endswith(" 200")]  # no 404
     log_path = store.path("tester")
-    answers = load_log(log_path)
-    assert [(e.instance_id, e.answer) for e in answers] == [(e.instance_id, e.answer) for e in truth]
+    answers = list(store.answers("tester").values())
+    assert len(load_log(log_path)) == len(truth) + 1  # the wrong answer and its correction are both lines
+    assert sorted((e.instance_id, e.answer) for e in answers) == sorted((e.instance_id, e.answer) for e in truth)
     assert all(e.who == "tester" and e.attention == task.attention and 0 < e.seconds < 60 for e in answers)
+    images = {q.instance_id: q.image_id for q in task.queries}
+    assert all(e.image == images[e.instance_id] and e.answered_at for e in answers)
+    assert all(e.image.startswith(f"waterbirds-synth/val/{e.instance_id} sha256:") for e in answers)
 
     human = make_config(dataset="waterbirds-synth", method="slim-val", arch="resnet18", scale="tiny",
                         overrides={**FAST, "oracle": f"answers:{log_path}"}, device="cpu")

@@ -460,3 +460,22 @@ def test_tables_command_skips_records_that_are_not_objects(tmp_path, capsys):
     (runs / "a.json").write_text("3")
     assert main(["tables", "--runs", str(tmp_path)]) == 2  # nothing left: the usual one-line error
     assert capsys.readouterr().err.splitlines()[-1] == f"error: no run records (*.json) in {runs}"
+
+
+def test_runs_answered_by_people_are_rows_of_their_own_marked_and_footnoted():
+    """A SLIM run whose record says people answered (details.oracle.kind "human") is not averaged with the
+    simulated oracle's runs of the same seed: its own row, marked ‡, and a footer line naming the people."""
+    simulated = make_record("slim-val", worst=0.70, created="2024-01-01T00:00:00+00:00")
+    human = make_record("slim-val", worst=0.60, created="2024-02-01T00:00:00+00:00")  # newer, same seed
+    human["details"]["oracle"] = {"kind": "human", "annotators": ["bob", "alice"]}
+    simulated["details"]["oracle"] = {"kind": "simulated"}
+    text = tables.table2([simulated, human], ARCH, SCALE)
+    assert column(text, "SLIM_Val", f"{WB} Worst") == "**70.0**"
+    assert column(text, "SLIM_Val‡", f"{WB} Worst") == "<u>60.0</u>"
+    footer = [line for line in text.splitlines() if line.startswith("‡")]
+    assert footer == ["‡: attention answers given by people (the records' details.oracle.kind is human), not the "
+                      "simulated oracle; annotators: alice, bob."]
+    assert [r[0] for r in body(tables.table7([simulated, human], ARCH, SCALE))] == ["SLIM_Val", "SLIM_Val‡"]
+    latex = tables.table2([simulated, human], ARCH, SCALE, "latex")
+    assert r"SLIM\_Val$^\ddagger$" in latex and r"{\footnotesize $^\ddagger$: attention answers" in latex
+    assert not [line for line in tables.table2([simulated], ARCH, SCALE).splitlines() if "‡" in line]
