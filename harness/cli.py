@@ -20,6 +20,7 @@ from harness.figures import collect_run_figures, write_figures
 from harness.hparams_registry import hparam_table, parse_override
 from harness.label_studio import export_tasks, import_export
 from harness.plugins import load_plugins
+from harness.premise import write_premise
 from harness.records import load_records
 from harness.registry import METHODS
 from harness.regression import run_regression
@@ -43,7 +44,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-size", type=int,
                    help=f"real datasets: decode and resize to this size (default {REAL_IMAGE_SIZE})")
     p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="dataset option, e.g. target=Blond_Hair (repeatable)")
+                   help="dataset option, e.g. target=Blond_Hair; a synthetic preset's difficulty knob, e.g. "
+                        "texture_contrast=0.2 (repeatable)")
     p.add_argument("--weights",
                    help="local pretrained weights file (timm .safetensors or weights-only .pth); "
                         "without it: --set pretrained=imagenet|standin|none")
@@ -290,6 +292,13 @@ def _cmd_figure4(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_premise(args: argparse.Namespace) -> int:
+    runs = _runs_folder(args.runs)
+    for path in write_premise(_load_run_records(runs), args.out or runs.parent / "premise"):
+        print(path)
+    return 0
+
+
 def _cmd_regression(args: argparse.Namespace) -> int:
     check_jobs(args.jobs)
     return run_regression(config=args.config, baseline_path=args.baseline, update=args.update_baseline,
@@ -356,14 +365,17 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.set_defaults(func=_cmd_reproduce)
 
     for name, what in (("tables", "paper-style result tables"), ("figures", "sweep plots and run figures"),
-                       ("figure4", "paper Fig. 4 (neighbour consistency) averaged over SLIM runs")):
+                       ("figure4", "paper Fig. 4 (neighbour consistency) averaged over SLIM runs"),
+                       ("premise", "worst-group accuracy against ERM's correct attention on minority groups "
+                                   "(a premise sweep)")):
         p = sub.add_parser(name, help=f"write {what} from run records")
         p.add_argument("--runs", type=Path, default=Path("out"),
                        help="a sweep's output folder or a folder of run records (default ./out)")
         p.add_argument("--out", type=Path, help=f"where to write them (default <runs folder>/../{name})")
         if name == "tables":
             p.add_argument("--format", choices=("markdown", "latex"), default="markdown")
-        p.set_defaults(func={"tables": _cmd_tables, "figures": _cmd_figures, "figure4": _cmd_figure4}[name])
+        p.set_defaults(func={"tables": _cmd_tables, "figures": _cmd_figures, "figure4": _cmd_figure4,
+                             "premise": _cmd_premise}[name])
 
     regression = sub.add_parser("regression", help="compare worst-group/average accuracy with the baseline")
     regression.add_argument("--config", default="regression", help="sweep file (default: shipped regression)")
