@@ -46,7 +46,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-size", type=int,
                    help=f"real datasets: decode and resize to this size (default {REAL_IMAGE_SIZE})")
     p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="dataset option, e.g. target=Blond_Hair (repeatable)")
+                   help="dataset option, e.g. target=Blond_Hair; a synthetic preset's difficulty knob, e.g. "
+                        "texture_contrast=0.2 (repeatable)")
     p.add_argument("--weights",
                    help="local pretrained weights file (timm .safetensors or weights-only .pth); "
                         "without it: --set pretrained=imagenet|standin|none")
@@ -377,6 +378,15 @@ def _cmd_figure4(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_premise(args: argparse.Namespace) -> int:
+    from harness.premise import write_premise
+
+    runs = _runs_folder(args.runs)
+    for path in write_premise(_load_run_records(runs), args.out or runs.parent / "premise"):
+        print(path)
+    return 0
+
+
 def _cmd_regression(args: argparse.Namespace) -> int:
     from harness.regression import run_regression
 
@@ -467,7 +477,9 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.set_defaults(func=_cmd_reproduce)
 
     for name, what in (("tables", "paper-style result tables"), ("figures", "sweep plots and run figures"),
-                       ("figure4", "paper Fig. 4 (neighbour consistency) averaged over SLIM runs")):
+                       ("figure4", "paper Fig. 4 (neighbour consistency) averaged over SLIM runs"),
+                       ("premise", "worst-group accuracy against ERM's correct attention on minority groups "
+                                   "(a premise sweep)")):
         p = sub.add_parser(name, help=f"write {what} from run records")
         p.add_argument("--runs", type=Path, default=Path("out"),
                        help="a sweep's output folder or a folder of run records (default ./out)")
@@ -475,7 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "tables":
             p.add_argument("--format", choices=TABLE_FORMATS, default="markdown")
             _add_allow_mixed(p)
-        p.set_defaults(func={"tables": _cmd_tables, "figures": _cmd_figures, "figure4": _cmd_figure4}[name])
+        p.set_defaults(func={"tables": _cmd_tables, "figures": _cmd_figures, "figure4": _cmd_figure4,
+                             "premise": _cmd_premise}[name])
 
     regression = sub.add_parser("regression", help="compare worst-group/average accuracy with the baseline")
     regression.add_argument("--config", default="regression", help="sweep file (default: shipped regression)")

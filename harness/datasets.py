@@ -16,7 +16,7 @@ from harness.dataset_facts import REAL_IMAGE_SIZE, facts, is_synthetic
 from harness.errors import HarnessError
 from harness.real_datasets import REAL_DATASETS, load_real
 from harness.registry import DATASETS, describe
-from harness.synthetic import PRESETS, make_benchmark
+from harness.synthetic import PRESETS, knob_options, make_benchmark
 
 SHIPPED_DATASETS = (*PRESETS, *REAL_DATASETS)
 
@@ -65,7 +65,8 @@ class DatasetEntry:
 
 
 def list_datasets() -> list[DatasetEntry]:
-    entries = [DatasetEntry(name, desc, "nothing: generated (--scale tiny|quick|paper)", True)
+    entries = [DatasetEntry(name, desc, "nothing: generated (--scale tiny|quick|paper; difficulty knobs as "
+                                        "--data-option, e.g. texture_contrast=0.2)", True)
                for name, desc in PRESETS.items()]
     for info in REAL_DATASETS.values():
         known = facts(info.name)  # none for a dataset the paper has not (the user's own, csv)
@@ -108,7 +109,7 @@ def load_benchmark(
     if is_synthetic(name):
         if data_root is not None:
             raise HarnessError(f"{name} is generated; --data-root is for the real datasets")
-        return make_benchmark(name, scale, data_seed, image_size=image_size)
+        return make_benchmark(name, scale, data_seed, difficulty=knob_options(name, options), image_size=image_size)
     if data_root is None:
         raise HarnessError(f"dataset {name!r} is read from disk: give --data-root PATH")
     return load_real(name, Path(data_root), image_size=image_size or REAL_IMAGE_SIZE,

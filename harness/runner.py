@@ -20,7 +20,7 @@ from harness.plugins import load_plugins
 from harness.predictions import collect_predictions, output_reference
 from harness.records import SCHEMA_VERSION, atomic_write_json, config_hash, environment, now_iso, record_path
 from harness.settings import check_run_inputs, check_seed
-from harness.synthetic import data_version
+from harness.synthetic import data_version, knob_options
 from harness.tempfiles import remove_stale_temps
 from harness.threads import pinned_threads
 from harness.versions import code_version
@@ -41,6 +41,8 @@ def make_config(
     check_run_inputs(dataset, data_root=data_root, image_size=image_size, data_options=data_options)
     check_seed("--seed", seed)
     check_seed("--data-seed", data_seed)
+    if is_synthetic(dataset):
+        data_options = knob_options(dataset, data_options)  # canonical, so the same knobs give the same run id
     arch = arch or default_arch(dataset, scale)
     image_size = image_size or default_image_size(dataset, scale, arch)
     return {

@@ -141,15 +141,13 @@ def check_seed(flag: str, seed: Any) -> None:
 
 
 def check_run_inputs(dataset: str, *, data_root: str | None, image_size: Any, data_options: dict | None) -> None:
-    """Data settings that must fit the dataset: the generated presets take no root or options (an image size
-    renders them at that size); a plug-in dataset says what it takes (harness.datasets.Dataset)."""
+    """Data settings that must fit the dataset: the generated presets take no root (their data options are
+    difficulty knobs, checked by ``synthetic.knob_options``; an image size renders them at that size); a
+    plug-in dataset says what it takes (harness.datasets.Dataset)."""
     if dataset in DATASETS:
         DATASETS.get(dataset).check_inputs(data_root, data_options)
-    elif is_synthetic(dataset):
-        given = [flag for flag, value in (("--data-root", data_root), ("--data-option", data_options))
-                 if value not in (None, {})]
-        if given:
-            raise HarnessError(f"{', '.join(given)}: for the real datasets only; {dataset} is generated")
+    elif is_synthetic(dataset) and data_root is not None:
+        raise HarnessError(f"--data-root: for the real datasets only; {dataset} is generated")
     if image_size is not None:
         low, high = IMAGE_SIZE_RANGE
         if isinstance(image_size, bool) or not isinstance(image_size, int) or not low <= image_size <= high:

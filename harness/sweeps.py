@@ -8,6 +8,8 @@ A sweep file (see harness/configs/quick.toml for a commented example) names::
     [overrides_by_dataset.<dataset>] ... for one dataset
     [overrides_by_method.<method>]   ... for one method (later tables win: global < arch < dataset < method)
     [data.<dataset>]                 root = "...", options = {...}, [image_size] for real datasets
+    [data_levels]                    <dataset> = [{...}, ...]: data options each of the dataset's main-grid
+                                     runs is repeated with (a synthetic preset's difficulty knobs)
     [slim_sweeps]                    SLIM ablations (paper Tables 7 and 8): datasets, [archs], [seeds],
                                      budget.<method> and subset_frac.<method> (a list, or a table of
                                      lists keyed by dataset); the other setting stays at its default
@@ -39,7 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.dataset_facts import SCALES
+from harness.dataset_facts import SCALES, is_synthetic
 from harness.datasets import list_datasets
 from harness.disk import DiskFull
 from harness.errors import HarnessError
@@ -49,6 +51,7 @@ from harness.progress import progress
 from harness.records import atomic_write_json, load_records, now_iso
 from harness.runner import check_writable, make_config, run_id
 from harness.settings import check_value
+from harness.synthetic import knob_options
 from harness.tempfiles import HOST, process_alive, remove_stale_temps, temp_path
 from harness.versions import current_version, record_version
 from harness.versions import describe as describe_version
@@ -58,7 +61,7 @@ SLIM_AXES = ("budget", "subset_frac")
 _TOP_LEVEL = {
     "name", "description", "scale", "datasets", "methods", "archs", "seeds", "data_seed", "image_size", "overrides",
     "overrides_by_arch", "overrides_by_dataset", "overrides_by_method", "data", "slim_sweeps", "submitit",
-    "regression", "variants",
+    "regression", "variants", "data_levels",
 }
 
 
@@ -99,8 +102,11 @@ class SweepSpec:
     slim_sweeps: SlimSweeps | None = None
     submitit: dict[str, Any] = field(default_factory=dict)
     regression: dict[str, Any] = field(default_factory=dict)
-    # each main-grid run once per entry, with its settings laid over the others ({}: as configured)
+    # each main-grid run once per entry, with its settings laid over the others ({}: as configured); an
+    # entry's optional ``methods`` list names the methods it applies to (default: every method)
     variants: tuple[dict[str, Any], ...] = ({},)
+    # dataset -> the data options each of its main-grid runs is repeated with (absent: once, as configured)
+    data_levels: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------------ loading
@@ -179,7 +185,7 @@ def parse_sweep(raw: dict[str, Any], source: str = "<sweep>") -> SweepSpec:
         overrides_by=overrides_by, data=data,
         slim_sweeps=_parse_slim_sweeps(raw, seeds, fail) if "slim_sweeps" in raw else None,
         submitit=_table(raw, "submitit", fail), regression=_table(raw, "regression", fail),
-        variants=_variants(raw, fail),
+        variants=_variants(raw, fail), data_levels=_data_levels(raw, fail),
     )
 
 
@@ -198,6 +204,25 @@ def _variants(raw: dict[str, Any], fail: Callable[[str], HarnessError]) -> tuple
             if name != "methods":
                 _check_setting(name, value, "[variants]", fail)
     return tuple(dict(v) for v in listed)
+
+
+def _data_levels(raw: dict[str, Any], fail: Callable[[str], HarnessError]) -> dict[str, tuple[dict[str, Any], ...]]:
+    """``[data_levels] <dataset> = [{}, {texture_contrast = 0.2}, ...]``: an axis of data options per dataset
+    (a synthetic preset's difficulty knobs; {} is the dataset as configured), each checked here."""
+    levels = {}
+    for dataset, listed in _table(raw, "data_levels", fail).items():
+        if dataset not in raw["datasets"]:
+            raise fail(f"[data_levels] names {dataset}, which the grid's datasets do not list")
+        if not isinstance(listed, list) or not listed or not all(isinstance(v, dict) for v in listed):
+            raise fail(f"[data_levels] {dataset} must be a non-empty list of tables of data options")
+        if is_synthetic(dataset):
+            for level in listed:
+                try:
+                    knob_options(dataset, level)
+                except HarnessError as exc:
+                    raise fail(f"[data_levels] {exc}") from None
+        levels[dataset] = tuple(dict(v) for v in listed)
+    return levels
 
 
 def _image_size(size: Any, what: str, fail: Callable[[str], HarnessError]) -> int | None:
@@ -291,7 +316,7 @@ def expand(spec: SweepSpec, *, device: str = "auto",
     variant_of: dict[str, int] = {}
 
     def add(dataset: str, method: str, arch: str, seed: int, axis_values: dict[str, Any],
-            variant: int) -> None:
+            variant: int, level: dict[str, Any] | None = None) -> None:
         by = spec.overrides_by
         overrides = {**spec.overrides, **by["arch"].get(arch, {}), **by["dataset"].get(dataset, {}),
                      **by["method"].get(method, {}), **(extra_overrides or {}), **axis_values}
@@ -299,7 +324,7 @@ def expand(spec: SweepSpec, *, device: str = "auto",
         config = make_config(
             dataset=dataset, method=method, arch=arch, seed=seed, scale=spec.scale, data_seed=spec.data_seed,
             data_root=str(Path(source.root).expanduser().resolve()) if source else None,
-            data_options=dict(source.options) if source else None,
+            data_options={**(source.options if source else {}), **(level or {})},
             image_size=(source.image_size if source else None) or spec.image_size,
             overrides=_resolved_paths(overrides), device=device,
         )
@@ -313,7 +338,10 @@ def expand(spec: SweepSpec, *, device: str = "auto",
         if method not in extra.get("methods", [method]):
             continue
         known = default_hparams(method, dataset, spec.scale)  # a variant's settings reach the methods that have them
-        add(dataset, method, arch, seed, {k: v for k, v in extra.items() if k in known}, 0)
+        applies = method in extra.get("methods", spec.methods)
+        settings = {k: v for k, v in extra.items() if applies and k in known}
+        for level in spec.data_levels.get(dataset, ({},)):
+            add(dataset, method, arch, seed, settings, 0, level)
     sweeps = spec.slim_sweeps
     if sweeps is not None:
         for axis in SLIM_AXES:

@@ -674,6 +674,44 @@ def _check_seed(seed: int) -> None:
         raise HarnessError(f"seed must be a non-negative integer, got {seed!r}")
 
 
+def knob_options(name: str, options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A run's data options for preset ``name`` (``--data-option knob=value``, a sweep's data levels) as
+    difficulty overrides in one canonical form: floats, and ``object_size`` as [low, high] (given as
+    "low,high" or a pair), so the command line and a sweep file name the same run. A knob set to the
+    preset's own value is left out: that run is the preset's. Checked against the knobs and their ranges
+    here, before any work."""
+    preset = _preset(name)
+    canonical = {key: _knob_value(name, key, value) for key, value in (options or {}).items()}
+    try:
+        _with_overrides(preset.difficulty, canonical)
+    except HarnessError as exc:
+        raise HarnessError(f"--data-option for {name}: {exc}") from None
+    own = asdict(preset.difficulty)
+    return {key: list(value) if isinstance(value, tuple) else value for key, value in sorted(canonical.items())
+            if value != own[key]}
+
+
+def _knob_value(name: str, key: str, value: Any) -> Any:
+    """One data option's value as a float (object_size: a pair of floats); unknown knobs are refused."""
+    known = [f.name for f in fields(Difficulty)]
+    if key not in known:
+        raise HarnessError(f"--data-option {key}: {name} is generated and takes only its difficulty knobs "
+                           f"({', '.join(known)})")
+    if isinstance(value, str):
+        parts = value.split(",")
+    else:
+        parts = list(value) if isinstance(value, (list, tuple)) else [value]
+    try:
+        numbers = [float(p) for p in parts if not isinstance(p, bool)]
+    except (TypeError, ValueError):
+        numbers = []
+    wanted = 2 if key == "object_size" else 1
+    if len(numbers) != wanted or len(parts) != wanted or not all(np.isfinite(numbers)):
+        form = "two numbers low,high" if wanted == 2 else "a number"
+        raise HarnessError(f"--data-option {key}={value!r}: must be {form}")
+    return tuple(numbers) if wanted == 2 else numbers[0]
+
+
 def _with_overrides(base: Difficulty, overrides: Mapping[str, Any] | None) -> Difficulty:
     """``base`` with some knobs replaced; unknown knobs and negative values are errors."""
     if not overrides:
@@ -756,6 +794,21 @@ def data_version(name: str) -> str:
                              "render": preset.render.__qualname__,
                              "difficulty": asdict(preset.difficulty)}, sort_keys=True, default=list)
     return f"{GENERATOR_VERSION}.{hashlib.sha256(definition.encode()).hexdigest()[:8]}"
+
+
+def group_names(name: str) -> tuple[str, ...]:
+    """Preset ``name``'s group names in group-id order."""
+    return tuple(group for group, _, _ in _preset(name).groups)
+
+
+def minority_groups(name: str, scale: str) -> tuple[str, ...]:
+    """The groups of preset ``name`` that its train split holds less often than an even split of their class
+    among the class's groups would: the counter-examples to the spurious correlation (waterbirds-synth:
+    landbird/water and waterbird/land; nico-synth: every class outside its dominant context)."""
+    train = split_sizes(name, scale)["train"]
+    labels = np.array([label for _, label, _ in _preset(name).groups])
+    return tuple(group for g, group in enumerate(group_names(name))
+                 if train[g] * (labels == labels[g]).sum() < train[labels == labels[g]].sum())
 
 
 def split_sizes(name: str, scale: str) -> dict[str, np.ndarray]:

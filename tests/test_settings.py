@@ -79,11 +79,22 @@ def test_bad_settings_are_refused_in_one_line_before_any_work(capsys, tmp_path, 
     assert not out.exists()
 
 
-@pytest.mark.parametrize("flags", [["--data-option", "target=x"], ["--data-root", "/tmp"]])
-def test_real_dataset_options_on_a_generated_preset_are_refused(capsys, tmp_path, flags):
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--data-root", "/tmp"], "--data-root: for the real datasets only; waterbirds-synth is generated"),
+    (["--data-option", "target=x"], "--data-option target: waterbirds-synth is generated and takes only its "
+                                    "difficulty knobs (object_size, distinctness,"),
+    (["--data-option", "noise=-1"], "--data-option for waterbirds-synth: difficulty knob 'noise' must be a "
+                                    "non-negative number, got -1.0"),
+    (["--data-option", "noise=loud"], "--data-option noise='loud': must be a number"),
+    (["--data-option", "object_size=0.3"], "--data-option object_size='0.3': must be two numbers low,high"),
+])
+def test_real_dataset_options_on_a_generated_preset_are_refused(capsys, tmp_path, flags, message):
+    """A generated preset takes no root, and as data options only its difficulty knobs, each in range."""
+    out = tmp_path / "out"
     err = _one_line_error(capsys, ["run", "--dataset", "waterbirds-synth", "--method", "erm", *flags,
-                                   "--out", str(tmp_path / "out")])
-    assert err == f"error: {flags[0]}: for the real datasets only; waterbirds-synth is generated"
+                                   "--out", str(out)])
+    assert err.startswith(f"error: {message}")
+    assert not out.exists()
 
 
 def test_a_generated_preset_renders_at_the_image_size_given(capsys, tmp_path):

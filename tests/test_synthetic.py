@@ -1,6 +1,8 @@
 """The synthetic presets: determinism, group structure, exact masks, spurious features, source task."""
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 import torch
@@ -267,3 +269,59 @@ def test_presets_listed_with_descriptions_and_frozen_knobs():
     knobs = syn.preset_difficulty("waterbirds-synth")
     with pytest.raises(AttributeError):
         knobs.noise = 0.5  # type: ignore[misc]
+
+
+# sha256 (first 16 hex digits) of every split's images, masks, labels, spurious attributes and groups, seed 0,
+# tiny scale, computed with the generator before difficulty knobs could be set from a run (commit 929bfe3);
+# and the preset's data version and a digest of its difficulty_id (cache keys).
+DEFAULT_BYTES = {
+    ("waterbirds-synth", 32): "d42448c901799cf0", ("waterbirds-synth", 64): "32a497ff6ab2e19a",
+    ("celeba-synth", 32): "fd1892ef5eca6a9e", ("isic-synth", 32): "9a520d59be23351e",
+    ("nico-synth", 32): "92edd5f4143da9a5", ("imagenet9-synth", 32): "318ab2f2a23c033d",
+}
+DEFAULT_IDENTITY = {"waterbirds-synth": ("4.a20d4c57", "aa442ec6"), "celeba-synth": ("4.5be12c40", "dd818fe4"),
+                    "isic-synth": ("4.3fe53314", "6bd5bfa4"), "nico-synth": ("4.fc0f5df4", "2359926a"),
+                    "imagenet9-synth": ("4.406fb521", "67cae0ae")}
+
+
+def benchmark_digest(b) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(b.splits):
+        split = b.splits[name]
+        for tensor in (split.images, split.masks, split.labels, split.spurious, split.groups):
+            digest.update(tensor.contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+@pytest.mark.parametrize(("name", "size"), sorted(DEFAULT_BYTES))
+def test_a_preset_without_knobs_draws_the_same_bytes_as_before(name, size):
+    """Runs that set no knob keep their data and identity: the generator's bytes, data version and cache key."""
+    b = syn.make_benchmark(name, "tiny", 0, image_size=size)
+    assert benchmark_digest(b) == DEFAULT_BYTES[name, size]
+    version, difficulty = DEFAULT_IDENTITY[name]
+    assert syn.data_version(name) == version
+    assert hashlib.sha256(b.info["difficulty_id"].encode()).hexdigest()[:8] == difficulty
+    assert benchmark_digest(syn.make_benchmark(name, "tiny", 0, difficulty=syn.knob_options(name, {}),
+                                               image_size=size)) == DEFAULT_BYTES[name, size]
+
+
+def test_knob_options_are_canonical_and_checked():
+    """The command line's strings and a sweep file's numbers give one form; the preset's own value drops out."""
+    assert syn.knob_options("waterbirds-synth", {"texture_contrast": "0.2", "object_size": "0.2,0.3"}) == \
+        syn.knob_options("waterbirds-synth", {"object_size": [0.2, 0.3], "texture_contrast": 0.2}) == \
+        {"object_size": [0.2, 0.3], "texture_contrast": 0.2}
+    assert syn.knob_options("waterbirds-synth", {"texture_contrast": "0.5", "object_size": "0.12,0.2"}) == {}
+    for options, message in (({"spice": "1"}, "takes only its difficulty knobs"), ({"noise": "x"}, "a number"),
+                             ({"object_size": "0.3,0.1"}, "0 < low <= high"), ({"noise": "inf"}, "a number"),
+                             ({"object_size": "1,2,3"}, "two numbers"), ({"rotation": True}, "a number")):
+        with pytest.raises(HarnessError, match=message):
+            syn.knob_options("waterbirds-synth", options)
+
+
+def test_minority_groups_are_the_rarer_than_even_groups_of_their_class():
+    """waterbirds-synth: 184 landbirds on water and 56 waterbirds on land in 4795 (paper scale); nico-synth:
+    every class outside its own context (70 % of the class in its own, the rest in the five others)."""
+    assert syn.minority_groups("waterbirds-synth", "paper") == ("landbird/water", "waterbird/land")
+    nico = syn.minority_groups("nico-synth", "quick")
+    assert len(nico) == 30 and "trefoil/autumn" not in nico and "trefoil/dim" in nico
+    assert syn.minority_groups("imagenet9-synth", "tiny") == tuple(f"class{c}/mismatch" for c in range(9))

@@ -1,0 +1,137 @@
+"""The premise map (issue 33): minority shares, levels, the paper's level, and the command on toy records."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from matplotlib.image import imread
+
+from harness import cli
+from harness.errors import HarnessError
+from harness.premise import dataset_levels, kept_shares, minority_share, paper_crossing, row_label, write_premise
+
+GROUPS = ("landbird/land", "landbird/water", "waterbird/land", "waterbird/water")
+
+
+def record(method: str, seed: int, *, worst: float, options: dict | None = None, share: tuple = (0.2, 0.4),
+           aiou_worst: float = 0.2, variant: str = "paper", ablation: str = "none", kept: list | None = None,
+           dataset: str = "waterbirds-synth") -> dict:
+    """A toy ok record of waterbirds-synth (tiny): ``share`` is ERM's correct attention on the two minority
+    groups (landbird/water, waterbird/land); the majority groups are at 0.9, which the share must not read."""
+    hparams = {"slim_variant": variant, "slim_ablation": ablation, "budget": 8, "subset_frac": 0.1} \
+        if method.startswith("slim") else {}
+    correct = dict(zip(GROUPS, (0.9, share[0], share[1], 0.9), strict=True))
+    rec = {
+        "run_id": f"{method}-{seed}-{json.dumps(options)}-{variant}-{ablation}", "status": "ok", "dataset": dataset,
+        "method": method, "arch": "efficientnet_lite0", "seed": seed, "scale": "tiny", "created": "2026-12-07",
+        "config": {"data_options": options or {}, "hparams": hparams},
+        "metrics": {"test": {"worst_group_acc": worst, "avg_acc": 0.9, "weighted_avg_acc": 0.95,
+                             "aiou_worst": aiou_worst, "aiou_avg": 0.4, "group_attention_correct": correct}},
+        "details": {},
+    }
+    if method.startswith("slim"):
+        rec["details"] = {"subset_size": 120, "diagnostics": {
+            "expansion": {"auroc": 0.7},
+            "screening": {"kept_share_by_group": kept or [0.8, 0.2, 0.4, 0.9]},
+            "curation": {"min_group_share": 0.05}}}
+    return rec
+
+
+def toy_sweep() -> list[dict]:
+    """Two levels x two seeds: texture_contrast 0.2 (ERM attends well) and the preset as shipped (0.5)."""
+    records = []
+    for seed, erm_worst in ((0, 0.6), (1, 0.7)):
+        records += [
+            record("erm", seed, worst=erm_worst, share=(0.2, 0.4), aiou_worst=0.15),
+            record("erm", seed, worst=erm_worst - 0.1, options={"texture_contrast": 0.2}, share=(0.6, 0.8),
+                   aiou_worst=0.35),
+            record("slim-val", seed, worst=0.7),
+            record("slim-val", seed, worst=0.8, options={"texture_contrast": 0.2}),
+            record("slim-val", seed, worst=0.5, ablation="random_subset"),
+            record("dfr", seed, worst=0.85),
+        ]
+    return records
+
+
+def table_rows(text: str) -> list[list[str]]:
+    """The cells of every body row of the markdown tables in ``text``."""
+    return [[cell.strip() for cell in line.split("|")[1:-1]] for line in text.splitlines()
+            if line.startswith("| ") and not line.startswith("| level")]
+
+
+def test_minority_share_reads_only_the_minority_groups():
+    """waterbirds-synth's minority groups are landbird/water and waterbird/land: (0.2 + 0.4) / 2."""
+    assert minority_share(record("erm", 0, worst=0.5, share=(0.2, 0.4))) == pytest.approx(0.3)
+    assert minority_share({**record("erm", 0, worst=0.5), "metrics": {"test": {}}}) is None
+    # screening's kept shares: minority (0.2 + 0.4) / 2, the others (0.8 + 0.9) / 2
+    assert kept_shares(record("slim-val", 0, worst=0.5)) == pytest.approx((0.3, 0.85))
+
+
+def test_row_labels_name_the_variant_and_ablation():
+    assert row_label(record("slim-val", 0, worst=0.5)) == "SLIM_Val"
+    assert row_label(record("slim-val", 0, worst=0.5, variant="authors")) == "SLIM_Val (authors)"
+    assert row_label(record("slim-val", 0, worst=0.5, ablation="group_balanced_subset")) == \
+        "SLIM_Val: group balanced subset"
+    assert row_label(record("dfr", 0, worst=0.5)) == "DFR"
+
+
+def test_levels_are_ordered_by_erm_share_and_labelled_by_their_knobs():
+    levels = dataset_levels(toy_sweep(), "waterbirds-synth")
+    assert [level.label for level in levels] == ["texture_contrast=0.5 (preset)", "texture_contrast=0.2"]
+    assert [level.erm_stat(minority_share).mean for level in levels] == pytest.approx([0.3, 0.7])
+    assert [level.is_default for level in levels] == [True, False]
+
+
+def test_the_papers_level_is_interpolated_where_erms_worst_group_aiou_reaches_it():
+    """ERM's worst-group AIoU is .15 at a share of .3 and .35 at .7: the paper's .25 lies half-way, at .5."""
+    share, text = paper_crossing(dataset_levels(toy_sweep(), "waterbirds-synth"), "waterbirds-synth")
+    assert share == pytest.approx(0.5)
+    assert "AIoU worst 0.25" in text and "50 %" in text
+    lifted = [{**r, "metrics": {"test": {**r["metrics"]["test"], "aiou_worst": 0.4}}} for r in toy_sweep()]
+    share, text = paper_crossing(dataset_levels(lifted, "waterbirds-synth"), "waterbirds-synth")
+    assert share is None and "outside the swept range" in text and "0.40-0.40" in text
+    assert paper_crossing(dataset_levels(toy_sweep(), "waterbirds-synth"), "nico-synth") == (None, "")
+
+
+def test_premise_command_writes_the_figure_and_table_from_records_alone(tmp_path, capsys):
+    runs = tmp_path / "sweep" / "runs"
+    runs.mkdir(parents=True)
+    for rec in toy_sweep():
+        (runs / f"{rec['run_id']}.json").write_text(json.dumps(rec))
+    assert cli.main(["premise", "--runs", str(tmp_path / "sweep")]) == 0
+    out = tmp_path / "sweep" / "premise"
+    printed = capsys.readouterr().out.split()
+    assert printed == [str(out / f"premise_efficientnet_lite0_tiny.{suffix}") for suffix in ("png", "md")]
+    image = imread(out / "premise_efficientnet_lite0_tiny.png")
+    assert image.shape[0] > 300 and image.shape[1] > 1000 and image[..., :3].std() > 0.05  # drawn, not blank
+    table = (out / "premise_efficientnet_lite0_tiny.md").read_text()
+    header = next(line for line in table.splitlines() if line.startswith("| level "))
+    assert [cell.strip() for cell in header.split("|")[5:-1]] == [
+        "ERM worst", "SLIM_Val worst", "SLIM_Val: random subset worst", "DFR worst"]
+    accuracy = [cells for cells in table_rows(table) if cells[1] != "slim-val"]
+    # level, ERM's minority share, AIoU worst / avg, gap (0.95 - worst), then the rows' worst-group accuracy
+    assert accuracy == [
+        ["texture_contrast=0.5 (preset)", "30.0 ± 0.0", ".15 ± .00 / .40 ± .00", "30.0 ± 5.0",
+         "65.0 ± 5.0", "70.0 ± 0.0", "50.0 ± 0.0", "85.0 ± 0.0"],
+        ["texture_contrast=0.2", "70.0 ± 0.0", ".35 ± .00 / .40 ± .00", "40.0 ± 5.0",
+         "55.0 ± 5.0", "80.0 ± 0.0", "–", "–"],  # the random subset and DFR ran at the preset only
+    ]
+    assert "50 %" in table  # the paper's level
+    diagnostics = [cells[1:] for cells in table_rows(table) if cells[1] == "slim-val"]
+    # AUROC, kept minority (0.2 + 0.4) / 2 and other (0.8 + 0.9) / 2, the subset's smallest group, its size
+    assert diagnostics == [["slim-val", ".70 ± .00", "30.0 ± 0.0", "85.0 ± 0.0", "5.0 ± 0.0", "120"]] * 2
+
+
+def test_the_gap_under_15_points_is_marked(tmp_path):
+    records = [record("erm", 0, worst=0.85), record("erm", 0, worst=0.5, options={"texture_contrast": 0.2})]
+    text = (write_premise(records, tmp_path)[1]).read_text()
+    gaps = [cells[3] for cells in table_rows(text) if cells[0].startswith("texture")]  # level, share, AIoU, gap
+    assert gaps == ["10.0 †", "45.0"]  # 0.95 - 0.85 and 0.95 - 0.5
+
+
+def test_records_without_a_synthetic_erm_run_are_refused_in_one_line(tmp_path, capsys):
+    with pytest.raises(HarnessError, match="nothing to place on the premise axis"):
+        write_premise([record("dfr", 0, worst=0.5)], tmp_path)
+    (tmp_path / "a.json").write_text(json.dumps(record("dfr", 0, worst=0.5)))
+    assert cli.main(["premise", "--runs", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.startswith("error: no ERM run of a synthetic preset")
