@@ -16,7 +16,6 @@ from pathlib import Path
 from tabulate import tabulate
 
 from harness.dataset_facts import REAL_IMAGE_SIZE, SCALES
-from harness.datasets import list_datasets
 from harness.disk import as_disk_full
 from harness.errors import HarnessError
 from harness.executors import check_jobs, make_executor
@@ -203,6 +202,7 @@ def _cmd_methods(args: argparse.Namespace) -> int:
 
 
 def _cmd_datasets(args: argparse.Namespace) -> int:
+    from harness.datasets import list_datasets
 
     rows = [(e.name, e.description, e.needs) for e in list_datasets()]
     print(tabulate(rows, headers=["dataset", "what it is", "what it needs"], tablefmt="simple",

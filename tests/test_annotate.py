@@ -715,7 +715,7 @@ def no_work(monkeypatch):
     def build_task(*args, **kwargs):
         raise AssertionError("the run's work started")
 
-    monkeypatch.setattr("harness.cli.build_task", build_task)
+    monkeypatch.setattr("harness.annotate.build_task", build_task)
 
 
 ANNOTATE = ["annotate", "--dataset", "waterbirds-synth", "--method", "slim-val", "--quiet"]

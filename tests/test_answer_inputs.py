@@ -122,7 +122,7 @@ def test_run_refuses_a_bad_oracle_before_any_work(tmp_path, capsys, monkeypatch,
     def execute(*args, **kwargs):
         raise AssertionError("the run started")
 
-    monkeypatch.setattr("harness.cli.execute", execute)
+    monkeypatch.setattr("harness.runner.execute", execute)
     paths = {"bad": write(tmp_path / "bad.jsonl", line(instance_id=131.9)), "missing": tmp_path / "missing.jsonl"}
     out = tmp_path / "out"
     assert main(["run", "--dataset", "waterbirds-synth", "--method", "slim-val", "--out", str(out),

@@ -34,7 +34,6 @@ from harness.data import Split
 from harness.evaluation import (
     autocast,
     batched_outputs,
-    evaluate,
     forced_precision,
     precision,
     predict_logits,
@@ -47,6 +46,7 @@ from harness.image_cache import cached_images
 from harness.last_layer import fit_logistic, head_from, with_head
 from harness.methods import get_method
 from harness.models import create_model
+from harness.predictions import collect_predictions
 from harness.stem_cache import STORAGE, encode_split, stem_pass, with_stem_inputs
 from harness.training import TrainHparams, batches, fit, place_inputs
 
@@ -324,7 +324,7 @@ def run_on(device: torch.device, method: str, cache, run_dir, **settings):
     ctx = RunContext(benchmark=benchmark, arch="resnet18", seed=0, scale="tiny", device=device, hparams=hp,
                      cache=ArtifactCache(cache), run_dir=run_dir, show_progress=False)
     result = get_method(method)(hp).fit(ctx)
-    return ctx, result, evaluate(result.model, ctx.benchmark, device)
+    return ctx, result, collect_predictions(result.model, ctx.benchmark, device).metrics()
 
 
 @pytest.mark.parametrize("method, settings", [

@@ -34,7 +34,7 @@ def fake_fits(monkeypatch):
             if kwargs.get("on_batch") is not None:
                 order = np.random.default_rng(0).permutation(len(split))
                 for start in range(0, len(order), 5):
-                    rows = order[start:start + 5]
+                    rows = torch.from_numpy(order[start:start + 5])  # as training.fit hands them
                     kwargs["on_batch"](hp.epochs, rows, model.eval()(split.images[rows].float() / 255))
         return FitResult(selection={"criterion": hp.selection, "uses_val_group_labels": False,
                                     "epoch": hp.epochs})

@@ -75,6 +75,7 @@ def test_workers_needing_the_same_artifacts_create_different_ones_first(tmp_path
     import fcntl
     import threading
 
+    from harness import digests
     from harness.cache import save_tensors
 
     cache, order = ArtifactCache(tmp_path), []
@@ -95,7 +96,9 @@ def test_workers_needing_the_same_artifacts_create_different_ones_first(tmp_path
     worker.start()
     worker.join(timeout=5)
     assert worker.is_alive() and order == [1, 2]  # the free ones done, waiting for the held one
-    items[0][3](cache.path(*items[0][:3]))  # "the other process" finishes artifact 0 and lets go
+    made = cache.path(*items[0][:3])
+    items[0][3](made)  # "the other process" finishes artifact 0, with its digest, and lets go
+    digests.write_digest(made)
     fcntl.flock(holder, fcntl.LOCK_UN)
     holder.close()
     worker.join(timeout=5)

@@ -81,10 +81,10 @@ def test_on_batch_sees_every_training_batch_of_every_epoch(toy_benchmark):
     model = create_model("resnet18", 2, 32, width=0.25)
     fit(model, toy_benchmark.splits["train"], TrainHparams.from_dict({**HP, "selection": "last", "batch_size": 2}),
         device=torch.device("cpu"), seed=0, num_groups=4, indices=idx, show_progress=False,
-        on_batch=lambda epoch, rows, logits: seen.append((epoch, rows.copy(), logits)))
+        on_batch=lambda epoch, rows, logits: seen.append((epoch, rows.clone(), logits)))
     assert [epoch for epoch, _, _ in seen] == [1, 1, 1, 2, 2, 2]  # batches of 2, 2 and 1 rows
     for epoch in (1, 2):
-        rows = np.concatenate([r for e, r, _ in seen if e == epoch])
+        rows = torch.cat([r for e, r, _ in seen if e == epoch]).tolist()
         assert sorted(rows) == sorted(idx)
     assert all(logits.shape == (len(rows), 2) and not logits.requires_grad for _, rows, logits in seen)
 
