@@ -46,7 +46,7 @@ from harness.data import Benchmark
 from harness.dataset_facts import facts
 from harness.errors import HarnessError
 from harness.methods import get_method
-from harness.runner import make_context
+from harness.runner import check_writable, make_context
 from simulated_oracle import Answer, QueryLogEntry, SimulatedOracle, parse_log
 from simulated_oracle.recorded import attention_of, latest_answers
 
@@ -184,12 +184,7 @@ def check_log_folder(folder: Path) -> Path:
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise HarnessError(f"log folder {folder} is a file, not a folder: give --log-dir a folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise HarnessError(f"cannot create log folder {folder}: {exc.strerror}") from None
-    if not os.access(folder, os.W_OK):
-        raise HarnessError(f"log folder {folder} is not writable")
+    check_writable(folder, "log folder")
     return folder
 
 

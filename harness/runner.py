@@ -78,13 +78,14 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def check_writable(out_dir: Path) -> None:
+def check_writable(out_dir: Path, what: str = "output folder") -> None:
+    """``out_dir`` exists (made if need be) and can be written, else one line naming it as ``what``."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise HarnessError(f"cannot create output folder {out_dir}: {exc.strerror}") from exc
+        raise HarnessError(f"cannot create {what} {out_dir}: {exc.strerror}") from None
     if not os.access(out_dir, os.W_OK):
-        raise HarnessError(f"output folder {out_dir} is not writable")
+        raise HarnessError(f"{what} {out_dir} is not writable")
 
 
 def make_context(config: dict[str, Any], out_dir: Path, *, cache_dir: Path | None = None,

@@ -4,7 +4,10 @@ from __future__ import annotations
 import harness  # noqa: F401  (first: pins the CPU kernels before numpy and torch load, harness.cpu)
 
 # isort: split
+from pathlib import Path
+
 import numpy as np
+import PIL.Image
 import pytest
 import torch
 
@@ -106,3 +109,13 @@ def make_context(tmp_path):
                           show_progress=False)
 
     return make
+
+
+def images_folder(folder: Path, count: int) -> list[Path]:
+    """``count`` flat 8 x 8 PNG files in a new ``folder``, image i of grey level 10 i."""
+    folder.mkdir(parents=True)
+    paths = []
+    for i in range(count):
+        paths.append(folder / f"{i}.png")
+        PIL.Image.fromarray(np.full((8, 8, 3), i * 10, np.uint8)).save(paths[-1])
+    return paths

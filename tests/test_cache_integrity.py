@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import PIL.Image
 import pytest
 import torch
+from conftest import images_folder
 
 from harness import digests
 from harness.cache import ArtifactCache, load_tensors, save_tensors
@@ -91,15 +91,6 @@ def test_digests_of_a_file_cut_into_slices_find_the_slice_that_changed(tmp_path,
     data[4321] ^= 1
     path.write_bytes(bytes(data))
     assert digests.problem(path) == "its content differs from its digest (1 of 6 slices of 1,000 bytes)"
-
-
-def images_folder(folder: Path, count: int) -> list[Path]:
-    folder.mkdir(parents=True)
-    paths = []
-    for i in range(count):
-        paths.append(folder / f"{i}.png")
-        PIL.Image.fromarray(np.full((8, 8, 3), i * 10, np.uint8)).save(paths[-1])
-    return paths
 
 
 @pytest.mark.parametrize("how", MODES)

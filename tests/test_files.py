@@ -9,10 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import PIL.Image
 import pytest
 import torch
+from conftest import images_folder
 
 from harness.cache import save_tensors
 from harness.errors import HarnessError
@@ -89,15 +89,6 @@ def test_two_copies_of_a_dataset_keep_their_own_cache(tmp_path, monkeypatch):
     again = load_real("waterbirds", first, image_size=16, cache_dir=cache, progress=False)
     assert torch.equal(again.splits["train"].images, expected.splits["train"].images)
     assert len(list(cache.glob("*.npy"))) == 2 * 3  # (train, val, test) images for each copy
-
-
-def images_folder(folder: Path, count: int) -> list[Path]:
-    folder.mkdir(parents=True)
-    paths = []
-    for i in range(count):
-        paths.append(folder / f"{i}.png")
-        PIL.Image.fromarray(np.full((8, 8, 3), i * 10, np.uint8)).save(paths[-1])
-    return paths
 
 
 def test_image_cache_evicts_the_least_recently_used_beyond_its_cap(tmp_path, monkeypatch, capsys):
