@@ -5,6 +5,7 @@ What the paper says about each dataset lives in :mod:`harness.dataset_facts`.
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from harness.synthetic import PRESETS, knob_options, make_benchmark
 SHIPPED_DATASETS = (*PRESETS, *REAL_DATASETS)
 
 
-class Dataset:
+class Dataset(ABC):
     """A dataset from another package (entry point group ``slim_harness.datasets``, see harness.plugins).
 
     Subclasses set ``name`` and ``description`` and implement :meth:`load`. ``needs_data_root``: the
@@ -38,10 +39,10 @@ class Dataset:
     needs_data_root: ClassVar[bool] = False
     options: ClassVar[tuple[str, ...]] = ()
 
+    @abstractmethod
     def load(self, *, scale: str, data_seed: int, data_root: Path | None, image_size: int | None,
              options: dict[str, str], show_progress: bool) -> Benchmark:
         """The benchmark: at least train, val and test splits of uint8 images (see harness.data)."""
-        raise NotImplementedError
 
     @classmethod
     def check_inputs(cls, data_root: str | Path | None, options: dict[str, str] | None) -> None:

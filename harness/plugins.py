@@ -66,7 +66,8 @@ def entry_point_checks() -> dict[str, Check]:
 
     def dataset(name: str, obj: Any) -> str | None:
         shipped = f"the harness ships a dataset named {name!r}" if name in SHIPPED_DATASETS else None
-        return subclass_of(Dataset)(name, obj) or shipped
+        abstract = f"{_name_of(obj)} does not implement load" if inspect.isabstract(obj) else None
+        return subclass_of(Dataset)(name, obj) or shipped or abstract
 
     return {
         "slim_harness.methods": subclass_of(Method),

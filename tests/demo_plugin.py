@@ -65,3 +65,10 @@ class AbsGradCAM(CamExtractor):
 
     def channel_weights(self, grid, gradients, classes):
         return gradients.abs().mean(dim=(2, 3))
+
+
+class WithoutLoad(Dataset):
+    """A dataset class that forgot :meth:`Dataset.load`: its entry point is refused."""
+
+    name = "without-load"
+    description = "nothing to load"

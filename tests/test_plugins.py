@@ -134,6 +134,7 @@ def load(name: str, value: str, group: str) -> None:
      "the class is named 'demo-erm'; name the entry point 'demo-erm' too"),
     ("waterbirds", "demo_plugin:DemoShapes", "slim_harness.datasets",
      "the harness ships a dataset named 'waterbirds'"),
+    ("without-load", "demo_plugin:WithoutLoad", "slim_harness.datasets", "WithoutLoad does not implement load"),
     ("demo-cam", "demo_plugin:ENTRY_POINTS", "slim_harness.cams", "a dict is not callable"),
     ("demo-module", "demo_plugin", "slim_harness.cams", "importing module demo_plugin registered no attention "
                                                         "method 'demo-module'"),
