@@ -1,10 +1,10 @@
 """DFR, Deep Feature Reweighting (Kirichenko et al., ICLR 2023), validation-set version DFR^Val_Tr.
 
 Only the last layer of the reference ERM model is retrained, on its penultimate features of the val set,
-with an L1 logistic regression (harness.last_layer). Following the authors' code:
+with an L1 logistic regression (harness.engine.last_layer). Following the authors' code:
 
 - tuning: val is shuffled (fixed seed) and halved; a group-balanced subsample of one half is
-  standardised with its own mean/std, one fit per C in ``harness.last_layer.C_GRID``, and the C with the
+  standardised with its own mean/std, one fit per C in ``harness.engine.last_layer.C_GRID``, and the C with the
   best worst-group accuracy on the other half wins (the first in grid order on ties, like their argmax);
 - final: ``dfr_num_retrains`` (20) group-balanced subsamples of the whole val set (every group present
   contributes the smallest group's count, drawn without replacement), each fit with that C, and the
@@ -22,12 +22,12 @@ from typing import Any
 import numpy as np
 from sklearn.preprocessing import StandardScaler
 
-from harness.context import RunContext
-from harness.errors import HarnessError
-from harness.evaluation import group_metrics
-from harness.features import reference_features
-from harness.last_layer import C_GRID, LinearHead, fit_logistic, head_from, score_c_grid, with_head
-from harness.methods import Method, MethodResult, register
+from harness.core.errors import HarnessError
+from harness.engine.context import RunContext
+from harness.engine.evaluation import group_metrics
+from harness.engine.features import reference_features
+from harness.engine.last_layer import C_GRID, LinearHead, fit_logistic, head_from, score_c_grid, with_head
+from harness.engine.methods import Method, MethodResult, register
 
 
 def balanced_subsample(groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -90,7 +90,7 @@ class DFR(Method):
 
     @classmethod
     def default_hparams(cls, dataset: str, scale: str) -> dict[str, Any]:
-        """Kirichenko et al. 2022: 20 balanced retrains averaged; the C grid is fixed (harness.last_layer)."""
+        """Kirichenko et al. 2022: 20 balanced retrains averaged; the C grid is fixed (harness.engine.last_layer)."""
         return {"dfr_num_retrains": 20}
 
     def fit(self, ctx: RunContext) -> MethodResult:

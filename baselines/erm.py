@@ -1,14 +1,14 @@
 """ERM (paper eq. 1): plain empirical risk minimisation, the reference every method starts from."""
 from __future__ import annotations
 
-from harness.context import TRAIN_KEYS, RunContext
-from harness.methods import Method, MethodResult, register
+from harness.engine.context import TRAIN_KEYS, RunContext
+from harness.engine.methods import Method, MethodResult, register
 
 
 @register
 class ERM(Method):
     name = "erm"
-    title = "ERM"  # the shared training defaults are its settings (harness.hparams_registry)
+    title = "ERM"  # the shared training defaults are its settings (harness.engine.hparams_registry)
 
     def fit(self, ctx: RunContext) -> MethodResult:
         reference = ctx.reference_hparams()

@@ -32,11 +32,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness.context import RunContext
-from harness.errors import HarnessError
-from harness.hparams_registry import literature
-from harness.methods import Method, MethodResult, register
-from harness.training import Objective
+from harness.core.errors import HarnessError
+from harness.engine.context import RunContext
+from harness.engine.hparams_registry import literature
+from harness.engine.methods import Method, MethodResult, register
+from harness.engine.training import Objective
 
 
 class GroupDROLoss(Objective):

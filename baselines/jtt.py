@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.cache import load_tensors, save_tensors
-from harness.context import MODEL_KEYS, TRAIN_KEYS, RunContext
-from harness.errors import HarnessError
-from harness.hparams_registry import literature
-from harness.methods import Method, MethodResult, register
+from harness.core.cache import load_tensors, save_tensors
+from harness.core.errors import HarnessError
+from harness.engine.context import MODEL_KEYS, TRAIN_KEYS, RunContext
+from harness.engine.hparams_registry import literature
+from harness.engine.methods import Method, MethodResult, register
 
 
 def upweighted_indices(num_train: int, error_set: np.ndarray, lam: int) -> np.ndarray:

@@ -4,12 +4,12 @@ The Python API (:mod:`harness.api`): ``harness.run``, ``harness.evaluate``, ``ha
 ``harness.load_model``, loaded on first use, so importing the package imports no torch and no plug-in.
 
 Importing the package pins the CPU kernels of torch, numpy, numba and faiss to one instruction-set level
-(:mod:`harness.cpu`) before any of them loads, so every entry point (the CLI, sweep workers, cluster jobs,
+(:mod:`harness.core.cpu`) before any of them loads, so every entry point (the CLI, sweep workers, cluster jobs,
 a library user, the tests) computes the same bits on any machine of that level or better.
 """
 import importlib
 
-from harness.cpu import pin
+from harness.core.cpu import pin
 
 pin()
 

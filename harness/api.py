@@ -2,7 +2,7 @@
 
     import harness
     record = harness.run("waterbirds-synth", "erm", settings={"epochs": 2}, device="cpu")
-    predictions = harness.load_predictions(record)   # per-example rows (harness.predictions.Predictions)
+    predictions = harness.load_predictions(record)   # per-example rows (harness.experiments.predictions.Predictions)
 
 Importing :mod:`harness` stays light: each function imports the runner, the models or torch when called.
 A record here is what :func:`run` returns, or the path of a record's JSON file.
@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
-from harness.records import read_record
+from harness.core.errors import HarnessError
+from harness.core.records import read_record
 
 
 class RunRecord(dict):
@@ -34,7 +34,7 @@ def run(dataset: str, method: str, *, arch: str | None = None, seed: int = 0, sc
     """Train and evaluate one configuration as ``python -m harness run`` does (``settings``: its ``--set``
     overrides) and return its record, written to ``OUT/runs/<run_id>.json`` with its predictions beside it.
     The machine-wide cache is $SLIM_HARNESS_CACHE's (the command line's ``--cache-dir``)."""
-    from harness.runner import execute, make_config  # imports torch: only when a run is asked for
+    from harness.experiments.runner import execute, make_config  # imports torch: only when a run is asked for
 
     config = make_config(dataset=dataset, method=method, arch=arch, seed=seed, scale=scale, data_seed=data_seed,
                          data_root=None if data_root is None else str(data_root), data_options=data_options,
@@ -46,7 +46,7 @@ def run(dataset: str, method: str, *, arch: str | None = None, seed: int = 0, sc
 def evaluate(record: Record) -> dict[str, dict[str, Any]]:
     """Every metric of ``record`` computed again from its saved predictions (as ``python -m harness evaluate``);
     a HarnessError if any differs from the record's."""
-    from harness.predictions import recompute
+    from harness.experiments.predictions import recompute
 
     metrics, differing = recompute(_path(record))
     if differing:
@@ -55,8 +55,9 @@ def evaluate(record: Record) -> dict[str, dict[str, Any]]:
 
 
 def load_predictions(record: Record):
-    """The per-example predictions a run saved (:class:`harness.predictions.Predictions`; checksum checked)."""
-    from harness.predictions import Predictions, load_run_record, output_path
+    """The per-example predictions a run saved (:class:`harness.experiments.predictions.Predictions`;
+    checksum checked)."""
+    from harness.experiments.predictions import Predictions, load_run_record, output_path
 
     path = _path(record)
     return Predictions.load(output_path(path, load_run_record(path), "predictions"))
@@ -66,9 +67,9 @@ def load_model(record: Record):
     """The final network of a run saved with ``save_model`` (``--save-model``), in eval mode on the CPU: float
     images in [0, 1] -> logits. Under ``finetune=upper`` the run fed the head float16-cached stem outputs, so
     this network's logits (from images, in float32) can differ from the saved predictions in the last digits."""
-    from harness.cache import load_tensors
-    from harness.models import create_model
-    from harness.predictions import load_run_record, output_path
+    from harness.core.cache import load_tensors
+    from harness.experiments.predictions import load_run_record, output_path
+    from harness.models.network import create_model
 
     path = _path(record)
     state, meta = load_tensors(output_path(path, load_run_record(path), "model"))

@@ -15,20 +15,20 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from harness.dataset_facts import REAL_IMAGE_SIZE, SCALES
-from harness.disk import as_disk_full
-from harness.errors import HarnessError
-from harness.executors import check_jobs, make_executor
+from harness.core.disk import as_disk_full
+from harness.core.errors import HarnessError
+from harness.core.records import load_records, read_record
+from harness.core.registry import METHODS
+from harness.data.facts import REAL_IMAGE_SIZE, SCALES
+from harness.experiments.executors import check_jobs, make_executor
 from harness.plugins import load_plugins
-from harness.records import load_records, read_record
-from harness.registry import METHODS
-from harness.summaries import metrics_report, run_summary
+from harness.reporting.summaries import metrics_report, run_summary
 
 # Choices of modules that import torch, repeated here for the parser (tests/test_cli.py holds them equal).
-TABLE_FORMATS = ("markdown", "latex", "csv")  # harness.tables.FORMATS
-BENCH_SIZES = ("small", "paper")  # harness.bench.SIZES
-BENCH_SECTIONS = ("train", "attention", "slim", "stem", "data", "cache")  # harness.bench.SECTIONS
-GPU_CHECK_SECTIONS = ("tests", "agreement", "bench")  # harness.gpu_check
+TABLE_FORMATS = ("markdown", "latex", "csv")  # harness.reporting.tables.FORMATS
+BENCH_SIZES = ("small", "paper")  # harness.checks.bench.SIZES
+BENCH_SECTIONS = ("train", "attention", "slim", "stem", "data", "cache")  # harness.checks.bench.SECTIONS
+GPU_CHECK_SECTIONS = ("tests", "agreement", "bench")  # harness.checks.gpu_check
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -65,8 +65,8 @@ def _add_cache_option(p: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace) -> dict:
-    from harness.hparams_registry import parse_override
-    from harness.runner import make_config
+    from harness.engine.hparams_registry import parse_override
+    from harness.experiments.runner import make_config
 
     overrides = dict(parse_override(o) for o in args.overrides)
     if args.weights:
@@ -100,7 +100,7 @@ def _oracle_setting(spec: str) -> str:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from harness.runner import execute
+    from harness.experiments.runner import execute
 
     path = execute(_config(args), args.out, show_progress=not args.quiet, save_model=args.save_model)
     print(run_summary(read_record(path)))
@@ -109,7 +109,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from harness.predictions import recompute
+    from harness.experiments.predictions import recompute
 
     metrics, differing = recompute(args.record)
     print(metrics_report(metrics))
@@ -122,8 +122,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_annotate(args: argparse.Namespace) -> int:
-    from harness.annotate import build_task, check_log_folder, open_listener, serve
-    from harness.label_studio import export_tasks
+    from harness.annotation.label_studio import export_tasks
+    from harness.annotation.server import build_task, check_log_folder, open_listener, serve
 
     if args.label_studio_files is not None and args.label_studio is None:
         raise HarnessError("--label-studio-files: only with --label-studio DIR")
@@ -171,7 +171,7 @@ def _cmd_merge(args: argparse.Namespace) -> int:
 
 
 def _cmd_import_label_studio(args: argparse.Namespace) -> int:
-    from harness.label_studio import import_export
+    from harness.annotation.label_studio import import_export
 
     for path in import_export(args.export, args.out):
         print(path)
@@ -187,7 +187,7 @@ def _checked_options(options: list[str]) -> list[str]:
 
 def _cmd_hparams(args: argparse.Namespace) -> int:
     """Every setting a run of the method uses by default, and where each value comes from."""
-    from harness.hparams_registry import hparam_table
+    from harness.engine.hparams_registry import hparam_table
 
     rows = [(key, repr(value), source) for key, value, source in
             hparam_table(args.method, args.dataset, args.scale, args.arch)]
@@ -202,7 +202,7 @@ def _cmd_methods(args: argparse.Namespace) -> int:
 
 
 def _cmd_datasets(args: argparse.Namespace) -> int:
-    from harness.datasets import list_datasets
+    from harness.data.catalog import list_datasets
 
     rows = [(e.name, e.description, e.needs) for e in list_datasets()]
     print(tabulate(rows, headers=["dataset", "what it is", "what it needs"], tablefmt="simple",
@@ -240,8 +240,8 @@ def _stale_policy(args: argparse.Namespace) -> str:
 
 def _sweep(args: argparse.Namespace, source: str, out_dir: Path | None):
     """Expand and run a sweep file; returns (spec, out folder, outcome)."""
-    from harness.hparams_registry import parse_override
-    from harness.sweeps import expand, load_sweep, run_sweep
+    from harness.engine.hparams_registry import parse_override
+    from harness.experiments.sweeps import expand, load_sweep, run_sweep
 
     spec = load_sweep(source)
     out_dir = out_dir or Path("out") / spec.name
@@ -266,8 +266,8 @@ def _sweep_exit(outcome) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from harness.sweeps import stage_report, sweep_records
-    from harness.tables import write_tables
+    from harness.experiments.sweeps import stage_report, sweep_records
+    from harness.reporting.tables import write_tables
 
     _, out_dir, outcome = _sweep(args, args.file, args.out)
     print(f"stage times:\n{stage_report(outcome.stage_seconds)}")
@@ -280,10 +280,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     """Recompute the grid into a fresh folder (never results/), draw tables and figures, compare every table
     cell with the committed results, and with ``--update-results`` replace results/reproduce with it."""
-    from harness.figures import collect_run_figures, write_figures
-    from harness.reproduction import append_comparison, check_out_dir, committed_folder, update_results
-    from harness.sweeps import stage_report, sweep_records, write_reproduction_readme
-    from harness.tables import write_tables
+    from harness.experiments.reproduction import append_comparison, check_out_dir, committed_folder, update_results
+    from harness.experiments.sweeps import stage_report, sweep_records, write_reproduction_readme
+    from harness.reporting.figures import collect_run_figures, write_figures
+    from harness.reporting.tables import write_tables
     from slim.analysis import write_figure4  # a plug-in's own code, loaded by the command that needs it
 
     started = time.monotonic()
@@ -343,7 +343,7 @@ def _load_run_records(runs: Path) -> list[dict]:
 
 
 def _cmd_tables(args: argparse.Namespace) -> int:
-    from harness.tables import write_tables
+    from harness.reporting.tables import write_tables
 
     runs = _runs_folder(args.runs)
     written = write_tables(_load_run_records(runs), args.out or runs.parent / "tables", args.format,
@@ -354,7 +354,7 @@ def _cmd_tables(args: argparse.Namespace) -> int:
 
 
 def _cmd_figures(args: argparse.Namespace) -> int:
-    from harness.figures import collect_run_figures, write_figures
+    from harness.reporting.figures import collect_run_figures, write_figures
     from slim.analysis import write_figure4  # a plug-in's own code, loaded by the command that needs it
 
     runs = _runs_folder(args.runs)
@@ -379,7 +379,7 @@ def _cmd_figure4(args: argparse.Namespace) -> int:
 
 
 def _cmd_premise(args: argparse.Namespace) -> int:
-    from harness.premise import write_premise
+    from harness.experiments.premise import write_premise
 
     runs = _runs_folder(args.runs)
     for path in write_premise(_load_run_records(runs), args.out or runs.parent / "premise"):
@@ -388,7 +388,7 @@ def _cmd_premise(args: argparse.Namespace) -> int:
 
 
 def _cmd_regression(args: argparse.Namespace) -> int:
-    from harness.regression import run_regression
+    from harness.experiments.regression import run_regression
 
     check_jobs(args.jobs)
     return run_regression(config=args.config, baseline_path=args.baseline, update=args.update_baseline,
@@ -397,13 +397,13 @@ def _cmd_regression(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from harness.bench import run_bench
+    from harness.checks.bench import run_bench
 
     return run_bench(args)
 
 
 def _cmd_gpu_check(args: argparse.Namespace) -> int:
-    from harness.gpu_check import run_check
+    from harness.checks.gpu_check import run_check
 
     return run_check(args)
 
@@ -513,7 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=_cmd_bench)
     gpu_check = sub.add_parser("gpu-check", help="the gpu tests, the bench and a run against the CPU's, on one GPU",
                                description="Every CUDA path of the harness, checked and timed on one GPU in one "
-                                           "command (harness/gpu_check.py).")
+                                           "command (harness/checks/gpu_check.py).")
     gpu_check.add_argument("--out", type=Path, help="write the report (markdown) here too")
     gpu_check.add_argument("--device", default="auto", help="auto (default), cuda or cpu")
     gpu_check.add_argument("--sections", default=",".join(GPU_CHECK_SECTIONS),
@@ -545,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
-        full = as_disk_full(exc, getattr(args, "out", None) or Path.cwd())  # a write outside harness.disk
+        full = as_disk_full(exc, getattr(args, "out", None) or Path.cwd())  # a write outside harness.core.disk
         if full is None:
             raise
         print(f"error: {full}", file=sys.stderr)

@@ -2,11 +2,11 @@
 plug-ins.
 
 Importing a plug-in package registers what it defines (``baselines``: ERM, JTT, GroupDRO, DFR; ``slim``:
-SLIM_Tr, SLIM_Val) in :mod:`harness.registry`. Another installed package adds methods, datasets and CAM
+SLIM_Tr, SLIM_Val) in :mod:`harness.core.registry`. Another installed package adds methods, datasets and CAM
 variants through entry points (:data:`ENTRY_POINT_GROUPS`), so ``pip install my-method`` is enough::
 
     [project.entry-points."slim_harness.methods"]
-    my-method = "my_package.method:MyMethod"      # a harness.methods.Method subclass named "my-method"
+    my-method = "my_package.method:MyMethod"      # a harness.engine.methods.Method subclass named "my-method"
 
 The entry points (the CLI, a sweep worker) call :func:`load_plugins` before they look a method up; the rest
 of the harness imports no plug-in (an import-linter contract in pyproject.toml holds this).
@@ -20,8 +20,8 @@ from importlib.metadata import EntryPoint, entry_points
 from types import ModuleType
 from typing import Any
 
-from harness.errors import HarnessError
-from harness.registry import CAMS, DATASETS, METHODS, Registry
+from harness.core.errors import HarnessError
+from harness.core.registry import CAMS, DATASETS, METHODS, Registry
 
 # entry point group -> the registry it fills
 ENTRY_POINT_GROUPS: dict[str, Registry[Any]] = {
@@ -57,8 +57,8 @@ Check = Callable[[str, Any], "str | None"]  # (name, object) -> what is wrong wi
 def entry_point_checks() -> dict[str, Check]:
     """group -> the check of an entry point's object: of the kind the group holds, under a free name."""
     # Here: the base classes live with the data and model code (torch), which load_plugins imports anyway.
-    from harness.datasets import SHIPPED_DATASETS, Dataset
-    from harness.methods import Method
+    from harness.data.catalog import SHIPPED_DATASETS, Dataset
+    from harness.engine.methods import Method
 
     def subclass_of(base: type) -> Check:
         return lambda name, obj: None if inspect.isclass(obj) and issubclass(obj, base) else \
@@ -73,7 +73,7 @@ def entry_point_checks() -> dict[str, Check]:
         "slim_harness.methods": subclass_of(Method),
         "slim_harness.datasets": dataset,
         "slim_harness.cams": lambda name, obj: None if callable(obj) else f"{_name_of(obj)} is not callable "
-        "(a factory model -> harness.cams.CamExtractor, e.g. a CamExtractor subclass)",
+        "(a factory model -> harness.attention.cams.CamExtractor, e.g. a CamExtractor subclass)",
     }
 
 

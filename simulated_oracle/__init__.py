@@ -1,8 +1,9 @@
 """Attention accuracy (AIoU) and a simulated attention-correctness oracle standing in for SLIM's human."""
 from __future__ import annotations
 
-import harness  # noqa: F401  (first: pins the CPU kernels before numpy and torch load, harness.cpu)
-from simulated_oracle.aiou import aiou, aiou_batch, attention_accuracy, box_mask
+import harness  # noqa: F401  (first: pins the CPU kernels before numpy and torch load, harness.core.cpu)
+from harness.data.masks import box_mask
+from simulated_oracle.aiou import aiou, aiou_batch, attention_accuracy
 from simulated_oracle.oracle import (
     Answer,
     Oracle,

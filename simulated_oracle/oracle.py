@@ -20,8 +20,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from harness.errors import HarnessError
-from harness.records import atomic_write_bytes
+from harness.core.errors import HarnessError
+from harness.core.records import atomic_write_bytes
+from harness.data.masks import is_integer_scalar
 from simulated_oracle.aiou import (
     DEFAULT_DELTA,
     RANGE_TOLERANCE,
@@ -29,7 +30,6 @@ from simulated_oracle.aiou import (
     check_attention,
     check_delta,
     check_mask,
-    is_integer_scalar,
 )
 
 MIN_SECONDS = 0.5  # floor of a simulated answer time: nobody judges an attention map faster
@@ -46,7 +46,7 @@ class Answer(StrEnum):
 class QueryLogEntry:
     """One answer: which instance, its AIoU, the noise-free answer, the answer given and its time.
 
-    A person's answer (``harness.annotate``) has no AIoU and no noise-free answer (None), and says who gave
+    A person's answer (``harness.annotation.server``) has no AIoU and no noise-free answer (None), and says who gave
     it and for which attention pass (``attention``: the hash of that pass's cache key), so answers given for
     another reference model or split are refused (:class:`simulated_oracle.recorded.RecordedOracle`); when
     it was given (``answered_at``, ISO 8601 with its time zone) and which image was shown (``image``: its

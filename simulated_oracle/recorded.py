@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 from simulated_oracle.oracle import Answer, BudgetedLog, QueryLogEntry, load_log
 
 

@@ -13,7 +13,7 @@ the thread count.
 """
 from __future__ import annotations
 
-import harness  # noqa: F401  (first: pins the CPU kernels before numpy and torch load, harness.cpu)
+import harness  # noqa: F401  (first: pins the CPU kernels before numpy and torch load, harness.core.cpu)
 from slim import methods  # noqa: F401  (registers slim-tr and slim-val)
 from slim.sampling import allocate
 

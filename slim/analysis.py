@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 from slim.clustering import kmeans
 from slim.space import AttentionSpace
 

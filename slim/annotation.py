@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 from simulated_oracle import Answer, Oracle
 from slim.clustering import nearest_to_centres
 

@@ -36,7 +36,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.semi_supervised import LabelSpreading
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 from simulated_oracle import Oracle
 from slim.ablations import Ablation, Truth, ablation, replaced_subset
 from slim.annotation import ask, split_budget

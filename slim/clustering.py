@@ -14,7 +14,7 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from threadpoolctl import threadpool_limits
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 
 
 def kmeans(points: np.ndarray, k: int, *, n_init: int, random_state: int) -> KMeans:

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 from slim.ablations import Truth, needs_truth
 from slim.annotation import NO, NOT_SURE, YES
 from slim.clustering import Clustering

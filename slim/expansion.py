@@ -10,7 +10,7 @@ import numpy as np
 from scipy import sparse
 from sklearn.neighbors import NearestNeighbors, kneighbors_graph
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 from slim.annotation import NO, NOT_SURE, YES
 
 # How a class's scores came about (recorded per class).

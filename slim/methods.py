@@ -5,7 +5,7 @@
   (``slim_tr_steps="match_erm"``), selected by val class-balanced accuracy (reads class labels only; a val
   split that is mostly one class does not reward predicting that class).
 - SLIM_Val curates the val split and retrains only the last linear layer of the reference model f_r on the
-  curated subset (DFR-style, ``harness.last_layer``). C is chosen without group labels: by class-balanced
+  curated subset (DFR-style, ``harness.engine.last_layer``). C is chosen without group labels: by class-balanced
   accuracy on a held-out half of the curated subset's distinct instances (see :func:`choose_c`).
 
 The attention budget is ``budget`` queries, or when that is None ``budget_share`` of the split (paper
@@ -31,21 +31,21 @@ import numpy as np
 import torch
 from sklearn.preprocessing import StandardScaler
 
-from harness.attention import AttentionPass, attention_identity, attention_key, cached_attention
-from harness.cache import load_tensors, save_tensors
-from harness.context import RunContext
-from harness.data import Split
-from harness.dataset_facts import FACTS, facts, is_synthetic
-from harness.errors import HarnessError
-from harness.features import reference_features
-from harness.gallery import save_cam_gallery
-from harness.hparams_registry import budget_from_share
-from harness.last_layer import C_GRID, fit_logistic, head_from, score_c_grid, with_head
-from harness.methods import Method, MethodResult, register
-from harness.records import atomic_write_bytes
-from harness.registry import CAMS
-from harness.settings import SETTINGS, Setting
-from harness.training import SELECTIONS, class_balanced_accuracy
+from harness.attention.gallery import save_cam_gallery
+from harness.attention.passes import AttentionPass, attention_identity, attention_key, cached_attention
+from harness.core.cache import load_tensors, save_tensors
+from harness.core.errors import HarnessError
+from harness.core.records import atomic_write_bytes
+from harness.core.registry import CAMS
+from harness.data.containers import Split
+from harness.data.facts import FACTS, facts, is_synthetic
+from harness.engine.context import RunContext
+from harness.engine.features import reference_features
+from harness.engine.hparams_registry import budget_from_share
+from harness.engine.last_layer import C_GRID, fit_logistic, head_from, score_c_grid, with_head
+from harness.engine.methods import Method, MethodResult, register
+from harness.engine.settings import SETTINGS, Setting
+from harness.engine.training import SELECTIONS, class_balanced_accuracy
 from simulated_oracle import Answer, Oracle, RecordedOracle, SimulatedOracle, oracle_seed, save_log, summarize_log
 from slim.ablations import Truth, ablation
 from slim.analysis import FIG4_FILE, FIG4_KS, consistency_curves
@@ -65,7 +65,7 @@ SLIM_TR_MIN_EPOCHS = 50
 # The ablations whose runs are rows of the accuracy tables beside SLIM's own: subsets of SLIM's size that replace
 # its whole curation (the others replace one stage, and are read in the stage-diagnostics table)
 ACCURACY_TABLE_ABLATIONS = ("none", "random_subset", "group_balanced_subset")
-# Which attention maps SLIM curates with (a name of harness.registry.CAMS, ATTENTION_METHOD unless set).
+# Which attention maps SLIM curates with (a name of harness.core.registry.CAMS, ATTENTION_METHOD unless set).
 # No default lists it, so runs that leave it out keep their run ids; a run that sets it records it.
 SETTINGS["attention_method"] = Setting(str)
 
@@ -81,7 +81,7 @@ def slim_shares(split_index: int, dataset: str) -> tuple[float, float]:
 
 def resolve_budget(hparams: dict[str, Any], labels: np.ndarray) -> tuple[int, dict[str, Any]]:
     """The attention budget of a run and how it came about: ``budget`` when set, else ``budget_share`` of
-    the split (:func:`harness.hparams_registry.budget_from_share`)."""
+    the split (:func:`harness.engine.hparams_registry.budget_from_share`)."""
     n, classes = len(labels), len(np.unique(labels))
     if hparams.get("budget") is not None:
         return int(hparams["budget"]), {"rule": "budget", "budget": int(hparams["budget"]), "split_size": n}
@@ -93,7 +93,7 @@ def resolve_budget(hparams: dict[str, Any], labels: np.ndarray) -> tuple[int, di
 @dataclass
 class SlimInputs:
     """What SLIM has before asking anyone: the split, f_r's attention pass on it (and that pass's identity,
-    see ``harness.attention.attention_identity``), its attention space and the curator."""
+    see ``harness.attention.passes.attention_identity``), its attention space and the curator."""
 
     split_name: str
     split: Split
@@ -441,7 +441,7 @@ def choose_c(features: np.ndarray, labels: np.ndarray, rows: np.ndarray, num_cla
 
     The distinct instances of the curated subset are split in halves per class (repeats of an instance stay
     on one side); each C of ``grid`` is fit on one half's rows (with their repeats) and scored by accuracy
-    class-balanced accuracy (:func:`harness.training.class_balanced_accuracy`) on the other half's distinct
+    class-balanced accuracy (:func:`harness.engine.training.class_balanced_accuracy`) on the other half's distinct
     instances. The best wins, ties to the smaller C (stronger regularisation).
     When a half would lack a class, the grid's first value is returned with no scores.
     """

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import HarnessError
-from harness.settings import SETTINGS, Setting
+from harness.core.errors import HarnessError
+from harness.engine.settings import SETTINGS, Setting
 from simulated_oracle import Oracle
 from slim.ablations import ABLATIONS, Truth, ablation, replaced_subset, screened
 from slim.annotation import AnnotationSampler, ask

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 from slim.clustering import nearest_to_centres
 
 TIE_DECIMALS = 12  # fractional parts equal to this many decimals count as ties (broken by lower index)

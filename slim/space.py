@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 from slim.threads import single_threaded
 
 AUTO = "auto"

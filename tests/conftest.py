@@ -1,7 +1,7 @@
 """Shared fixtures: a toy benchmark small enough for every unit test (DomainBed's debug dataset idea)."""
 from __future__ import annotations
 
-import harness  # noqa: F401  (first: pins the CPU kernels before numpy and torch load, harness.cpu)
+import harness  # noqa: F401  (first: pins the CPU kernels before numpy and torch load, harness.core.cpu)
 
 # isort: split
 from pathlib import Path
@@ -11,7 +11,7 @@ import PIL.Image
 import pytest
 import torch
 
-from harness.data import Benchmark, Split
+from harness.data.containers import Benchmark, Split
 from harness.plugins import load_plugins
 
 torch.set_num_threads(2)
@@ -96,9 +96,9 @@ FAST_MODEL = {"pretrained": "none", "width": 0.25, "depth": 2}
 @pytest.fixture
 def make_context(tmp_path):
     """Factory of RunContexts on the toy benchmark: untrained narrow models, few epochs, CPU."""
-    from harness.cache import ArtifactCache
-    from harness.context import RunContext
-    from harness.hparams_registry import run_hparams
+    from harness.core.cache import ArtifactCache
+    from harness.engine.context import RunContext
+    from harness.engine.hparams_registry import run_hparams
 
     def make(method: str = "erm", *, benchmark: Benchmark | None = None, arch: str = "resnet18", seed: int = 0,
              **overrides):

@@ -9,15 +9,15 @@ from pathlib import Path
 
 from conftest import FAST_MODEL, make_toy_benchmark
 
-import harness.runner
+import harness.experiments.runner
 
 
 def main(out: Path) -> None:
     benchmark = make_toy_benchmark(n_train=64)
-    harness.runner.load_benchmark = lambda *args, **kwargs: benchmark
-    config = harness.runner.make_config(dataset="toy", method="slim-val", arch="resnet18", device="cpu",
+    harness.experiments.runner.load_benchmark = lambda *args, **kwargs: benchmark
+    config = harness.experiments.runner.make_config(dataset="toy", method="slim-val", arch="resnet18", device="cpu",
                                         overrides={**FAST_MODEL, "epochs": 2, "figures": False})
-    print(harness.runner.execute(config, out, show_progress=False))
+    print(harness.experiments.runner.execute(config, out, show_progress=False))
 
 
 if __name__ == "__main__":

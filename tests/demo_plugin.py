@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from harness.cams.base import CamExtractor
-from harness.data import Benchmark, Split
-from harness.datasets import Dataset
-from harness.methods import Method, MethodResult
+from harness.attention.cams.base import CamExtractor
+from harness.data.catalog import Dataset
+from harness.data.containers import Benchmark, Split
+from harness.engine.methods import Method, MethodResult
 
 ENTRY_POINTS = {  # group -> {name: object}, as the package's metadata lists them
     "slim_harness.methods": {"demo-erm": "DemoERM"},

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 from simulated_oracle import aiou, aiou_batch, attention_accuracy, box_mask
 
 # Strong pixels (>= 0.8): 0.9, 0.8, 1.0, 0.85 -> 3.55 in all; inside the mask: 0.9 + 0.85 = 1.75.

@@ -1,4 +1,4 @@
-"""The annotation server (harness.annotate) through Flask's test client and as a real waitress server,
+"""The annotation server (harness.annotation.server) through Flask's test client and as a real waitress server,
 recorded answers as SLIM's oracle, annotators' agreement and merge, and the Label Studio round trip."""
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from harness.annotate import (
+from harness.annotation.label_studio import LABEL_CONFIG, annotator_name, export_tasks, import_export
+from harness.annotation.server import (
     AnnotationTask,
     AnswerStore,
     Query,
@@ -35,8 +36,7 @@ from harness.annotate import (
     start,
 )
 from harness.cli import main
-from harness.errors import HarnessError
-from harness.label_studio import LABEL_CONFIG, annotator_name, export_tasks, import_export
+from harness.core.errors import HarnessError
 from simulated_oracle import Answer, QueryLogEntry, RecordedOracle, agreement, load_log, merge_majority, save_log
 from simulated_oracle.oracle import summarize_log
 
@@ -262,7 +262,7 @@ def test_the_served_address_by_any_loopback_name_needs_no_token(tmp_path, host):
 
 def test_access_log_lines_never_show_the_token(server, caplog):
     _, _, client = server
-    with caplog.at_level(logging.INFO, logger="harness.annotate.access"):
+    with caplog.at_level(logging.INFO, logger="harness.annotation.server.access"):
         client.get(f"/image/3/plain.png?token={TOKEN}&x=1")
         client.get("/api/queries", headers={"X-Token": TOKEN})
         client.get("/?token=wrong-one")
@@ -506,15 +506,15 @@ def toy_runs(tmp_path, monkeypatch):
     """Runs of the toy benchmark through the runner (a one-epoch reference model, no figures)."""
     from conftest import FAST_MODEL, make_toy_benchmark
 
-    import harness.context
+    import harness.engine.context
 
     bench = make_toy_benchmark(n_train=64)
-    erm_defaults = harness.context.default_hparams
-    monkeypatch.setattr(harness.context, "default_hparams", lambda *a: dict(erm_defaults(*a), epochs=1))
-    monkeypatch.setattr("harness.runner.load_benchmark", lambda *a, **k: bench)
+    erm_defaults = harness.engine.context.default_hparams
+    monkeypatch.setattr(harness.engine.context, "default_hparams", lambda *a: dict(erm_defaults(*a), epochs=1))
+    monkeypatch.setattr("harness.experiments.runner.load_benchmark", lambda *a, **k: bench)
 
     def config(method="slim-val", **overrides):
-        from harness.runner import make_config
+        from harness.experiments.runner import make_config
 
         return make_config(dataset="toy", method=method, arch="resnet18",
                            overrides={**FAST_MODEL, "figures": False, **overrides}, device="cpu")
@@ -525,8 +525,8 @@ def toy_runs(tmp_path, monkeypatch):
 def test_recorded_answers_give_the_simulated_runs_numbers(toy_runs, tmp_path, capsys):
     """The noise-free simulated answers, replayed as a person's log, give the same run (toy benchmark); the
     queries `annotate` shows are the ones the run asks."""
-    from harness.annotate import build_task
-    from harness.runner import execute, make_config
+    from harness.annotation.server import build_task
+    from harness.experiments.runner import execute, make_config
 
     simulated = json.loads(execute(toy_runs(oracle_flip_prob=0.0), tmp_path, show_progress=False).read_text())
     truth = load_log(tmp_path / "runs" / simulated["run_id"] / "queries.jsonl")
@@ -603,8 +603,8 @@ def send(port, method, path, body=None, host=None):
 
 def test_answers_for_another_attention_pass_are_refused_before_the_reference_model_trains(toy_runs, tmp_path,
                                                                                           monkeypatch):
-    from harness.context import RunContext
-    from harness.runner import execute
+    from harness.engine.context import RunContext
+    from harness.experiments.runner import execute
 
     def reference_model(self):
         raise AssertionError("the reference model was asked for")
@@ -715,7 +715,7 @@ def no_work(monkeypatch):
     def build_task(*args, **kwargs):
         raise AssertionError("the run's work started")
 
-    monkeypatch.setattr("harness.annotate.build_task", build_task)
+    monkeypatch.setattr("harness.annotation.server.build_task", build_task)
 
 
 ANNOTATE = ["annotate", "--dataset", "waterbirds-synth", "--method", "slim-val", "--quiet"]

@@ -1,5 +1,5 @@
 """End to end in a real browser: headless Chromium (Selenium) answers every query of a SLIM_Val run on
-waterbirds-synth with the keyboard, served by ``harness.annotate.start`` (waitress), and the SLIM run on
+waterbirds-synth with the keyboard, served by ``harness.annotation.server.start`` (waitress), and the SLIM run on
 those answers equals the run with the simulated oracle's noise-free answers. Along the way: the question
 in plain words, the keyboard hint readable on the chosen button, no request the server answers 404.
 
@@ -21,9 +21,9 @@ import threading
 
 import pytest
 
-from harness.annotate import AnswerStore, build_task, open_listener, start
-from harness.errors import HarnessError
-from harness.runner import execute, make_config
+from harness.annotation.server import AnswerStore, build_task, open_listener, start
+from harness.core.errors import HarnessError
+from harness.experiments.runner import execute, make_config
 from simulated_oracle import load_log
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -89,12 +89,12 @@ def served(tmp_path, monkeypatch):
     """The queries of a tiny SLIM_Val run, served as ``annotate`` serves them on a free local port, in a
     thread (the reference model is trained for two epochs: the page and the runs are under test here, not
     the model)."""
-    import harness.context
+    import harness.engine.context
 
     require_browser()  # before the expensive part
 
-    erm_defaults = harness.context.default_hparams
-    monkeypatch.setattr(harness.context, "default_hparams", lambda *a: dict(erm_defaults(*a), epochs=2))
+    erm_defaults = harness.engine.context.default_hparams
+    monkeypatch.setattr(harness.engine.context, "default_hparams", lambda *a: dict(erm_defaults(*a), epochs=2))
 
     config = make_config(dataset="waterbirds-synth", method="slim-val", arch="resnet18", scale="tiny", overrides=FAST,
                          device="cpu")
@@ -104,7 +104,7 @@ def served(tmp_path, monkeypatch):
         port = probe.getsockname()[1]
     server = start(task, tmp_path / "annotations", open_listener("127.0.0.1", port), "127.0.0.1", out=io.StringIO())
     statuses = Statuses()
-    access = logging.getLogger("harness.annotate.access")
+    access = logging.getLogger("harness.annotation.server.access")
     access.addHandler(statuses)
     level = access.level
     access.setLevel(logging.INFO)

@@ -8,8 +8,8 @@ import math
 import pytest
 
 from harness.cli import main
-from harness.errors import HarnessError
-from harness.runner import make_config
+from harness.core.errors import HarnessError
+from harness.experiments.runner import make_config
 from simulated_oracle import Answer, QueryLogEntry, RecordedOracle, load_answers, load_log, save_log
 
 PASS = "0123456789abcdef"
@@ -122,7 +122,7 @@ def test_run_refuses_a_bad_oracle_before_any_work(tmp_path, capsys, monkeypatch,
     def execute(*args, **kwargs):
         raise AssertionError("the run started")
 
-    monkeypatch.setattr("harness.runner.execute", execute)
+    monkeypatch.setattr("harness.experiments.runner.execute", execute)
     paths = {"bad": write(tmp_path / "bad.jsonl", line(instance_id=131.9)), "missing": tmp_path / "missing.jsonl"}
     out = tmp_path / "out"
     assert main(["run", "--dataset", "waterbirds-synth", "--method", "slim-val", "--out", str(out),

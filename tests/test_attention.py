@@ -10,17 +10,17 @@ from pytorch_grad_cam import GradCAM as PackageGradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
-import harness.attention as attention
-from harness.attention import cached_attention, extract
-from harness.attention_accuracy import attention_metrics
-from harness.attention_maps import iter_upsampled, minmax_normalize, upsample
-from harness.cams import make_extractor
-from harness.cams.cam import CAM
-from harness.cams.gradcam import GradCAM
-from harness.data import Benchmark, Split
-from harness.errors import HarnessError
-from harness.evaluation import predict_logits
-from harness.models import create_model
+import harness.attention.passes as attention
+from harness.attention.accuracy import attention_metrics
+from harness.attention.cams import make_extractor
+from harness.attention.cams.cam import CAM
+from harness.attention.cams.gradcam import GradCAM
+from harness.attention.maps import iter_upsampled, minmax_normalize, upsample
+from harness.attention.passes import cached_attention, extract
+from harness.core.errors import HarnessError
+from harness.data.containers import Benchmark, Split
+from harness.engine.evaluation import predict_logits
+from harness.models.network import create_model
 
 
 def tiny(arch: str, num_classes: int = 2, image_size: int = 32, depth: int = 2, seed: int = 0) -> nn.Module:
@@ -319,7 +319,7 @@ def test_bad_input_errors(toy_benchmark):
 
 
 def test_bench_prints_a_row_per_variant(capsys):
-    from harness.bench_attention import main
+    from harness.checks.bench_attention import main
 
     main(["--n", "4", "--batch", "2", "--width", "0.25", "--classes", "2", "--repeats", "1"])
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]

@@ -10,10 +10,10 @@ import pytest
 import torch
 from conftest import images_folder
 
-from harness import digests
-from harness.cache import ArtifactCache, load_tensors, save_tensors
-from harness.image_cache import cached_images
-from harness.runner import execute, make_config
+from harness.core import digests
+from harness.core.cache import ArtifactCache, load_tensors, save_tensors
+from harness.data.image_cache import cached_images
+from harness.experiments.runner import execute, make_config
 
 MODES = ("flip", "truncate", "empty")
 

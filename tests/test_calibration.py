@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.calibration import bar_chart, criterion_columns, markdown_report, verdict
+from harness.experiments.calibration import bar_chart, criterion_columns, markdown_report, verdict
 
 
 def record(worst: float, avg: float, **extra_splits: tuple[float, float]) -> dict:
@@ -33,7 +33,7 @@ def test_report_and_chart(tmp_path):
                             "erm-gb": record(0.2, 0.9, test_mixed_rand=(0.4, 0.6)),
                             "gdro": record(0.25, 0.9, test_mixed_rand=(0.4, 0.6))},
     }
-    text = markdown_report(records, "quick", "python -m harness.calibration")
+    text = markdown_report(records, "quick", "python -m harness.experiments.calibration")
     lines = [line for line in text.splitlines() if line.startswith("| ")]
     assert len(lines) == 1 + 3 + 6  # header, waterbirds' three test rows, imagenet9's test + mixed_rand rows
     wb_erm = next(line for line in lines if "waterbirds-synth" in line and "| ERM " in line)
@@ -46,7 +46,7 @@ def test_report_and_chart(tmp_path):
     assert "NO" in in9["test_mixed_rand"] and "35%" in next(
         line for line in lines if "imagenet9-synth" in line and "GroupDRO" in line and "mixed_rand" in line)
     assert "NO" not in in9["test"] and "yes" not in in9["test"]
-    assert "test_mixed_rand" in text and "`python -m harness.calibration`" in text
+    assert "test_mixed_rand" in text and "`python -m harness.experiments.calibration`" in text
     bar_chart(records, tmp_path / "c.png", "quick")
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -57,7 +57,7 @@ def test_best_fixed_map_finds_where_objects_always_are():
     cell's strong part, >= 0.8 of its peak, lies inside the object's quadrant)."""
     import torch
 
-    from harness.calibration import best_fixed_map, fixed_map_scores
+    from harness.experiments.calibration import best_fixed_map, fixed_map_scores
 
     masks = torch.zeros(5, 16, 16, dtype=torch.bool)
     masks[:, :8, :8] = True
@@ -87,6 +87,6 @@ def test_waterbirds_is_judged_on_the_train_weighted_average():
     gap, recovered, ok = verdict(by_method, split, avg_key)
     assert gap == pytest.approx(0.35) and recovered["gdro"] == pytest.approx(0.15 / 0.35) and not ok
     assert verdict(by_method)[2]  # on the plain average it would pass
-    text = markdown_report({"waterbirds-synth": by_method}, "tiny", "python -m harness.calibration")
+    text = markdown_report({"waterbirds-synth": by_method}, "tiny", "python -m harness.experiments.calibration")
     erm_row = next(line for line in text.splitlines() if "| ERM " in line)
     assert "95.0 (weighted)" in erm_row and "| 35.0 " in erm_row and "NO" in erm_row

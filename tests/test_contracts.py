@@ -11,7 +11,7 @@ A test-local method that reads train group labels while declaring none fails tha
 CAM extractors: maps of the target layer's grid shape, non-negative and finite, and equal to the grad-cam
 package's maps where the extractor names the package class computing the same (``package_class``).
 
-Plug-in datasets (harness.datasets.Dataset): a benchmark with train, val and test, labels and groups in
+Plug-in datasets (harness.data.catalog.Dataset): a benchmark with train, val and test, labels and groups in
 range, the same bytes for the same seed, and an ``info`` (the cache key of shared stages) that changes
 whenever the data does. A dataset read from disk is skipped (its data is not here).
 """
@@ -28,16 +28,16 @@ import torch
 from conftest import FAST_MODEL, make_toy_benchmark
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-import harness.context
-from harness.attention_maps import minmax_normalize
-from harness.cams import make_extractor
-from harness.data import Benchmark, Split
-from harness.datasets import Dataset, dataset_fingerprint
-from harness.errors import HarnessError
-from harness.methods import Method, MethodResult
-from harness.models import create_model
-from harness.registry import CAMS, DATASETS, METHODS
-from harness.runner import execute, make_config
+import harness.engine.context
+from harness.attention.cams import make_extractor
+from harness.attention.maps import minmax_normalize
+from harness.core.errors import HarnessError
+from harness.core.registry import CAMS, DATASETS, METHODS
+from harness.data.catalog import Dataset, dataset_fingerprint
+from harness.data.containers import Benchmark, Split
+from harness.engine.methods import Method, MethodResult
+from harness.experiments.runner import execute, make_config
+from harness.models.network import create_model
 
 RECORD_KEYS = {"schema", "run_id", "created", "status", "error", "dataset", "method", "arch", "seed", "scale",
                "config", "metrics", "labels_used", "model", "cost", "model_selection", "details", "environment"}
@@ -51,8 +51,8 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 @pytest.fixture(autouse=True)
 def one_epoch_reference(monkeypatch):
     """The shared reference ERM model trains one epoch (what every method here builds on)."""
-    erm_defaults = harness.context.default_hparams
-    monkeypatch.setattr(harness.context, "default_hparams", lambda *a: dict(erm_defaults(*a), epochs=1))
+    erm_defaults = harness.engine.context.default_hparams
+    monkeypatch.setattr(harness.engine.context, "default_hparams", lambda *a: dict(erm_defaults(*a), epochs=1))
 
 
 def scrambled(split: Split, rng: np.random.Generator) -> Split:
@@ -71,7 +71,7 @@ def scrambled(split: Split, rng: np.random.Generator) -> Split:
 
 def run(method: str, out: Path, monkeypatch, benchmark: Benchmark) -> dict:
     """One run of ``method`` on ``benchmark`` through the runner, in its own folder and cache."""
-    monkeypatch.setattr("harness.runner.load_benchmark", lambda *a, **k: benchmark)
+    monkeypatch.setattr("harness.experiments.runner.load_benchmark", lambda *a, **k: benchmark)
     config = make_config(dataset="toy", method=method, arch="resnet18", overrides={**FAST_MODEL, "epochs": 2},
                          device="cpu")
     return json.loads(execute(config, out, cache_dir=out / "cache", show_progress=False).read_text())

@@ -1,4 +1,4 @@
-"""The instruction-set pin (harness.cpu): the knobs change results, the pin sets them before the libraries
+"""The instruction-set pin (harness.core.cpu): the knobs change results, the pin sets them before the libraries
 load, a user's choice wins and is recorded, and a run pinned by the harness equals one capped from outside.
 
 What these tests can show depends on the machine. Capping works downwards only, so a test can compare a
@@ -25,14 +25,14 @@ import pytest
 from safetensors import safe_open
 from test_threads import comparable
 
-from harness import cpu
+from harness.core import cpu
 
 ROOT = Path(__file__).resolve().parents[1]
 LEVEL_ORDER = ("x86-64-v2", "x86-64-v3", "x86-64-v4")
 MACHINE = cpu.machine_level(cpu.machine_flags())
 NUMPY_BY_LEVEL_NAME = tuple(int(p) for p in np.__version__.split(".")[:2]) >= (2, 4)
 # What caps each library at a level, from each library's documentation, written out here and not read from
-# harness.cpu: a variable the pin forgot would make the capped and the pinned run differ.
+# harness.core.cpu: a variable the pin forgot would make the capped and the pinned run differ.
 OUTSIDE_CAPS = {
     "x86-64-v3": {
         "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "COMPATIBLE",
@@ -120,7 +120,8 @@ def test_capping_a_library_from_outside_changes_its_bits(variable):
 
 
 def report_of(env: dict[str, str], before: str = "") -> dict:
-    return json.loads(python(f"{before}import json\nimport harness.cpu\nprint(json.dumps(harness.cpu.report()))", env))
+    return json.loads(python(f"{before}import json\nimport harness.core.cpu\n"
+                             "print(json.dumps(harness.core.cpu.report()))", env))
 
 
 @needs_v3

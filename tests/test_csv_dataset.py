@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from harness.cli import main
-from harness.errors import HarnessError
-from harness.real_datasets import load_real
+from harness.core.errors import HarnessError
+from harness.data.real import load_real
 from tests.fixtures_real import CSV_MASK, GROUP_COLOURS, MASK_IMAGE_SIZE, make_csv_fixture
 
 SIZE = MASK_IMAGE_SIZE
@@ -195,9 +195,9 @@ def test_a_split_without_rows_is_refused(tmp_path):
 
 
 def test_a_csv_dataset_without_paper_facts_runs_end_to_end(tmp_path):
-    """No row of harness.dataset_facts names csv: a run, its metrics (plain average, no weighting), AIoU from the
+    """No row of harness.data.facts names csv: a run, its metrics (plain average, no weighting), AIoU from the
     mask column, and the tables all work without one."""
-    from harness.dataset_facts import FACTS
+    from harness.data.facts import FACTS
 
     assert "csv" not in FACTS
     root = tmp_path / "data"
@@ -216,7 +216,7 @@ def test_a_csv_dataset_without_paper_facts_runs_end_to_end(tmp_path):
 
 
 def test_the_dataset_list_shows_csv_and_its_columns(capsys):
-    from harness.datasets import list_datasets
+    from harness.data.catalog import list_datasets
 
     entry = next(e for e in list_datasets() if e.name == "csv")
     assert not entry.synthetic and "metadata.csv with columns filename" in entry.needs

@@ -5,13 +5,13 @@ import numpy as np
 import torch
 from test_tables import make_record
 
-from harness import tables
-from harness.data import Benchmark, Split
-from harness.dataset_facts import FACTS, DatasetFacts, facts, is_synthetic, paper_dataset
-from harness.evaluation import group_metrics, train_weights
-from harness.hparams_registry import default_hparams
-from harness.real_datasets import REAL_DATASETS
-from harness.synthetic import PRESETS
+from harness.data.containers import Benchmark, Split
+from harness.data.facts import FACTS, DatasetFacts, facts, is_synthetic, paper_dataset
+from harness.data.real import REAL_DATASETS
+from harness.data.synthetic import PRESETS
+from harness.engine.evaluation import group_metrics, train_weights
+from harness.engine.hparams_registry import default_hparams
+from harness.reporting import tables
 
 
 def test_names_and_facts():

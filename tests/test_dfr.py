@@ -12,13 +12,13 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 import baselines.dfr
-import harness.context
+import harness.engine.context
 from baselines.dfr import C_GRID, DFR, averaged_head, balanced_subsample, tune_c
-from harness.features import penultimate_features
-from harness.models import create_model
-from harness.runner import execute, make_config
+from harness.engine.features import penultimate_features
+from harness.experiments.runner import execute, make_config
+from harness.models.network import create_model
 
-# sklearn >= 1.8 warns about penalty="l1", which harness.last_layer and l1_fit pass for older versions.
+# sklearn >= 1.8 warns about penalty="l1", which harness.engine.last_layer and l1_fit pass for older versions.
 pytestmark = pytest.mark.filterwarnings("ignore:Inconsistent values:UserWarning")
 
 
@@ -91,7 +91,7 @@ def fake_reference(monkeypatch):
         return computed[split]
 
     monkeypatch.setattr(baselines.dfr, "reference_features", reference_features)
-    monkeypatch.setattr(harness.context.RunContext, "reference_model", lambda self: (model, {"epoch": 3}))
+    monkeypatch.setattr(harness.engine.context.RunContext, "reference_model", lambda self: (model, {"epoch": 3}))
     return model
 
 
@@ -113,9 +113,9 @@ def test_reads_val_group_labels_and_never_train_ones(make_context, fake_referenc
 
 def test_runs_end_to_end(tmp_path, monkeypatch) -> None:
     bench = make_toy_benchmark(n_train=48)
-    monkeypatch.setattr("harness.runner.load_benchmark", lambda *a, **k: bench)
-    erm_defaults = harness.context.default_hparams
-    monkeypatch.setattr(harness.context, "default_hparams",  # a one-epoch reference model
+    monkeypatch.setattr("harness.experiments.runner.load_benchmark", lambda *a, **k: bench)
+    erm_defaults = harness.engine.context.default_hparams
+    monkeypatch.setattr(harness.engine.context, "default_hparams",  # a one-epoch reference model
                         lambda *a: dict(erm_defaults(*a), epochs=1))
     overrides = {**FAST_MODEL, "dfr_num_retrains": 5}
     config = make_config(dataset="toy", method="dfr", arch="resnet18", overrides=overrides, device="cpu")

@@ -16,13 +16,15 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from harness import cli, disk, executors, runner
-from harness.disk import DiskFull, writing
-from harness.errors import HarnessError
-from harness.executors import LocalExecutor
-from harness.image_cache import cached_images
-from harness.records import record_path
-from harness.sweeps import expand, parse_sweep, run_sweep
+from harness import cli
+from harness.core import disk
+from harness.core.disk import DiskFull, writing
+from harness.core.errors import HarnessError
+from harness.core.records import record_path
+from harness.data.image_cache import cached_images
+from harness.experiments import executors, runner
+from harness.experiments.executors import LocalExecutor
+from harness.experiments.sweeps import expand, parse_sweep, run_sweep
 from tests.test_sweeps import FAST, grid, toml_text
 
 pytestmark = pytest.mark.usefixtures("one_thread")

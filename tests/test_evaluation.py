@@ -2,8 +2,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.evaluation import group_metrics
-from harness.predictions import collect_predictions
+from harness.engine.evaluation import group_metrics
+from harness.experiments.predictions import collect_predictions
 
 
 def test_group_metrics_by_hand():

@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.errors import HarnessError
-from harness.executors import (
+from harness.core.errors import HarnessError
+from harness.core.records import atomic_write_json, record_path
+from harness.core.versions import code_version
+from harness.experiments.executors import (
     LocalExecutor,
     SubmititExecutor,
     _init_worker,
@@ -23,9 +25,7 @@ from harness.executors import (
     run_one,
     visible_gpus,
 )
-from harness.records import atomic_write_json, record_path
-from harness.runner import make_config, run_id
-from harness.versions import code_version
+from harness.experiments.runner import make_config, run_id
 
 FAST = {"epochs": 1, "pretrained": "none", "width": 0.25}
 ROOT = Path(__file__).resolve().parents[1]
@@ -220,7 +220,8 @@ def test_a_job_holding_the_interpreter_lock_still_dies_with_its_sweep():
     lock for long stretches: a watcher thread in the job then never ran, and the jobs outlived the sweep
     (issue 31: 4 of 4 after 20 s; measured 90 s). The watchdog is a process of its own."""
     sweep = sleeping_sweep()
-    busy = job(f"from harness.executors import die_with\ndie_with({sweep.pid})\nprint('watching', flush=True)\n"
+    busy = job(f"from harness.experiments.executors import die_with\ndie_with({sweep.pid})\n"
+               "print('watching', flush=True)\n"
                "sum(range(10**13))  # in C throughout: no other thread of this process runs meanwhile")
     assert busy.stdout.readline().strip() == "watching"
     time.sleep(0.5)
@@ -239,11 +240,11 @@ def test_a_job_ties_itself_to_its_sweep_before_its_slow_imports():
     code = ("import importlib.abc, sys, time\n"
             "class SlowRunner(importlib.abc.MetaPathFinder):\n"
             "    def find_spec(self, name, path, target=None):\n"
-            "        if name == 'harness.runner':\n"
+            "        if name == 'harness.experiments.runner':\n"
             "            time.sleep(15)\n"
             "            print('runner imported', flush=True)\n"
             "sys.meta_path.insert(0, SlowRunner())\n"
-            "from harness.executors import run_one\n"
+            "from harness.experiments.executors import run_one\n"
             "print('starting', flush=True)\n"
             f"run_one({{}}, 'out', 'cache', sweep_pid={sweep.pid})\n")
     slow = job(code)
@@ -261,7 +262,7 @@ def test_a_job_ties_itself_to_its_sweep_before_its_slow_imports():
 def test_a_jobs_watchdog_ends_with_the_job():
     sweep = sleeping_sweep()
     try:
-        finishing = job(f"from harness.executors import die_with\ndie_with({sweep.pid})\n"
+        finishing = job(f"from harness.experiments.executors import die_with\ndie_with({sweep.pid})\n"
                         "print('watching', flush=True)\nimport time\ntime.sleep(2)")
         assert finishing.stdout.readline().strip() == "watching"
         watchdogs = descendants(finishing.pid)
@@ -289,8 +290,8 @@ def test_a_new_generator_version_is_a_new_run(monkeypatch):
     recalibrating one preset leaves the other presets' runs as they were."""
     import dataclasses
 
-    import harness.runner as runner
-    import harness.synthetic as syn
+    import harness.data.synthetic as syn
+    import harness.experiments.runner as runner
 
     config = runner.make_config(dataset="waterbirds-synth", method="erm")
     other = runner.make_config(dataset="isic-synth", method="erm")

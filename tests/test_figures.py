@@ -9,8 +9,8 @@ import pytest
 from matplotlib.container import BarContainer, ErrorbarContainer
 from test_tables import ARCH, SCALE, TR_BUDGET, TR_FRAC, make_record
 
-from harness import figures
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
+from harness.reporting import figures
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -14,15 +14,15 @@ import pytest
 import torch
 from conftest import images_folder
 
-from harness.cache import save_tensors
-from harness.errors import HarnessError
-from harness.executors import LocalExecutor
-from harness.image_cache import CAP_ENV, cached_images
-from harness.real_datasets import load_real
-from harness.records import atomic_write_json, record_path
-from harness.runner import make_config, run_id
-from harness.sweeps import run_sweep
-from harness.tempfiles import HOST, remove_stale_temps
+from harness.core.cache import save_tensors
+from harness.core.errors import HarnessError
+from harness.core.records import atomic_write_json, record_path
+from harness.core.tempfiles import HOST, remove_stale_temps
+from harness.data.image_cache import CAP_ENV, cached_images
+from harness.data.real import load_real
+from harness.experiments.executors import LocalExecutor
+from harness.experiments.runner import make_config, run_id
+from harness.experiments.sweeps import run_sweep
 from tests.fixtures_real import make_waterbirds_fixture
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def dead_writers_temp(target: Path, size: int = 1000) -> Path:
     """What a writer killed with -9 leaves: it names a temp file beside ``target``, writes, and dies."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    code = ("import os, sys; from pathlib import Path; from harness.tempfiles import temp_path; "
+    code = ("import os, sys; from pathlib import Path; from harness.core.tempfiles import temp_path; "
             "p = temp_path(Path(sys.argv[1])); p.write_bytes(b'x' * int(sys.argv[2])); print(p, flush=True); "
             "os.kill(os.getpid(), 9)")
     done = subprocess.run([sys.executable, "-c", code, str(target), str(size)], cwd=ROOT, capture_output=True,

@@ -7,9 +7,9 @@ import torch
 from conftest import make_toy_benchmark
 from torch import nn
 
-from harness.errors import HarnessError
-from harness.gallery import cam_gallery_figure, save_cam_gallery, worst_group
-from harness.models import create_model
+from harness.attention.gallery import cam_gallery_figure, save_cam_gallery, worst_group
+from harness.core.errors import HarnessError
+from harness.models.network import create_model
 
 
 class Constant(nn.Module):

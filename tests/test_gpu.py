@@ -25,30 +25,23 @@ import torch
 from conftest import FAST_MODEL, make_toy_benchmark
 from PIL import Image
 
-import harness.context
-from harness.attention import attention_key, extract
-from harness.cache import ArtifactCache
-from harness.cams import make_extractor
-from harness.context import RunContext
-from harness.data import Split
-from harness.evaluation import (
-    autocast,
-    batched_outputs,
-    forced_precision,
-    precision,
-    predict_logits,
-    to_device,
-    to_float,
-)
-from harness.features import penultimate_features
-from harness.hparams_registry import run_hparams
-from harness.image_cache import cached_images
-from harness.last_layer import fit_logistic, head_from, with_head
-from harness.methods import get_method
-from harness.models import create_model
-from harness.predictions import collect_predictions
-from harness.stem_cache import STORAGE, encode_split, stem_pass, with_stem_inputs
-from harness.training import TrainHparams, batches, fit, place_inputs
+import harness.engine.context
+from harness.attention.cams import make_extractor
+from harness.attention.passes import attention_key, extract
+from harness.core.cache import ArtifactCache
+from harness.data.containers import Split
+from harness.data.image_cache import cached_images
+from harness.engine.context import RunContext
+from harness.engine.evaluation import batched_outputs, predict_logits
+from harness.engine.features import penultimate_features
+from harness.engine.hparams_registry import run_hparams
+from harness.engine.last_layer import fit_logistic, head_from, with_head
+from harness.engine.methods import get_method
+from harness.engine.training import TrainHparams, batches, fit, place_inputs
+from harness.experiments.predictions import collect_predictions
+from harness.models.network import create_model
+from harness.models.precision import autocast, forced_precision, precision, to_device, to_float
+from harness.models.stem_cache import STORAGE, encode_split, stem_pass, with_stem_inputs
 
 pytestmark = pytest.mark.gpu
 
@@ -164,7 +157,7 @@ def test_training_on_the_device_learns_and_starts_where_the_cpu_does(gpu_device)
 
 def memory_mapped_split(tmp_path, n: int = 96, size: int = 32) -> Split:
     """A split whose images come from the real-data loaders' cache: PNG files decoded once into a
-    memory-mapped uint8 array (harness.image_cache)."""
+    memory-mapped uint8 array (harness.data.image_cache)."""
     rng = np.random.default_rng(0)
     paths = []
     for i in range(n):
@@ -318,7 +311,7 @@ def test_last_layer_retraining_on_the_device(gpu_device):
 
 # ---- whole runs ---------------------------------------------------------------------------------------------
 def run_on(device: torch.device, method: str, cache, run_dir, **settings):
-    """``method`` fitted and evaluated on the toy benchmark on ``device`` (what harness.runner does)."""
+    """``method`` fitted and evaluated on the toy benchmark on ``device`` (what harness.experiments.runner does)."""
     benchmark = make_toy_benchmark(n_train=64)
     hp = run_hparams(method, benchmark.name, "tiny", "resnet18", {"epochs": 2, **FAST_MODEL, **settings})
     ctx = RunContext(benchmark=benchmark, arch="resnet18", seed=0, scale="tiny", device=device, hparams=hp,
@@ -337,8 +330,8 @@ def test_methods_run_on_the_device(gpu_device, tmp_path, monkeypatch, method, se
     on the device; SLIM's stages on their outputs) run end to end on the device. SLIM_Val asks its whole
     budget and curates a subset of the planned size, and its attention is cached under the device's
     precision."""
-    erm_defaults = harness.context.default_hparams  # the shared reference model: one epoch
-    monkeypatch.setattr(harness.context, "default_hparams", lambda *a: dict(erm_defaults(*a), epochs=1))
+    erm_defaults = harness.engine.context.default_hparams  # the shared reference model: one epoch
+    monkeypatch.setattr(harness.engine.context, "default_hparams", lambda *a: dict(erm_defaults(*a), epochs=1))
     ctx, result, metrics = run_on(gpu_device, method, tmp_path / "cache", tmp_path / "run", **settings)
     assert set(metrics) == {"val", "test"}
     assert all(0.0 <= metrics[s]["avg_acc"] <= 1.0 for s in metrics)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.agreement import Comparison, allowed_change, curation_rows, flip_model_rows, seed_envelope
-from harness.gpu_check import TARGETS, junit_outcomes, targets
+from harness.checks.agreement import Comparison, allowed_change, curation_rows, flip_model_rows, seed_envelope
+from harness.checks.gpu_check import TARGETS, junit_outcomes, targets
 
 ROOT = Path(__file__).resolve().parents[1]
 

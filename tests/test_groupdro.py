@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from conftest import FAST_MODEL, make_toy_benchmark
 
 from baselines.groupdro import GroupDROLoss
-from harness.errors import HarnessError
-from harness.hparams_registry import default_hparams, run_hparams
-from harness.runner import execute, make_config
+from harness.core.errors import HarnessError
+from harness.engine.hparams_registry import default_hparams, run_hparams
+from harness.experiments.runner import execute, make_config
 
 LN2 = math.log(2.0)
 
@@ -171,7 +171,7 @@ def test_runs_end_to_end(tmp_path, monkeypatch) -> None:
     """A default synthetic run fits once per (eta, weight decay) pair of the search (the run's own first, eta
     the outer loop) and keeps the fit whose selected epoch has the best val worst-group accuracy: the model
     the record evaluates."""
-    monkeypatch.setattr("harness.runner.load_benchmark", lambda *a, **k: make_toy_benchmark(n_train=48))
+    monkeypatch.setattr("harness.experiments.runner.load_benchmark", lambda *a, **k: make_toy_benchmark(n_train=48))
     config = make_config(dataset="toy", method="gdro", arch="resnet18", overrides={**FAST_MODEL, "epochs": 1},
                          device="cpu")
     record = json.loads(execute(config, tmp_path, show_progress=False).read_text())

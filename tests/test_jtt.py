@@ -8,14 +8,14 @@ import pytest
 import torch
 from conftest import FAST_MODEL, make_toy_benchmark
 
-import harness.context
+import harness.engine.context
 from baselines.jtt import JTT, stage1_hparams, stage1_predictions, upweight_factor, upweighted_indices
-from harness.cache import save_tensors
-from harness.errors import HarnessError
-from harness.evaluation import predict_logits
-from harness.hparams_registry import default_hparams, run_hparams
-from harness.runner import execute, make_config
-from harness.training import FitResult
+from harness.core.cache import save_tensors
+from harness.core.errors import HarnessError
+from harness.engine.evaluation import predict_logits
+from harness.engine.hparams_registry import default_hparams, run_hparams
+from harness.engine.training import FitResult
+from harness.experiments.runner import execute, make_config
 
 SMALL = make_toy_benchmark(n_train=48)
 
@@ -39,7 +39,7 @@ def fake_fits(monkeypatch):
         return FitResult(selection={"criterion": hp.selection, "uses_val_group_labels": False,
                                     "epoch": hp.epochs})
 
-    monkeypatch.setattr(harness.context, "fit", fake_fit)
+    monkeypatch.setattr(harness.engine.context, "fit", fake_fit)
     return calls
 
 
@@ -146,7 +146,7 @@ def test_registry_settings() -> None:
 
 
 def test_runs_end_to_end(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr("harness.runner.load_benchmark", lambda *a, **k: SMALL)
+    monkeypatch.setattr("harness.experiments.runner.load_benchmark", lambda *a, **k: SMALL)
     overrides = {**FAST_MODEL, "epochs": 1, "jtt_epochs": 1, "jtt_lambda": 1}
     config = make_config(dataset="toy", method="jtt", arch="resnet18", overrides=overrides, device="cpu")
     record = json.loads(execute(config, tmp_path, show_progress=False).read_text())

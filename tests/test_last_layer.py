@@ -3,8 +3,8 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from harness.last_layer import fit_logistic, head_from, with_head
-from harness.models import create_model
+from harness.engine.last_layer import fit_logistic, head_from, with_head
+from harness.models.network import create_model
 
 
 def _data(num_classes, n=120, d=6, seed=0):

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from harness.errors import HarnessError
-from harness.models import ARCHS, create_model
-from harness.weights import Weights
+from harness.core.errors import HarnessError
+from harness.models.network import ARCHS, create_model
+from harness.models.weights import Weights
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "vit_tiny"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 from simulated_oracle import Answer, Oracle, QueryLogEntry, SimulatedOracle, load_log, oracle_seed, summarize_log
 from simulated_oracle.oracle import MIN_SECONDS
 

@@ -18,7 +18,9 @@ import demo_plugin
 import pytest
 
 from harness.cli import main
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
+from harness.core.registry import CAMS, DATASETS, METHODS
+from harness.experiments.sweeps import expand, parse_sweep
 from harness.plugins import (
     ENTRY_POINT_GROUPS,
     entry_point_checks,
@@ -26,8 +28,6 @@ from harness.plugins import (
     load_plugins,
     register_entry_point,
 )
-from harness.registry import CAMS, DATASETS, METHODS
-from harness.sweeps import expand, parse_sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "harness_demo_plugin"
@@ -129,7 +129,7 @@ def load(name: str, value: str, group: str) -> None:
 
 @pytest.mark.parametrize(("name", "value", "group", "expected"), [
     ("demo-erm", "demo_plugin:DemoShapes", "slim_harness.methods",
-     "DemoShapes is not a harness.methods.Method subclass"),
+     "DemoShapes is not a harness.engine.methods.Method subclass"),
     ("other-name", "demo_plugin:DemoERM", "slim_harness.methods",
      "the class is named 'demo-erm'; name the entry point 'demo-erm' too"),
     ("waterbirds", "demo_plugin:DemoShapes", "slim_harness.datasets",
@@ -150,7 +150,8 @@ def test_a_plugin_cannot_take_a_shipped_name():
     """gradcam is the harness's own; a plug-in's CAM under that name is refused, the shipped one stays."""
     shipped = CAMS.get("gradcam")
     with pytest.raises(HarnessError, match="attention method 'gradcam' is already registered by "
-                                           "harness.cams.gradcam.gradcam; demo_plugin.AbsGradCAM cannot take"):
+                                           "harness.attention.cams.gradcam.gradcam; "
+                                           "demo_plugin.AbsGradCAM cannot take"):
         load("gradcam", "demo_plugin:AbsGradCAM", "slim_harness.cams")
     assert CAMS.get("gradcam") is shipped
 

@@ -18,11 +18,11 @@ from torch import nn
 
 import harness
 from harness.cli import main
-from harness.data import Benchmark, Split
-from harness.datasets import load_benchmark
-from harness.errors import HarnessError
-from harness.evaluation import predict_logits
-from harness.predictions import Predictions, collect_predictions, recompute
+from harness.core.errors import HarnessError
+from harness.data.catalog import load_benchmark
+from harness.data.containers import Benchmark, Split
+from harness.engine.evaluation import predict_logits
+from harness.experiments.predictions import Predictions, collect_predictions, recompute
 
 FAST = {"pretrained": "none", "width": 0.25, "depth": 2, "epochs": 2}
 

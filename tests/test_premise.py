@@ -7,8 +7,15 @@ import pytest
 from matplotlib.image import imread
 
 from harness import cli
-from harness.errors import HarnessError
-from harness.premise import dataset_levels, kept_shares, minority_share, paper_crossing, row_label, write_premise
+from harness.core.errors import HarnessError
+from harness.experiments.premise import (
+    dataset_levels,
+    kept_shares,
+    minority_share,
+    paper_crossing,
+    row_label,
+    write_premise,
+)
 
 GROUPS = ("landbird/land", "landbird/water", "waterbird/land", "waterbird/water")
 

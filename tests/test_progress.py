@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from harness.progress import LogProgress, format_seconds, progress
+from harness.core.progress import LogProgress, format_seconds, progress
 
 
 def clock(step: float):

@@ -13,9 +13,9 @@ import PIL.Image
 import pytest
 import torch
 
-from harness.dataset_facts import FACTS
-from harness.errors import HarnessError
-from harness.real_datasets import REAL_DATASETS, load_real, nico_split
+from harness.core.errors import HarnessError
+from harness.data.facts import FACTS
+from harness.data.real import REAL_DATASETS, load_real, nico_split
 from tests.fixtures_real import (
     CELEBA_LAYOUTS,
     GROUP_COLOURS,
@@ -869,7 +869,7 @@ def test_a_run_on_a_fixture_root_goes_end_to_end(tmp_path):
     """Waterbirds in its published layout, with CUB masks, through the runner: record, metrics, AIoU."""
     import json
 
-    from harness.runner import execute, make_config
+    from harness.experiments.runner import execute, make_config
 
     root = tmp_path / "waterbird_complete95_forest2water2"
     make_waterbirds_fixture(root)
@@ -890,8 +890,8 @@ def test_a_default_run_on_real_data_starts_from_real_imagenet_weights(tmp_path):
     no stand-in pretraining first, and the record names the weights and their hash."""
     import json
 
-    from harness.runner import execute, make_config
-    from harness.weights import bundled_file, file_sha256
+    from harness.experiments.runner import execute, make_config
+    from harness.models.weights import bundled_file, file_sha256
 
     root = tmp_path / "waterbird_complete95_forest2water2"
     make_waterbirds_fixture(root)

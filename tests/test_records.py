@@ -1,7 +1,7 @@
 import json
 
-from harness.cache import ArtifactCache, load_tensors, save_tensors
-from harness.records import atomic_write_json, config_hash, load_records
+from harness.core.cache import ArtifactCache, load_tensors, save_tensors
+from harness.core.records import atomic_write_json, config_hash, load_records
 
 
 def test_config_hash_ignores_key_order_and_sees_values():

@@ -7,9 +7,9 @@ import sys
 import pytest
 
 from harness.cli import main
-from harness.errors import HarnessError
-from harness.hparams_registry import default_hparams, hparam_table
-from harness.registry import CAMS, METHODS, Registry
+from harness.core.errors import HarnessError
+from harness.core.registry import CAMS, METHODS, Registry
+from harness.engine.hparams_registry import default_hparams, hparam_table
 
 
 def test_unknown_names_are_one_line_errors_listing_the_known_ones():
@@ -47,7 +47,8 @@ def test_a_taken_name_is_refused_to_another_object():
 def test_importing_the_harness_loads_no_plug_in():
     """Only the loader's call imports baselines/ and slim/: importing the CLI, the runner, the tables or the
     hyperparameter registry does not (SLIM's settings used to come with hparams_registry)."""
-    code = ("import sys; import harness.cli, harness.runner, harness.tables, harness.hparams_registry; "
+    code = ("import sys; import harness.cli, harness.experiments.runner, harness.reporting.tables, "
+            "harness.engine.hparams_registry; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('slim', 'baselines')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
@@ -59,7 +60,7 @@ def test_hparams_table_says_where_each_value_comes_from(capsys):
     rows = {key: (value, source) for key, value, source in hparam_table("jtt", "waterbirds", "paper")}
     for key, value in dict(epochs=300, lr=1e-5, weight_decay=1.0, jtt_epochs=60, jtt_lambda=100).items():
         assert rows[key] == (value, "method jtt (baselines.jtt.JTT)")
-    assert rows["momentum"] == (0.9, "shared training defaults (harness.hparams_registry)")
+    assert rows["momentum"] == (0.9, "shared training defaults (harness.engine.hparams_registry)")
     assert rows["pretrained"][1].startswith("model choices for resnet50")
     # The authors train JTT without augmentation: the method's value, which outlasts the protocol's default.
     assert rows["augment"] == (False, "method jtt (baselines.jtt.JTT)")

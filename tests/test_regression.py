@@ -9,11 +9,11 @@ import torch
 from torch import nn
 
 from baselines.erm import ERM
-from harness.context import RunContext
-from harness.errors import HarnessError
-from harness.methods import MethodResult
-from harness.registry import METHODS
-from harness.regression import (
+from harness.core.errors import HarnessError
+from harness.core.registry import METHODS
+from harness.engine.context import RunContext
+from harness.engine.methods import MethodResult
+from harness.experiments.regression import (
     BASELINE_PATH,
     blind_spots,
     compare,

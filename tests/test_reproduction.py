@@ -4,9 +4,9 @@ import math
 
 import pytest
 
-from harness.comparison import compare, markdown, within_noise
-from harness.errors import HarnessError
-from harness.reproduction import append_comparison, check_out_dir, committed_folder, update_results
+from harness.core.errors import HarnessError
+from harness.experiments.reproduction import append_comparison, check_out_dir, committed_folder, update_results
+from harness.reporting.comparison import compare, markdown, within_noise
 
 
 def record(method, seed, worst, avg, dataset="waterbirds-synth", data_version="4.aaaaaaaa"):

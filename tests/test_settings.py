@@ -6,14 +6,14 @@ from itertools import product
 import pytest
 
 from harness.cli import main
-from harness.dataset_facts import SCALES
-from harness.datasets import list_datasets
-from harness.errors import HarnessError
-from harness.hparams_registry import _EXTRA_KEYS, default_hparams, model_hparams, run_hparams
-from harness.models import ARCHS
-from harness.registry import METHODS
-from harness.settings import SETTINGS, Setting, check_hparams
-from harness.sweeps import parse_sweep
+from harness.core.errors import HarnessError
+from harness.core.registry import METHODS
+from harness.data.catalog import list_datasets
+from harness.data.facts import SCALES
+from harness.engine.hparams_registry import _EXTRA_KEYS, default_hparams, model_hparams, run_hparams
+from harness.engine.settings import SETTINGS, Setting, check_hparams
+from harness.experiments.sweeps import parse_sweep
+from harness.models.network import ARCHS
 
 
 def test_every_setting_of_every_method_has_a_schema_entry():
@@ -99,7 +99,7 @@ def test_real_dataset_options_on_a_generated_preset_are_refused(capsys, tmp_path
 
 def test_a_generated_preset_renders_at_the_image_size_given(capsys, tmp_path):
     """--image-size is not ignored on a generated preset: it renders at that size (and 0 is refused)."""
-    from harness.datasets import load_benchmark
+    from harness.data.catalog import load_benchmark
 
     assert load_benchmark("waterbirds-synth", scale="tiny", image_size=48).image_size == 48
     err = _one_line_error(capsys, ["run", "--dataset", "waterbirds-synth", "--method", "erm", "--image-size", "0",

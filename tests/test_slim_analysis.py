@@ -6,7 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 from slim.analysis import consistency_curves, figure4, intra_cluster_similarity
 
 

@@ -1,4 +1,4 @@
-"""SLIM_Tr and SLIM_Val end to end: through harness.runner on the toy benchmark, without group labels,
+"""SLIM_Tr and SLIM_Val end to end: through harness.experiments.runner on the toy benchmark, without group labels,
 and on every synthetic preset at a tiny size."""
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ import pytest
 import torch
 from conftest import FAST_MODEL, make_toy_benchmark
 
-import harness.context
+import harness.engine.context
 from baselines.dfr import C_GRID
-from harness.cache import ArtifactCache
-from harness.context import RunContext
-from harness.errors import HarnessError
-from harness.hparams_registry import run_hparams
-from harness.methods import get_method
-from harness.models import create_model
-from harness.runner import execute, make_config
+from harness.core.cache import ArtifactCache
+from harness.core.errors import HarnessError
+from harness.engine.context import RunContext
+from harness.engine.hparams_registry import run_hparams
+from harness.engine.methods import get_method
+from harness.experiments.runner import execute, make_config
+from harness.models.network import create_model
 from slim.methods import choose_c
 
 
@@ -30,9 +30,9 @@ def toy():
 def shared_cache(tmp_path_factory):
     """One cache for the module, so the toy benchmark's reference model and attention are computed once;
     the reference model is trained for a single epoch."""
-    erm_defaults = harness.context.default_hparams
+    erm_defaults = harness.engine.context.default_hparams
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(harness.context, "default_hparams", lambda *a: dict(erm_defaults(*a), epochs=1))
+        patch.setattr(harness.engine.context, "default_hparams", lambda *a: dict(erm_defaults(*a), epochs=1))
         yield tmp_path_factory.mktemp("slim-cache")
 
 
@@ -46,7 +46,7 @@ def context(method: str, cache, benchmark, tmp_path, **settings) -> RunContext:
 @pytest.mark.parametrize("method,split", [("slim-tr", "train"), ("slim-val", "val")])
 def test_runs_end_to_end_through_the_runner(method, split, shared_cache, tmp_path, monkeypatch):
     bench = toy()
-    monkeypatch.setattr("harness.runner.load_benchmark", lambda *a, **k: bench)
+    monkeypatch.setattr("harness.experiments.runner.load_benchmark", lambda *a, **k: bench)
     # SLIM_Tr's floor of 50 epochs (tests/test_slim_settings.py) lowered to 3: the rule, not its size, is tested
     floor = {"slim_tr_min_epochs": 3} if method == "slim-tr" else {}
     config = make_config(dataset="toy", method=method, arch="resnet18",
@@ -92,7 +92,7 @@ def test_the_authors_variant_runs_end_to_end_on_the_harness_features(method, sha
     from slim.authors import curate
 
     bench = toy()
-    monkeypatch.setattr("harness.runner.load_benchmark", lambda *a, **k: bench)
+    monkeypatch.setattr("harness.experiments.runner.load_benchmark", lambda *a, **k: bench)
     floor = {"slim_tr_min_epochs": 3} if method == "slim-tr" else {}
     config = make_config(dataset="toy", method=method, arch="resnet18", device="cpu",
                          overrides={**FAST_MODEL, "epochs": 2, "slim_variant": "authors", **floor})
@@ -165,7 +165,7 @@ PRESETS = ("waterbirds-synth", "celeba-synth", "isic-synth", "nico-synth", "imag
 
 def small_preset(name: str, per_class: int):
     """A tiny-scale synthetic preset cut to ``per_class`` instances per class and split (class-stratified)."""
-    from harness.synthetic import make_benchmark
+    from harness.data.synthetic import make_benchmark
 
     bench = make_benchmark(name, "tiny", 0)
     splits = {}

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 from simulated_oracle import SimulatedOracle
 from slim.pipeline import SlimCurator
 

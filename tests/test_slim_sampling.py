@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 from slim import allocate
 from slim.sampling import SubgroupSampler, largest_remainder
 

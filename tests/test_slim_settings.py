@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.errors import HarnessError
-from harness.hparams_registry import default_hparams
+from harness.core.errors import HarnessError
+from harness.engine.hparams_registry import default_hparams
 from simulated_oracle import SimulatedOracle
 from slim.ablations import ABLATIONS, Truth, replaced_subset
 from slim.authors import PATCHES, AuthorsCurator
@@ -133,7 +133,7 @@ def test_every_ablation_is_a_row_of_stage_overrides():
 
 
 def test_ablations_that_read_ground_truth_are_declared_in_labels_used():
-    from harness.methods import MethodResult, get_method
+    from harness.engine.methods import MethodResult, get_method
 
     result = MethodResult(model=None, selection={"uses_val_group_labels": False}, attention_queries=8)
     for method, split_key in (("slim-tr", "train_group_labels"), ("slim-val", "val_group_labels")):
@@ -149,9 +149,9 @@ def test_ablations_that_read_ground_truth_are_declared_in_labels_used():
 def test_the_attention_method_is_a_setting(make_context):
     """SLIM curates with the registered CAM its ``attention_method`` names (GradCAM unless set, as the
     authors); the setting is checked by the schema, and an unknown name is a one-line error."""
-    from harness.hparams_registry import run_hparams
-    from harness.methods import get_method
-    from harness.settings import SETTINGS
+    from harness.engine.hparams_registry import run_hparams
+    from harness.engine.methods import get_method
+    from harness.engine.settings import SETTINGS
 
     assert "attention_method" in SETTINGS and "attention_method" not in default_hparams("slim-val", "toy", "tiny")
     default = get_method("slim-val")(make_context("slim-val").hparams).prepare(make_context("slim-val"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 from simulated_oracle import Answer
 from slim.annotation import NO, NOT_SURE, YES, AnnotationSampler, ask, split_budget
 from slim.clustering import Disentangler, cluster_by_elbow, elbow, nearest_to_centres

@@ -1,9 +1,9 @@
 """The upper fine-tuning protocol's cache of frozen-stem outputs: computed once, equal to the model's own stem."""
 import torch
 
-from harness.cache import ArtifactCache
-from harness.models import create_model
-from harness.stem_cache import STORAGE, with_stem_inputs
+from harness.core.cache import ArtifactCache
+from harness.models.network import create_model
+from harness.models.stem_cache import STORAGE, with_stem_inputs
 from tests.conftest import make_toy_benchmark
 
 
@@ -33,7 +33,7 @@ def test_stem_outputs_are_computed_once_and_match_the_encoder(tmp_path, monkeypa
 def test_a_stem_written_with_another_batch_size_is_recomputed(tmp_path, monkeypatch):
     """The batch size and layout of the stem pass change a convolution's float sums, so they key the cache:
     a cache written with another batch size is not reused, one written the same way is."""
-    import harness.stem_cache
+    import harness.models.stem_cache
 
     benchmark = make_toy_benchmark()
     encoder = create_model("resnet18", 2, benchmark.image_size, width=0.25).eval()
@@ -42,8 +42,8 @@ def test_a_stem_written_with_another_batch_size_is_recomputed(tmp_path, monkeypa
     monkeypatch.setattr(encoder, "encode", lambda x: batches.append(len(x)) or original(x))
     cache, cpu = ArtifactCache(tmp_path), torch.device("cpu")
     with_stem_inputs(benchmark, encoder, cache, {"k": 1}, cpu, show_progress=False)
-    assert max(batches) == harness.stem_cache.BATCH_SIZE["cpu"]
-    monkeypatch.setitem(harness.stem_cache.BATCH_SIZE, "cpu", 3)
+    assert max(batches) == harness.models.stem_cache.BATCH_SIZE["cpu"]
+    monkeypatch.setitem(harness.models.stem_cache.BATCH_SIZE, "cpu", 3)
     batches.clear()
     with_stem_inputs(benchmark, encoder, cache, {"k": 1}, cpu, show_progress=False)
     assert max(batches) == 3 and sum(batches) == sum(len(s) for s in benchmark.splits.values())
@@ -54,10 +54,10 @@ def test_a_stem_written_with_another_batch_size_is_recomputed(tmp_path, monkeypa
 
 def test_the_stem_in_chunks_equals_one_pass_over_the_split(tmp_path, monkeypatch):
     """Chunks are a multiple of the batch size, so their batches, and every number, are those of one pass."""
-    import harness.stem_cache
-    from harness.stem_cache import encode_split
+    import harness.models.stem_cache
+    from harness.models.stem_cache import encode_split
 
-    monkeypatch.setattr(harness.stem_cache, "CHUNK", 16)  # the toy train split of 160 rows: 10 chunks
+    monkeypatch.setattr(harness.models.stem_cache, "CHUNK", 16)  # the toy train split of 160 rows: 10 chunks
     benchmark = make_toy_benchmark()
     encoder = create_model("resnet18", 2, benchmark.image_size, width=0.25).eval()
     chunked = with_stem_inputs(benchmark, encoder, ArtifactCache(tmp_path), {"k": 1}, torch.device("cpu"),
@@ -75,8 +75,8 @@ def test_workers_needing_the_same_artifacts_create_different_ones_first(tmp_path
     import fcntl
     import threading
 
-    from harness import digests
-    from harness.cache import save_tensors
+    from harness.core import digests
+    from harness.core.cache import save_tensors
 
     cache, order = ArtifactCache(tmp_path), []
 

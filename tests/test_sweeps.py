@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 
 from harness import cli
-from harness.errors import HarnessError
-from harness.executors import LocalExecutor
-from harness.hparams_registry import default_hparams
-from harness.records import record_path
-from harness.runner import make_config, run_id
-from harness.sweeps import expand, is_finished, load_sweep, parse_sweep, run_sweep, sweep_records
-from harness.tables import write_tables
-from harness.versions import code_version, current_version
+from harness.core.errors import HarnessError
+from harness.core.records import record_path
+from harness.core.versions import code_version, current_version
+from harness.engine.hparams_registry import default_hparams
+from harness.experiments.executors import LocalExecutor
+from harness.experiments.runner import make_config, run_id
+from harness.experiments.sweeps import expand, is_finished, load_sweep, parse_sweep, run_sweep, sweep_records
+from harness.reporting.tables import write_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = {"epochs": 1, "pretrained": "none", "width": 0.25}  # ERM trains its own 1-epoch model: seconds
@@ -319,8 +319,8 @@ def test_reproduce_writes_tables_figures_and_a_readme(tmp_path, capsys):
 
 
 def test_claims_are_exclusive_and_a_dead_sweeps_claim_is_taken_over(tmp_path):
-    from harness.sweeps import claim_owner, claim_path, claim_run, release_run
-    from harness.tempfiles import HOST
+    from harness.core.tempfiles import HOST
+    from harness.experiments.sweeps import claim_owner, claim_path, claim_run, release_run
 
     assert claim_run(tmp_path, "r1") and claim_owner(tmp_path, "r1")["pid"] == os.getpid()
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
@@ -390,13 +390,13 @@ def test_a_variant_can_be_limited_to_some_methods():
 def test_time_left_estimates_each_method_from_its_own_finished_runs(monkeypatch):
     """Two ERM runs took 10 s each and one JTT run 30 s, in 25 s of wall time (two at a time: 50 / 25 = 2);
     one ERM and two JTT runs are left: (10 + 30 + 30) / 2 = 35 s."""
-    from harness.executors import RunOutcome
-    from harness.sweeps import TimeLeft, format_duration
+    from harness.experiments.executors import RunOutcome
+    from harness.experiments.sweeps import TimeLeft, format_duration
 
     configs = [{"method": m, "id": i} for i, m in enumerate(["erm", "erm", "erm", "jtt", "jtt", "jtt"])]
-    monkeypatch.setattr("harness.sweeps.run_id", lambda c: f"r{c['id']}")
+    monkeypatch.setattr("harness.experiments.sweeps.run_id", lambda c: f"r{c['id']}")
     clock = iter([0.0, 25.0, 25.0, 25.0])
-    monkeypatch.setattr("harness.sweeps.time.monotonic", lambda: next(clock))
+    monkeypatch.setattr("harness.experiments.sweeps.time.monotonic", lambda: next(clock))
     left = TimeLeft(configs)
     left.finished(RunOutcome("r0", "a", "ok", 10.0))
     left.finished(RunOutcome("r1", "b", "ok", 10.0))

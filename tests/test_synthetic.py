@@ -8,8 +8,8 @@ import pytest
 import torch
 from matplotlib.colors import rgb_to_hsv
 
-from harness import synthetic as syn
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
+from harness.data.containers import synthetic as syn
 
 FLAT = {"noise": 0.0, "texture_contrast": 0.0, "object_pattern": 0.0}  # every region one flat colour
 

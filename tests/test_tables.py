@@ -6,9 +6,9 @@ import csv
 
 import pytest
 
-from harness import tables
-from harness.errors import HarnessError
-from harness.hparams_registry import budget_from_share, default_hparams
+from harness.core.errors import HarnessError
+from harness.engine.hparams_registry import budget_from_share, default_hparams
+from harness.reporting import tables
 
 ARCH, SCALE = "resnet18", "tiny"
 SPLIT_SIZE = 1000  # every hand-made SLIM record curated a split of 1000 rows, 2 classes
@@ -49,7 +49,7 @@ def make_record(
     slim_kind: tuple[str, str] = ("paper", "none"),
     diagnostics: dict | None = None,
 ) -> dict:
-    """A record of the schema in harness/records.py with just the fields the tables read; a SLIM record
+    """A record of the schema in harness/core/records.py with just the fields the tables read; a SLIM record
     without ``budget`` asked the registry's share of its split (config budget None)."""
     slim = method.startswith("slim")
     config_budget = budget

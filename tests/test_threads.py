@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from harness.threads import RUN_THREADS, pinned_threads
+from harness.core.threads import RUN_THREADS, pinned_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("erm", "jtt", "gdro", "dfr", "slim-tr", "slim-val")
@@ -100,7 +100,7 @@ def test_numba_first_loaded_inside_a_run_still_compiles_after_it(tmp_path):
 
     code = (
         "import numpy as np\n"
-        "from harness.threads import pinned_threads\n"
+        "from harness.core.threads import pinned_threads\n"
         "with pinned_threads(1):\n"
         "    import numba\n"
         "    @numba.njit(parallel=True)\n"

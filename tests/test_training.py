@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from harness.errors import HarnessError
-from harness.models import create_model
-from harness.training import TrainHparams, _epoch_order, augment, class_balanced_accuracy, fit
+from harness.core.errors import HarnessError
+from harness.engine.training import TrainHparams, _epoch_order, augment, class_balanced_accuracy, fit
+from harness.models.network import create_model
 
 HP = dict(epochs=2, lr=0.05, weight_decay=0.0, batch_size=32)
 
@@ -59,7 +59,7 @@ def test_class_balanced_selection_reads_class_labels_only(toy_benchmark):
 
 
 def test_selected_epoch_weights_are_restored(toy_benchmark):
-    from harness.evaluation import predict_logits
+    from harness.engine.evaluation import predict_logits
 
     model, result = _train(toy_benchmark, seed=1, epochs=3)
     val = toy_benchmark.splits["val"]

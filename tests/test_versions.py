@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import HarnessError
-from harness.records import load_records
-from harness.tables import write_tables
-from harness.versions import PACKAGES, code_version, package_folders, source_digest
+from harness.core.errors import HarnessError
+from harness.core.records import load_records
+from harness.core.versions import PACKAGES, code_version, package_folders, source_digest
+from harness.reporting.tables import write_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 

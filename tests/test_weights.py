@@ -7,10 +7,10 @@ import torch
 from safetensors.torch import save_file
 
 from harness.cli import main
-from harness.errors import HarnessError
-from harness.models import create_model, hub_weights
-from harness.pretrain import resolve_weights
-from harness.weights import Weights, bundled_file, file_sha256, read_state_dict
+from harness.core.errors import HarnessError
+from harness.engine.pretrain import resolve_weights
+from harness.models.network import create_model, hub_weights
+from harness.models.weights import Weights, bundled_file, file_sha256, read_state_dict
 
 
 def _wheel_classifier():
@@ -94,13 +94,13 @@ def test_a_full_width_resnet_file_loads_completely(tmp_path):
 
 
 def test_hub_weights_fail_in_one_line_offline(monkeypatch):
-    monkeypatch.setattr("harness.models.hub_reachable", lambda url, timeout=3.0: False)
+    monkeypatch.setattr("harness.models.network.hub_reachable", lambda url, timeout=3.0: False)
     with pytest.raises(HarnessError, match=r"--weights PATH.*efficientnet_lite0.*pretrained=standin"):
         hub_weights("resnet50")
 
 
 def test_cli_resnet50_imagenet_fails_in_one_line(capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr("harness.models.hub_reachable", lambda url, timeout=3.0: False)
+    monkeypatch.setattr("harness.models.network.hub_reachable", lambda url, timeout=3.0: False)
     code = main(["run", "--dataset", "waterbirds-synth", "--method", "erm", "--arch", "resnet50",
                  "--set", "pretrained=imagenet", "--device", "cpu", "--quiet", "--out", str(tmp_path)])
     err = capsys.readouterr().err.strip().splitlines()

@@ -1,0 +1,2 @@
+"""A person in the loop: the annotation server and the Label Studio round trip.
+"""

@@ -1,0 +1,2 @@
+"""Benchmarks and device checks: ``bench``, ``gpu-check`` and the agreement of a run with the CPU's.
+"""

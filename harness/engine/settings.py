@@ -1,0 +1,154 @@
+"""One schema of every setting a run takes: its type and range, checked before any work starts.
+
+:data:`SETTINGS` maps a hyperparameter key (``--set key=value``, a sweep file's overrides) to a
+:class:`Setting`; modules that add a setting add its entry here too (``SETTINGS[key] = Setting(...)``),
+and a test checks that every default of every method has one. :func:`check_hparams` checks a run's
+settings, :func:`check_run_inputs` the run's data options, each failure one line naming the setting.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from harness.core.errors import HarnessError
+from harness.core.registry import DATASETS
+from harness.data.facts import is_synthetic
+from harness.engine.training import SAMPLERS, SELECTIONS
+
+AUTO, NONE = "auto", "none"  # words some integer settings accept instead of a number
+IMAGE_SIZE_RANGE = (16, 2048)  # pixels of a side: ViT patches are 16 px
+# the seeds every stage accepts: faiss' k-means takes a C int (scikit-learn and numpy's legacy seeding < 2**32)
+SEED_RANGE = (0, 2**31 - 1)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A setting's type (``int``, ``float``, ``bool`` or ``str``) and range.
+
+    Numbers lie in [low, high] (``open_low`` / ``open_high``: the bound itself is excluded); ``float``
+    settings accept whole numbers too. Strings are one of ``choices`` (any string when empty);
+    ``words`` are strings a number setting also accepts ('auto', 'none').
+    """
+
+    kind: type
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+    choices: tuple[str, ...] = ()
+    words: tuple[str, ...] = ()
+    nullable: bool = False  # None (a setting left to be derived, e.g. SLIM's budget from its share) is allowed
+
+    def describe(self) -> str:
+        """The allowed values in words, e.g. 'a number in (0, 1]' or one of 'sgd', 'adamw'."""
+        if self.kind is bool:
+            return "true or false"
+        if self.kind is str:
+            return f"one of {', '.join(map(repr, self.choices))}" if self.choices else "a string"
+        what = "a whole number" if self.kind is int else "a number"
+        if self.low is not None and self.high is not None:
+            left, right = "(" if self.open_low else "[", ")" if self.open_high else "]"
+            what += f" in {left}{_num(self.low)}, {_num(self.high)}{right}"
+        elif self.low is not None:
+            what += f" {'>' if self.open_low else '>='} {_num(self.low)}"
+        elif self.high is not None:
+            what += f" {'<' if self.open_high else '<='} {_num(self.high)}"
+        return what + "".join(f" or {word!r}" for word in self.words)
+
+    def accepts(self, value: Any) -> bool:
+        if value is None:
+            return self.nullable
+        if isinstance(value, str) and value.lower() in self.words:
+            return True
+        if self.kind is bool or self.kind is str:
+            return isinstance(value, self.kind) and (not self.choices or value in self.choices)
+        number_types = (int,) if self.kind is int else (int, float)
+        if isinstance(value, bool) or not isinstance(value, number_types) or not math.isfinite(value):
+            return False
+        return not (self.low is not None and (value < self.low or (self.open_low and value == self.low))
+                    or self.high is not None and (value > self.high or (self.open_high and value == self.high)))
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def count(low: int = 1, high: float | None = None, *words: str) -> Setting:
+    return Setting(int, low, high, words=words)
+
+
+def fraction(*, open_low: bool = False, open_high: bool = False) -> Setting:
+    return Setting(float, 0.0, 1.0, open_low=open_low, open_high=open_high)
+
+
+def positive() -> Setting:
+    return Setting(float, 0.0, open_low=True)
+
+
+FLAG = Setting(bool)
+NON_NEGATIVE = Setting(float, 0.0)
+
+SETTINGS: dict[str, Setting] = {
+    # training (harness.engine.training.TrainHparams)
+    "epochs": count(1), "lr": positive(), "weight_decay": NON_NEGATIVE, "batch_size": count(1),
+    "optimizer": Setting(str, choices=("sgd", "adamw")), "momentum": fraction(open_high=True),
+    "augment": FLAG, "sampler": Setting(str, choices=SAMPLERS), "selection": Setting(str, choices=tuple(SELECTIONS)),
+    "compile": FLAG,
+    # model (harness.models.network): channel width of ResNets, block count of ViTs, starting weights
+    "width": Setting(float, 0.0, 4.0, open_low=True), "depth": count(1, 48),
+    "pretrained": Setting(str),  # 'imagenet', 'standin', 'none' or a weights file (checked where it is read)
+    "finetune": Setting(str, choices=("full", "upper")), "input_size": count(16, 2048, AUTO),
+    # JTT, GroupDRO, DFR (baselines/)
+    "jtt_epochs": count(1), "jtt_lambda": count(0), "gdro_eta": positive(), "gdro_adjustment": NON_NEGATIVE,
+    "gdro_strong_l2": FLAG, "gdro_l2_search": Setting(str), "gdro_eta_search": Setting(str),
+    "dfr_num_retrains": count(1),
+    # SLIM (slim.pipeline.DEFAULT_SETTINGS, paper Sec. 3)
+    "budget": Setting(int, 1, nullable=True), "subset_frac": fraction(open_low=True), "figures": FLAG,
+    "umap_neighbors": count(2), "umap_min_dist": NON_NEGATIVE, "umap_pca_dims": count(2, None, AUTO, NONE),
+    "umap_fit_sample": count(10, None, AUTO, NONE), "spread_neighbors": count(1),
+    "spread_alpha": fraction(open_low=True, open_high=True), "screen_quantile": Setting(float, 0.0, 1.0, words=(NONE,)),
+    "screen_threshold": fraction(), "cluster_k_min": count(1), "cluster_k_max": count(1),
+    "cluster_pca_dims": count(1, None, NONE), "curation_scope": Setting(str, choices=("class", "all")),
+    # SLIM's run-level settings (slim/methods.py): the budget as a share of the split, SLIM_Tr's training
+    # budget, Fig. 4, and who answers (the simulated oracle's noise, or a person's recorded answers)
+    "budget_share": fraction(open_low=True), "figure4": FLAG, "slim_tr_steps": count(1, None, "match_erm", "epochs"),
+    "slim_tr_min_epochs": count(0), "oracle": Setting(str), "oracle_flip_prob": fraction(),
+}
+
+
+def check_value(key: str, value: Any, where: str = "setting") -> None:
+    """A HarnessError unless ``value`` is allowed for ``key`` (keys without an entry are not checked)."""
+    setting = SETTINGS.get(key)
+    if setting is not None and not setting.accepts(value):
+        raise HarnessError(f"{where} {key}={value!r}: must be {setting.describe()}")
+
+
+def check_hparams(hp: dict[str, Any]) -> None:
+    """Every value of a run's hparams in its range, and ranges that pair up (cluster_k_min <= _max)."""
+    for key, value in hp.items():
+        check_value(key, value)
+    low, high = hp.get("cluster_k_min"), hp.get("cluster_k_max")
+    if isinstance(low, int) and isinstance(high, int) and low > high:
+        raise HarnessError(f"setting cluster_k_min={low} is above cluster_k_max={high}")
+
+
+def check_seed(flag: str, seed: Any) -> None:
+    """A run's seed (``--seed``, ``--data-seed``, a sweep's seeds) is a whole number in :data:`SEED_RANGE`."""
+    low, high = SEED_RANGE
+    if isinstance(seed, bool) or not isinstance(seed, int) or not low <= seed <= high:
+        raise HarnessError(f"{flag} {seed!r}: must be a whole number in [{low}, {high}]")
+
+
+def check_run_inputs(dataset: str, *, data_root: str | None, image_size: Any, data_options: dict | None) -> None:
+    """Data settings that must fit the dataset: the generated presets take no root (their data options are
+    difficulty knobs, checked by ``synthetic.knob_options``; an image size renders them at that size); a
+    plug-in dataset says what it takes (harness.data.catalog.Dataset)."""
+    if dataset in DATASETS:
+        DATASETS.get(dataset).check_inputs(data_root, data_options)
+    elif is_synthetic(dataset) and data_root is not None:
+        raise HarnessError(f"--data-root: for the real datasets only; {dataset} is generated")
+    if image_size is not None:
+        low, high = IMAGE_SIZE_RANGE
+        if isinstance(image_size, bool) or not isinstance(image_size, int) or not low <= image_size <= high:
+            raise HarnessError(f"--image-size {image_size!r}: must be a whole number in [{low}, {high}]")

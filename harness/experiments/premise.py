@@ -1,0 +1,338 @@
+"""Where SLIM wins (issue 33): every method's worst-group accuracy against the premise SLIM rests on.
+
+SLIM's premise (paper Sec. 4.3): a biased reference model still attends to the core object on a diverse subset
+of the data, so that dropping the instances it attends to wrongly leaves a subset from which a balanced one can
+be drawn. Its measure here is read from the reference ERM model's record: the share of its test maps the
+simulated oracle calls correct (``metrics.test.group_attention_correct``), averaged over the preset's minority
+groups (:func:`harness.data.synthetic.minority_groups`, each group counted once). A sweep moves a synthetic preset
+along a difficulty knob (``[data_levels]`` of a sweep file,
+``harness/experiments/configs/premise.toml``); the runs of one
+data setting form a level. :func:`write_premise` reads the records alone and writes, per (arch, scale), a
+figure (worst-group test accuracy of every row against ERM's minority share, beside SLIM's stage diagnostics
+along the same axis) and a markdown table::
+
+    python -m harness premise --runs out/premise/runs --out results/premise
+"""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+from tabulate import tabulate
+
+from harness.core.errors import HarnessError
+from harness.data.facts import is_synthetic, paper_dataset
+from harness.data.synthetic import group_names, minority_groups, preset_difficulty
+from harness.experiments.calibration import GAP_MIN, PAPER_ERM_AIOU
+from harness.reporting import tables
+from harness.reporting.tables import Record, Stat, summarize
+
+SLIM_DIAGNOSED = ("slim-tr", "slim-val")  # whose stage diagnostics are drawn (the paper variant, no ablation)
+PCT = 100.0
+
+
+@dataclass
+class Level:
+    """One point of a dataset's axis: the ok runs made on one setting of its data options."""
+
+    options: dict[str, Any]  # config.data_options of its runs ({}: the preset as it is)
+    label: str
+    records: list[Record] = field(default_factory=list)
+
+    @property
+    def is_default(self) -> bool:
+        return not self.options
+
+    def runs(self, method: str, kind: tuple[str, str] = ("paper", "none")) -> list[Record]:
+        """This level's runs of ``method`` (SLIM: of one (variant, ablation)), one per seed."""
+        return tables.latest_per_seed(r for r in self.records if r["method"] == method
+                                      and (method not in tables.SLIM_METHODS or tables.slim_kind(r) == kind))
+
+    def erm_stat(self, value) -> Stat | None:
+        """A statistic over the seeds of this level's ERM runs (the reference models)."""
+        return summarize([v for r in self.runs("erm") if (v := value(r)) is not None])
+
+
+def minority_share(rec: Record) -> float | None:
+    """Mean over the preset's minority groups of the share of the record's test maps the oracle calls
+    correct; None when the record has no attention metrics for them."""
+    correct = ((rec.get("metrics") or {}).get("test") or {}).get("group_attention_correct") or {}
+    shares = [correct[g] for g in minority_groups(rec["dataset"], rec["scale"]) if g in correct]
+    return float(np.mean(shares)) if shares else None
+
+
+def erm_gap(rec: Record, split: str, avg_key: str) -> float | None:
+    """ERM's table average minus its worst-group accuracy on ``split`` (the gap a method can win back)."""
+    avg, worst = tables.metric_value(rec, split, avg_key), tables.metric_value(rec, split, "worst_group_acc")
+    return None if avg is None or worst is None else avg - worst
+
+
+def kept_shares(rec: Record) -> tuple[float | None, float | None]:
+    """(mean over minority groups, mean over the other groups) of the share screening kept, from SLIM's
+    ``details.diagnostics.screening.kept_share_by_group`` (group-id order)."""
+    screening = ((rec.get("details") or {}).get("diagnostics") or {}).get("screening") or {}
+    by_group = screening.get("kept_share_by_group")
+    if by_group is None:
+        return None, None
+    minority = set(minority_groups(rec["dataset"], rec["scale"]))
+    names = group_names(rec["dataset"])
+    inside = [v for name, v in zip(names, by_group, strict=True) if v is not None and name in minority]
+    outside = [v for name, v in zip(names, by_group, strict=True) if v is not None and name not in minority]
+    return (float(np.mean(inside)) if inside else None, float(np.mean(outside)) if outside else None)
+
+
+def row_label(rec: Record) -> str:
+    """A row: the method, and for SLIM its variant and ablation where they are not the paper's and none."""
+    label = tables.method_label(rec)
+    if rec["method"] not in tables.SLIM_METHODS:
+        return label
+    variant, ablation = tables.slim_kind(rec)
+    return label + (f" ({variant})" if variant != "paper" else "") + (
+        f": {ablation.replace('_', ' ')}" if ablation != "none" else "")
+
+
+def _knob_text(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(tables.trim_number(float(v)) for v in value)
+    return tables.trim_number(float(value))
+
+
+def dataset_levels(records: Iterable[Record], dataset: str) -> list[Level]:
+    """The levels of ``dataset`` among ``records`` (ok runs of one arch and scale), each labelled by the knobs
+    any level sets (a knob a level leaves out has the preset's value), in order of ERM's minority share."""
+    by_options: dict[str, Level] = {}
+    for rec in records:
+        if rec["dataset"] != dataset:
+            continue
+        options = (rec.get("config") or {}).get("data_options") or {}
+        key = json.dumps(options, sort_keys=True)
+        by_options.setdefault(key, Level(options, "")).records.append(rec)
+    knobs = sorted({k for level in by_options.values() for k in level.options})
+    preset = asdict(preset_difficulty(dataset))
+    for level in by_options.values():
+        text = ", ".join(f"{k}={_knob_text(level.options.get(k, preset[k]))}" for k in knobs) or "preset"
+        level.label = text + (" (preset)" if level.is_default and knobs else "")
+    levels = [level for level in by_options.values() if level.erm_stat(minority_share) is not None]
+    return sorted(levels, key=lambda level: level.erm_stat(minority_share).mean)
+
+
+def paper_crossing(levels: list[Level], dataset: str) -> tuple[float | None, str]:
+    """Where along the axis ERM's worst-group AIoU equals the paper's ERM on the real dataset (Table 5): the
+    minority share, linearly interpolated between the first two neighbouring levels that straddle it, or None;
+    and a sentence saying so."""
+    paper = PAPER_ERM_AIOU.get(paper_dataset(dataset))
+    if paper is None:
+        return None, ""
+    points = [(s.mean, a.mean) for level in levels
+              if (s := level.erm_stat(minority_share)) and (a := level.erm_stat(_aiou_worst))]
+    what = (f"the paper's ERM on {paper_dataset(dataset).capitalize()} (Table 5: AIoU worst {paper[0]:.2f} / avg "
+            f"{paper[1]:.2f})")
+    for (x0, a0), (x1, a1) in zip(points, points[1:], strict=False):
+        if (a0 - paper[0]) * (a1 - paper[0]) <= 0 and a0 != a1:
+            share = x0 + (paper[0] - a0) / (a1 - a0) * (x1 - x0)
+            return share, (f"{what}: our ERM's worst-group AIoU reaches {paper[0]:.2f} at a minority share of "
+                           f"{PCT * share:.0f} % (interpolated between neighbouring levels).")
+    spread = [a for _, a in points]
+    span = f"{min(spread):.2f}-{max(spread):.2f}" if spread else "no value"
+    return None, f"{what}: outside the swept range (our ERM's worst-group AIoU spans {span})."
+
+
+def _aiou_worst(rec: Record) -> float | None:
+    return tables.metric_value(rec, "test", "aiou_worst")
+
+
+def _aiou_avg(rec: Record) -> float | None:
+    return tables.metric_value(rec, "test", "aiou_avg")
+
+
+def row_labels(records: Iterable[Record]) -> list[str]:
+    """Every row present, ERM first and the paper's order after it."""
+    return list(dict.fromkeys(row_label(r) for r in sorted(records, key=lambda r: (tables.method_rank(r),
+                                                                                   tables.slim_kind(r)))))
+
+
+def _worst_by_row(level: Level, split: str) -> dict[str, Stat]:
+    rows: dict[str, list[Record]] = defaultdict(list)
+    for rec in level.records:
+        rows[row_label(rec)].append(rec)
+    return {label: stat for label, recs in rows.items()
+            if (stat := tables.CellStats().stat(recs, split, "worst_group_acc")) is not None}
+
+
+def _diagnostics(level: Level, method: str) -> dict[str, Stat | None]:
+    runs = level.runs(method)
+    kept = [kept_shares(r) for r in runs]
+    return {
+        "auroc": summarize([v for r in runs if (v := tables.diagnostic_value(r, ("expansion", "auroc"))) is not None]),
+        "kept_minority": summarize([m for m, _ in kept if m is not None]),
+        "kept_other": summarize([o for _, o in kept if o is not None]),
+        "min_group": summarize([v for r in runs
+                                if (v := tables.diagnostic_value(r, ("curation", "min_group_share"))) is not None]),
+        "subset_size": summarize([float(r["details"]["subset_size"]) for r in runs
+                                  if (r.get("details") or {}).get("subset_size") is not None]),
+    }
+
+
+def _pct(stat: Stat | None) -> str:
+    return "–" if stat is None else tables.format_stat(stat, "pct", tables.STYLES["markdown"])
+
+
+def _score(stat: Stat | None) -> str:
+    return "–" if stat is None else tables.format_stat(stat, "aiou", tables.STYLES["markdown"])
+
+
+def premise_markdown(records: list[Record], arch: str, scale: str) -> str | None:
+    """The premise table of one (arch, scale): per dataset and level, ERM's minority share, AIoU and gap beside
+    every row's worst-group accuracy, then SLIM's stage diagnostics."""
+    ok = tables.ok_records(tables.in_setup(records, arch, scale))
+    datasets = [d for d in tables.datasets_of(ok) if is_synthetic(d)]
+    parts = [f"# Where SLIM wins: worst-group accuracy against SLIM's premise (arch {arch}, scale {scale})", "",
+             "'ERM minority attn' is the share of the reference ERM model's test maps the simulated oracle calls "
+             "correct (AIoU >= 0.5), averaged over the preset's minority groups (rarer in train than an even "
+             "split of their class: " + "; ".join(f"{d}: {', '.join(minority_groups(d, scale)[:4])}"
+                                                  + (" ..." if len(minority_groups(d, scale)) > 4 else "")
+                                                  for d in datasets) + "). Levels in order of that share; "
+             f"cells are mean ± std over seeds (population std), accuracies and shares in percent. 'gap' is ERM's "
+             f"table average minus its worst group on the accuracy split (Waterbirds: train-weighted average; "
+             f"ImageNet-9: test_mixed_rand); † marks a level where it is under {PCT * GAP_MIN:.0f} points.", ""]
+    drawn = False
+    for dataset in datasets:
+        levels = dataset_levels(ok, dataset)
+        if not levels:
+            continue
+        drawn = True
+        split, avg_key = tables.accuracy_columns(ok, dataset)
+        labels = row_labels(r for level in levels for r in level.records)
+        accuracy_rows, diagnostic_rows = [], []
+        for level in levels:
+            gap = level.erm_stat(lambda r, s=split, k=avg_key: erm_gap(r, s, k))
+            worst = _worst_by_row(level, split)
+            accuracy_rows.append([level.label, _pct(level.erm_stat(minority_share)),
+                                  f"{_score(level.erm_stat(_aiou_worst))} / {_score(level.erm_stat(_aiou_avg))}",
+                                  _pct(gap) + (" †" if gap is not None and gap.mean < GAP_MIN else ""),
+                                  *(_pct(worst.get(label)) for label in labels)])
+            for method in SLIM_DIAGNOSED:
+                diag = _diagnostics(level, method)
+                if any(v is not None for v in diag.values()):
+                    size = diag["subset_size"]
+                    diagnostic_rows.append([level.label, method, _score(diag["auroc"]), _pct(diag["kept_minority"]),
+                                            _pct(diag["kept_other"]), _pct(diag["min_group"]),
+                                            "–" if size is None else f"{size.mean:.0f}"])
+        _, paper_text = paper_crossing(levels, dataset)
+        parts += [f"## {tables.dataset_name(dataset)}", "",
+                  tabulate(accuracy_rows, headers=["level", "ERM minority attn", "ERM AIoU worst / avg", "ERM gap",
+                                                   *(f"{label} worst" for label in labels)],
+                           tablefmt="github", disable_numparse=True), ""]
+        if paper_text:
+            parts += [paper_text[0].upper() + paper_text[1:], ""]
+        if diagnostic_rows:
+            parts += ["SLIM's stages along the axis (paper variant, no ablation; from `details.diagnostics`): "
+                      "Exp. AUROC, the propagated score against correct attention; Kept, the share of the "
+                      "minority groups' and of the other groups' instances screening keeps (mean over groups); "
+                      "Smallest group, the curated subset's smallest true-group share (a balanced subset: "
+                      f"{PCT / len(group_names(dataset)):.0f} %); Subset, its size.", "",
+                      tabulate(diagnostic_rows, headers=["level", "method", "Exp. AUROC", "Kept: minority",
+                                                         "Kept: other", "Smallest group", "Subset"],
+                               tablefmt="github", disable_numparse=True), ""]
+    return "\n".join(parts) if drawn else None
+
+
+def premise_figure(records: list[Record], arch: str, scale: str) -> Figure | None:
+    """One row per dataset: worst-group test accuracy of every row against ERM's minority share (seed std as
+    error bars, ERM's average dotted, the preset's own level and the paper's Waterbirds level marked), SLIM's
+    spreading AUROC, and what screening keeps and curation draws, along the same axis."""
+    ok = tables.ok_records(tables.in_setup(records, arch, scale))
+    axes_by_dataset = {d: levels for d in tables.datasets_of(ok) if is_synthetic(d)
+                       if (levels := dataset_levels(ok, d))}
+    if not axes_by_dataset:
+        return None
+    fig = Figure(figsize=(17, 4.6 * len(axes_by_dataset)), layout="constrained")
+    grid = fig.subplots(len(axes_by_dataset), 3, squeeze=False)
+    for (dataset, levels), (acc_ax, auroc_ax, kept_ax) in zip(axes_by_dataset.items(), grid, strict=True):
+        split, avg_key = tables.accuracy_columns(ok, dataset)
+        shares = [PCT * level.erm_stat(minority_share).mean for level in levels]
+        share_std = [PCT * level.erm_stat(minority_share).std for level in levels]
+        worst = [_worst_by_row(level, split) for level in levels]
+        for label in row_labels(r for level in levels for r in level.records):
+            points = [(x, dx, PCT * w[label].mean, PCT * w[label].std)
+                      for x, dx, w in zip(shares, share_std, worst, strict=True) if label in w]
+            xs, dxs, ys, dys = zip(*points, strict=True)
+            acc_ax.errorbar(xs, ys, xerr=dxs, yerr=dys, marker="o", capsize=3, label=label)
+        erm_avg = [level.erm_stat(lambda r, s=split, k=avg_key: tables.metric_value(r, s, k)) for level in levels]
+        acc_ax.plot(shares, [PCT * a.mean if a else np.nan for a in erm_avg], ":", color="grey",
+                    label="ERM average")
+        acc_ax.set_ylabel(f"worst-group accuracy, {split} (%)")
+        acc_ax.set_title(f"{tables.dataset_name(dataset)}: accuracy along the premise axis", fontsize=10)
+        for ax in (acc_ax, auroc_ax, kept_ax):
+            _mark_levels(ax, levels, shares, dataset)
+            ax.set_xlabel("ERM: correct attention on minority groups (%)")
+        for method, style in zip(SLIM_DIAGNOSED, ("--", "-"), strict=True):
+            diag = [_diagnostics(level, method) for level in levels]
+            _diagnostic_line(auroc_ax, shares, [d["auroc"] for d in diag], 1.0, f"{method}: spreading AUROC", style)
+            _diagnostic_line(kept_ax, shares, [d["kept_minority"] for d in diag], PCT,
+                             f"{method}: kept, minority groups", style, "tab:red")
+            _diagnostic_line(kept_ax, shares, [d["kept_other"] for d in diag], PCT,
+                             f"{method}: kept, other groups", style, "tab:blue")
+            _diagnostic_line(kept_ax, shares, [d["min_group"] for d in diag], PCT,
+                             f"{method}: subset's smallest group", style, "tab:green")
+        auroc_ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+        auroc_ax.set_ylim(0, 1)
+        auroc_ax.set_ylabel("AUROC of the propagated score")
+        auroc_ax.set_title("expansion: spreading AUROC", fontsize=10)
+        kept_ax.axhline(PCT / len(group_names(dataset)), color="tab:green", lw=0.8, ls=":",
+                        label="balanced subset's smallest group")
+        kept_ax.set_ylim(0, 105)
+        kept_ax.set_ylabel("%")
+        kept_ax.set_title("screening: share kept; curation: smallest group", fontsize=10)
+        for ax in (acc_ax, auroc_ax, kept_ax):
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=7)
+    fig.suptitle(f"Where SLIM wins (arch {arch}, scale {scale}); error bars: std over seeds", fontsize=11)
+    return fig
+
+
+def _mark_levels(ax, levels: list[Level], shares: list[float], dataset: str) -> None:
+    """The preset's own level (dashed) and the paper's Waterbirds level (dash-dot), where the axis has them."""
+    for level, share in zip(levels, shares, strict=True):
+        if level.is_default:
+            ax.axvline(share, color="black", lw=0.8, ls="--", label="this preset as shipped")
+    crossing, _ = paper_crossing(levels, dataset)
+    if crossing is not None:
+        ax.axvline(PCT * crossing, color="tab:purple", lw=1.0, ls="-.",
+                   label="paper's ERM AIoU (Table 5), on this axis")
+
+
+def _diagnostic_line(ax, shares: list[float], stats: list[Stat | None], scale: float, label: str, style: str,
+                     colour: str | None = None) -> None:
+    points = [(x, scale * s.mean, scale * s.std) for x, s in zip(shares, stats, strict=True) if s is not None]
+    if points:
+        xs, ys, dys = zip(*points, strict=True)
+        ax.errorbar(xs, ys, yerr=dys, marker="o", ls=style, capsize=3, color=colour, label=label)
+
+
+def write_premise(records: Iterable[Record], out_dir: Path) -> list[Path]:
+    """premise_<arch>_<scale>.png and .md per (arch, scale) of ``records``; a HarnessError when none has a
+    synthetic preset's ERM run with attention metrics (nothing to place on the axis)."""
+    records = tables.check_records(records)
+    out_dir = Path(out_dir)
+    written: list[Path] = []
+    for arch, scale in tables.setups(records):
+        text = premise_markdown(records, arch, scale)
+        if text is None:
+            continue
+        out_dir.mkdir(parents=True, exist_ok=True)
+        stem = out_dir / f"premise_{tables.slug(arch)}_{tables.slug(scale)}"
+        stem.with_suffix(".md").write_text(text)
+        fig = premise_figure(records, arch, scale)
+        fig.savefig(stem.with_suffix(".png"), dpi=110)
+        written += [stem.with_suffix(".png"), stem.with_suffix(".md")]
+    if not written:
+        raise HarnessError("no ERM run of a synthetic preset with attention metrics among the records: nothing "
+                           "to place on the premise axis (run harness/experiments/configs/premise.toml)")
+    return written
