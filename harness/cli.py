@@ -241,7 +241,8 @@ def _stale_policy(args: argparse.Namespace) -> str:
 def _sweep(args: argparse.Namespace, source: str, out_dir: Path | None):
     """Expand and run a sweep file; returns (spec, out folder, outcome)."""
     from harness.engine.hparams_registry import parse_override
-    from harness.experiments.sweeps import expand, load_sweep, run_sweep
+    from harness.experiments.sweep_file import expand, load_sweep
+    from harness.experiments.sweeps import run_sweep
 
     spec = load_sweep(source)
     out_dir = out_dir or Path("out") / spec.name
@@ -280,8 +281,14 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     """Recompute the grid into a fresh folder (never results/), draw tables and figures, compare every table
     cell with the committed results, and with ``--update-results`` replace results/reproduce with it."""
-    from harness.experiments.reproduction import append_comparison, check_out_dir, committed_folder, update_results
-    from harness.experiments.sweeps import stage_report, sweep_records, write_reproduction_readme
+    from harness.experiments.reproduction import (
+        append_comparison,
+        check_out_dir,
+        committed_folder,
+        update_results,
+        write_reproduction_readme,
+    )
+    from harness.experiments.sweeps import stage_report, sweep_records
     from harness.reporting.figures import collect_run_figures, write_figures
     from harness.reporting.tables import write_tables
     from slim.analysis import write_figure4  # a plug-in's own code, loaded by the command that needs it

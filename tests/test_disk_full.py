@@ -24,7 +24,8 @@ from harness.core.records import record_path
 from harness.data.image_cache import cached_images
 from harness.experiments import executors, runner
 from harness.experiments.executors import LocalExecutor
-from harness.experiments.sweeps import expand, parse_sweep, run_sweep
+from harness.experiments.sweep_file import expand, parse_sweep
+from harness.experiments.sweeps import run_sweep
 from tests.test_sweeps import FAST, grid, toml_text
 
 pytestmark = pytest.mark.usefixtures("one_thread")

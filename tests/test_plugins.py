@@ -20,7 +20,7 @@ import pytest
 from harness.cli import main
 from harness.core.errors import HarnessError
 from harness.core.registry import CAMS, DATASETS, METHODS
-from harness.experiments.sweeps import expand, parse_sweep
+from harness.experiments.sweep_file import expand, parse_sweep
 from harness.plugins import (
     ENTRY_POINT_GROUPS,
     entry_point_checks,

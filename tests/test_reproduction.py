@@ -5,7 +5,9 @@ import math
 import pytest
 
 from harness.core.errors import HarnessError
-from harness.experiments.reproduction import append_comparison, check_out_dir, committed_folder, update_results
+from harness.experiments.reproduction import (append_comparison, check_out_dir, committed_folder, display_path,
+                                              update_results)
+from harness.experiments.sweep_file import CONFIG_DIR
 from harness.reporting.comparison import compare, markdown, within_noise
 
 
@@ -122,3 +124,12 @@ def test_the_readme_gets_the_comparison_and_update_copies_the_reproduction(tmp_p
     assert [p.name for p in (committed / "runs" / "b").iterdir()] == ["queries.jsonl"]  # its pictures stay out
     assert (committed / "figures" / "bars.png").exists()
     assert (committed / "README.md").read_text().startswith("# reproduction")
+
+
+def test_a_shipped_sweep_file_is_named_from_the_repository_root(tmp_path, monkeypatch):
+    """The reproduction README names the sweep file as a reader finds it in the repository, wherever the
+    command ran (its configs folder sits three levels below the root: harness/experiments/configs)."""
+    monkeypatch.chdir(tmp_path)
+    assert display_path(str(CONFIG_DIR / "quick.toml")) == "harness/experiments/configs/quick.toml"
+    assert display_path(str(tmp_path / "mine.toml")) == "mine.toml"
+

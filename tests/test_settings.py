@@ -12,7 +12,7 @@ from harness.data.catalog import list_datasets
 from harness.data.facts import SCALES
 from harness.engine.hparams_registry import _EXTRA_KEYS, default_hparams, model_hparams, run_hparams
 from harness.engine.settings import SETTINGS, Setting, check_hparams
-from harness.experiments.sweeps import parse_sweep
+from harness.experiments.sweep_file import parse_sweep
 from harness.models.network import ARCHS
 
 

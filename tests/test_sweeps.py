@@ -20,7 +20,18 @@ from harness.core.versions import code_version, current_version
 from harness.engine.hparams_registry import default_hparams
 from harness.experiments.executors import LocalExecutor
 from harness.experiments.runner import make_config, run_id
-from harness.experiments.sweeps import expand, is_finished, load_sweep, parse_sweep, run_sweep, sweep_records
+from harness.experiments.sweep_file import expand, load_sweep, parse_sweep
+from harness.experiments.sweeps import (
+    TimeLeft,
+    claim_owner,
+    claim_path,
+    claim_run,
+    format_duration,
+    is_finished,
+    release_run,
+    run_sweep,
+    sweep_records,
+)
 from harness.reporting.tables import write_tables
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -320,7 +331,6 @@ def test_reproduce_writes_tables_figures_and_a_readme(tmp_path, capsys):
 
 def test_claims_are_exclusive_and_a_dead_sweeps_claim_is_taken_over(tmp_path):
     from harness.core.tempfiles import HOST
-    from harness.experiments.sweeps import claim_owner, claim_path, claim_run, release_run
 
     assert claim_run(tmp_path, "r1") and claim_owner(tmp_path, "r1")["pid"] == os.getpid()
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
@@ -391,7 +401,6 @@ def test_time_left_estimates_each_method_from_its_own_finished_runs(monkeypatch)
     """Two ERM runs took 10 s each and one JTT run 30 s, in 25 s of wall time (two at a time: 50 / 25 = 2);
     one ERM and two JTT runs are left: (10 + 30 + 30) / 2 = 35 s."""
     from harness.experiments.executors import RunOutcome
-    from harness.experiments.sweeps import TimeLeft, format_duration
 
     configs = [{"method": m, "id": i} for i, m in enumerate(["erm", "erm", "erm", "jtt", "jtt", "jtt"])]
     monkeypatch.setattr("harness.experiments.sweeps.run_id", lambda c: f"r{c['id']}")

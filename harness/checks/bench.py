@@ -40,11 +40,19 @@ import torch
 import torch.nn.functional as F
 from tabulate import tabulate
 
+from harness.attention.passes import extract
+from harness.checks.bench_attention import package_gradcam
+from harness.core import digests
+from harness.core.cache import ArtifactCache, load_tensors, save_tensors
 from harness.core.errors import HarnessError
 from harness.data.containers import Split
 from harness.engine.training import TrainHparams, fit
+from harness.experiments.runner import resolve_device
 from harness.models.network import create_model
 from harness.models.precision import autocast, to_float
+from harness.models.stem_cache import encode_split, stem_pass
+from simulated_oracle import SimulatedOracle
+from slim.pipeline import SlimCurator, make_space, settings_from
 
 SIZES = {
     # arch list, image size, width, batch, images per timed pass, SLIM features (N, D)
@@ -140,8 +148,6 @@ def bench_train(cfg: dict, device: torch.device, compile_too: bool) -> list[list
 
 
 def bench_attention(cfg: dict, device: torch.device) -> list[list[str]]:
-    from harness.attention.passes import extract
-    from harness.checks.bench_attention import package_gradcam
 
     rows = []
     for arch in cfg["archs"]:
@@ -174,8 +180,6 @@ def bench_attention(cfg: dict, device: torch.device) -> list[list[str]]:
 
 
 def bench_slim(cfg: dict) -> list[list[str]]:
-    from simulated_oracle import SimulatedOracle
-    from slim.pipeline import SlimCurator, make_space, settings_from
 
     n, d = cfg["slim"]
     rng = np.random.default_rng(0)
@@ -209,7 +213,6 @@ def bench_slim(cfg: dict) -> list[list[str]]:
 
 
 def bench_stem(cfg: dict, device: torch.device) -> list[list[str]]:
-    from harness.models.stem_cache import encode_split, stem_pass
 
     split = random_split(cfg["n"] // 4, 64, 2)
     model = create_model("efficientnet_lite0", 2, 64, input_size=256).eval().to(device)
@@ -269,8 +272,6 @@ def best_of(run: Callable[[], object], repeats: int = 3) -> float:
 
 
 def bench_cache(cfg: dict) -> list[list[str]]:
-    from harness.core import digests
-    from harness.core.cache import ArtifactCache, load_tensors, save_tensors
 
     size = cfg["cache_mb"] * 2**20
     rows = []
@@ -321,7 +322,6 @@ def bench_cache(cfg: dict) -> list[list[str]]:
 
 def run_bench(args: argparse.Namespace) -> int:
     """``python -m harness bench``: its options are parsed by harness.cli (so ``--help`` needs no torch)."""
-    from harness.experiments.runner import resolve_device
 
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = [s for s in sections if s not in SECTIONS]

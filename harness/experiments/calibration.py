@@ -28,10 +28,14 @@ import torch.nn.functional as F
 from harness.attention.accuracy import correct_shares
 from harness.attention.maps import iter_upsampled
 from harness.core.errors import HarnessError
+from harness.core.records import record_path
 from harness.data.containers import Benchmark
 from harness.data.facts import SCALES, paper_dataset
-from harness.data.synthetic import make_benchmark
+from harness.data.synthetic import PRESETS, make_benchmark
+from harness.experiments.executors import record_status
+from harness.experiments.runner import execute, make_config, run_id
 from harness.models.network import create_model
+from harness.reporting.tables import accuracy_columns
 from simulated_oracle.aiou import ATTENTION_CORRECT, DEFAULT_DELTA, aiou_batch
 
 GAP_MIN = 0.15  # ERM's avg - worst on the test split
@@ -52,9 +56,6 @@ def run_calibration(presets: list[str], scale: str, out_dir: Path, *, seed: int 
     """
     import json
 
-    from harness.core.records import record_path
-    from harness.experiments.executors import record_status
-    from harness.experiments.runner import execute, make_config, run_id
 
     records: dict[str, dict[str, Record]] = {}
     with tempfile.TemporaryDirectory(prefix="calibration-cache-") as cache:
@@ -80,7 +81,6 @@ def _summary(record: dict[str, Any]) -> str:
 def criterion_columns(preset: str, by_method: dict[str, Record]) -> tuple[str, str]:
     """(split, average key) the criterion reads: the accuracy tables' own (Tables 2 and 3), e.g.
     ImageNet-9's test_mixed_rand and Waterbirds' train-weighted average."""
-    from harness.reporting.tables import accuracy_columns
 
     return accuracy_columns([{**r, "dataset": preset} for r in by_method.values()], preset)
 
@@ -270,7 +270,6 @@ def bar_chart(records: dict[str, dict[str, Record]], path: Path, scale: str) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from harness.data.synthetic import PRESETS
 
     parser = argparse.ArgumentParser(prog="python -m harness.experiments.calibration",
                                      description=__doc__.split("\n\n")[0])

@@ -87,7 +87,7 @@ def record_failure(config: dict[str, Any], out_dir: Path, error: str, trace: str
                    seconds: float = 0.0, cause: BaseException | None = None) -> RunOutcome:
     """Write a ``failed`` record for ``config`` (same run id as a success would have) and describe it. When
     the disk is full (the ``cause``, or this write) the outcome says so, with or without the record."""
-    from harness.experiments.runner import run_id
+    from harness.experiments.runner import run_id  # imports torch: see the module docstring
 
     rid = run_id(config)
     record = {
@@ -114,7 +114,7 @@ def run_one(config: dict[str, Any], out_dir: str, cache_dir: str, log_path: str 
     """
     if sweep_pid is not None:
         die_with(sweep_pid)  # first: importing the runner (torch) takes minutes on a busy machine
-    from harness.experiments.runner import execute, run_id
+    from harness.experiments.runner import execute, run_id  # imports torch: see the module docstring
 
     rid = run_id(config)
     if is_current(Path(out_dir), rid):
@@ -279,8 +279,8 @@ class LocalExecutor:
 
     def prepare(self, configs: list[dict[str, Any]]) -> None:
         """Train the pretrained stand-ins the runs need, once each (machine-wide cache)."""
-        from harness.engine.pretrain import resolve_input_size, standin_weights
-        from harness.experiments.runner import resolve_device
+        from harness.engine.pretrain import resolve_input_size, standin_weights  # (torch, as below)
+        from harness.experiments.runner import resolve_device  # imports torch: see the module docstring
 
         done = set()
         for config in configs:
@@ -374,7 +374,7 @@ def _init_worker(gpu_ids: Any, threads: int, sweep_pid: int) -> None:
 
 
 def _run_id(config: dict[str, Any]) -> str:
-    from harness.experiments.runner import run_id
+    from harness.experiments.runner import run_id  # imports torch: see the module docstring
 
     return run_id(config)
 

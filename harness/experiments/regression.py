@@ -25,7 +25,8 @@ from typing import Any
 from harness.core.errors import HarnessError
 from harness.core.records import atomic_write_json, environment, git_commit, now_iso
 from harness.experiments.executors import LocalExecutor
-from harness.experiments.sweeps import expand, load_sweep, run_sweep, sweep_records
+from harness.experiments.sweep_file import expand, load_sweep
+from harness.experiments.sweeps import run_sweep, sweep_records
 
 BASELINE_PATH = Path("results/regression/baseline.json")
 BASELINE_SCHEMA = 2
