@@ -5,8 +5,13 @@ import math
 import pytest
 
 from harness.core.errors import HarnessError
-from harness.experiments.reproduction import (append_comparison, check_out_dir, committed_folder, display_path,
-                                              update_results)
+from harness.experiments.reproduction import (
+    append_comparison,
+    check_out_dir,
+    committed_folder,
+    display_path,
+    update_results,
+)
 from harness.experiments.sweep_file import CONFIG_DIR
 from harness.reporting.comparison import compare, markdown, within_noise
 

@@ -13,7 +13,7 @@ from harness.data.facts import SCALES
 from harness.engine.hparams_registry import _EXTRA_KEYS, default_hparams, model_hparams, run_hparams
 from harness.engine.settings import SETTINGS, Setting, check_hparams
 from harness.experiments.sweep_file import parse_sweep
-from harness.models.network import ARCHS
+from harness.models.families import ARCHS
 
 
 def test_every_setting_of_every_method_has_a_schema_entry():

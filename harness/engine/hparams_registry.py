@@ -14,6 +14,7 @@ from typing import Any
 from harness.core.errors import HarnessError
 from harness.core.registry import METHODS
 from harness.data.facts import check_scale, facts, is_synthetic, paper_dataset
+from harness.models.families import arch_spec
 from harness.models.weights import BUNDLED
 
 MIN_QUERIES_PER_CLASS = 2  # a budget drawn from a share asks at least this many per class
@@ -83,17 +84,13 @@ def default_arch(dataset: str, scale: str) -> str:
     return "resnet50" if scale == "paper" and not is_synthetic(dataset) else "efficientnet_lite0"
 
 
-# Synthetic presets render at this size for EfficientNets (seen at 256 px, pretrain.EFFICIENTNET_INPUT): the
-# size they are calibrated at for the default backbone (results/calibration). Other backbones take the
-# generator's size of the scale (synthetic.IMAGE_SIZE: 32 px below the paper scale).
-EFFICIENTNET_SYNTHETIC_SIZE = 64
-
-
 def default_image_size(dataset: str, scale: str, arch: str) -> int | None:
-    """The size a run renders a synthetic preset at unless ``--image-size`` says otherwise (None: the
-    generator's size of the scale, or 224 px for real datasets)."""
-    if is_synthetic(dataset) and arch.startswith("efficientnet") and scale != "paper":
-        return EFFICIENTNET_SYNTHETIC_SIZE
+    """The size a run renders a synthetic preset at unless ``--image-size`` says otherwise: below the paper
+    scale, the size its family's default backbone is calibrated at (``Family.synthetic_image_size``:
+    EfficientNets 64 px, results/calibration). None: the generator's size of the scale
+    (synthetic.IMAGE_SIZE: 32 px below the paper scale), or 224 px for real datasets."""
+    if is_synthetic(dataset) and scale != "paper":
+        return arch_spec(arch).family.synthetic_image_size
     return None
 
 
@@ -109,10 +106,7 @@ def model_hparams(arch: str, dataset: str, scale: str) -> dict[str, Any]:
     pretrained = "imagenet" if arch in BUNDLED or not is_synthetic(dataset) else "standin"
     hp: dict[str, Any] = {"pretrained": pretrained, **protocol_hparams(pretrained, scale), "input_size": "auto"}
     if is_synthetic(dataset) and scale in ("tiny", "quick"):
-        if arch.startswith("resnet"):
-            hp["width"] = 0.5
-        elif arch.startswith("vit"):
-            hp["depth"] = 6
+        hp.update(arch_spec(arch).family.cpu_scale_hparams())
     return hp
 
 
@@ -126,9 +120,7 @@ def protocol_hparams(pretrained: str, scale: str) -> dict[str, Any]:
 
 def run_hparams(method: str, dataset: str, scale: str, arch: str, overrides: dict[str, Any] | None = None) -> dict:
     """Everything a run uses: the method's defaults, the model choices, then the user's overrides."""
-    from harness.models.network import check_arch  # here, not at the top: models imports torch and timm
-
-    check_arch(arch)
+    arch_spec(arch)  # an unknown architecture fails here, before the method's defaults
     cls = METHODS.get(method)
     hp = default_hparams(method, dataset, scale) | model_hparams(arch, dataset, scale)
     for key, value in (overrides or {}).items():

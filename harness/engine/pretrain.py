@@ -17,7 +17,8 @@ from harness.core.cache import ArtifactCache, default_cache_root, save_tensors
 from harness.core.errors import HarnessError
 from harness.data.containers import Split
 from harness.engine.training import TrainHparams, fit
-from harness.models.network import ARCHS, create_model, hub_weights
+from harness.models.families import arch_spec
+from harness.models.network import create_model, hub_weights
 from harness.models.weights import BUNDLED, CHOICES, Weights, bundled_file
 
 SOURCE_TASK = dict(version=1, n=3000, num_classes=10, seed=0)
@@ -61,18 +62,12 @@ def standin_weights(
     return cache.get_or_create("standin", key, "safetensors", train)
 
 
-# EfficientNets see small images upsampled to this: an 8x8 target grid at their native output stride 32.
-# (At 128 px with the last stride dilated, the maps carry a fixed position pattern: README, "Why 256 px".)
-EFFICIENTNET_INPUT = 256
-
-
 def resolve_input_size(choice: int | str, arch: str, image_size: int) -> int:
-    """The size the backbone sees: ``auto`` is the image size, raised to 256 px for EfficientNets."""
+    """The size the backbone sees: ``auto`` is its family's default for the image size (the image size,
+    raised to 256 px for EfficientNets: ``Family.default_input_size``)."""
     if choice != "auto":
         return int(choice)
-    if arch in ARCHS and ARCHS[arch].family == "efficientnet":
-        return max(image_size, EFFICIENTNET_INPUT)
-    return image_size
+    return arch_spec(arch).family.default_input_size(image_size)
 
 
 def resolve_weights(choice: str, arch: str, input_size: int, *, width: float = 1.0, depth: int | None = None,

