@@ -29,7 +29,8 @@ from harness.attention.accuracy import correct_shares
 from harness.attention.maps import iter_upsampled
 from harness.core.errors import HarnessError
 from harness.data.containers import Benchmark
-from harness.data.facts import SCALES, paper_dataset
+from harness.data.facts import paper_dataset
+from harness.data.sizes import SCALES
 from harness.data.synthetic import make_benchmark
 from harness.models.network import create_model
 from simulated_oracle.aiou import ATTENTION_CORRECT, DEFAULT_DELTA, aiou_batch

@@ -49,7 +49,8 @@ from harness.core.tempfiles import HOST, process_alive, remove_stale_temps, temp
 from harness.core.versions import current_version, record_version
 from harness.core.versions import describe as describe_version
 from harness.data.catalog import list_datasets
-from harness.data.facts import SCALES, is_synthetic
+from harness.data.facts import is_synthetic
+from harness.data.sizes import SCALES
 from harness.data.synthetic import knob_options
 from harness.engine.hparams_registry import default_hparams
 from harness.engine.settings import check_value
