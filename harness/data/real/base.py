@@ -43,8 +43,9 @@ class RealDataset(Dataset):
 
     @classmethod
     def check_inputs(cls, data_root: str | Path | None, options: dict[str, str] | None) -> None:
-        """Nothing before the data is read: a run's settings may name a real dataset without its root (the
-        hyperparameters of a paper dataset); :meth:`load` asks for the root and :meth:`read` checks the options."""
+        """Nothing before the data is read: :meth:`load` asks for the root and :meth:`read` checks the root and
+        the options, so a run's settings are made before its data is looked at (a run that cannot read its data
+        fails, and records why)."""
 
     @classmethod
     def entry(cls) -> DatasetEntry:
