@@ -161,7 +161,7 @@ def _paint(canvas: np.ndarray, region: np.ndarray, colour: np.ndarray) -> None:
     np.copyto(canvas, fill, where=region[..., None])
 
 
-# ----------------------------------------------------------------------------------------- presets
+# --------------------------------------------------------------------------------------- renderers
 
 # (labels, spurious, rng, image size, knobs) -> (float canvas (n, S, S, 3) in [0, 1], core masks (n, S, S))
 Render = Callable[[np.ndarray, np.ndarray, np.random.Generator, int, Difficulty],
