@@ -54,7 +54,7 @@ def test_a_raising_run_leaves_a_failed_record_under_its_run_id(tmp_path):
     assert outcome.error == f"HarnessError: {tmp_path / 'empty' / 'metadata.csv'}: file not found"
     record = json.loads(record_path(tmp_path, run_id(bad)).read_text())
     assert record["status"] == "failed" and record["error"] == outcome.error
-    assert "real_datasets.py" in record["traceback"] and record["config"] == bad
+    assert "harness/data/real/" in record["traceback"] and record["config"] == bad
     assert (record["dataset"], record["method"], record["seed"]) == ("waterbirds", "erm", 0)
 
 
