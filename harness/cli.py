@@ -19,7 +19,7 @@ from harness.core.disk import as_disk_full
 from harness.core.errors import HarnessError
 from harness.core.records import load_records, read_record
 from harness.core.registry import METHODS
-from harness.data.facts import REAL_IMAGE_SIZE, SCALES
+from harness.data.sizes import REAL_IMAGE_SIZE, SCALES
 from harness.experiments.executors import check_jobs, make_executor
 from harness.plugins import load_plugins
 from harness.reporting.summaries import metrics_report, run_summary

@@ -57,7 +57,8 @@ Check = Callable[[str, Any], "str | None"]  # (name, object) -> what is wrong wi
 def entry_point_checks() -> dict[str, Check]:
     """group -> the check of an entry point's object: of the kind the group holds, under a free name."""
     # Here: the base classes live with the data and model code (torch), which load_plugins imports anyway.
-    from harness.data.catalog import SHIPPED_DATASETS, Dataset
+    from harness.data.catalog import SHIPPED_DATASETS
+    from harness.data.dataset import Dataset
     from harness.engine.methods import Method
 
     def subclass_of(base: type) -> Check:

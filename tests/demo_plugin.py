@@ -7,8 +7,8 @@ import numpy as np
 import torch
 
 from harness.attention.cams.base import CamExtractor
-from harness.data.catalog import Dataset
 from harness.data.containers import Benchmark, Split
+from harness.data.dataset import Dataset
 from harness.engine.methods import Method, MethodResult
 
 ENTRY_POINTS = {  # group -> {name: object}, as the package's metadata lists them

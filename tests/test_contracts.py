@@ -1,6 +1,6 @@
 """Contract tests over the registries (DomainBed's one test over every algorithm): every registered method,
-CAM extractor and plug-in dataset is checked, those of installed packages' entry points included
-(harness.plugins), so a new one is picked up without editing this file.
+CAM extractor and dataset (the shipped presets and real datasets too) is checked, those of installed packages'
+entry points included (harness.plugins), so a new one is picked up without editing this file.
 
 Methods, each on the toy benchmark through the runner: the run writes a complete record; the same seed
 twice gives the same numbers; and the record's ``labels_used`` is true to what the method read: the
@@ -11,7 +11,7 @@ A test-local method that reads train group labels while declaring none fails tha
 CAM extractors: maps of the target layer's grid shape, non-negative and finite, and equal to the grad-cam
 package's maps where the extractor names the package class computing the same (``package_class``).
 
-Plug-in datasets (harness.data.catalog.Dataset): a benchmark with train, val and test, labels and groups in
+Datasets (harness.data.dataset.Dataset): a benchmark with train, val and test, labels and groups in
 range, the same bytes for the same seed, and an ``info`` (the cache key of shared stages) that changes
 whenever the data does. A dataset read from disk is skipped (its data is not here).
 """
@@ -33,8 +33,9 @@ from harness.attention.cams import make_extractor
 from harness.attention.maps import minmax_normalize
 from harness.core.errors import HarnessError
 from harness.core.registry import CAMS, DATASETS, METHODS
-from harness.data.catalog import Dataset, dataset_fingerprint
+from harness.data.catalog import dataset_fingerprint
 from harness.data.containers import Benchmark, Split
+from harness.data.dataset import Dataset
 from harness.engine.methods import Method, MethodResult
 from harness.experiments.runner import execute, make_config
 from harness.models.network import create_model
@@ -238,8 +239,8 @@ def test_the_readme_cam_example_registers_and_passes_the_contract():
             CAMS.unregister(name)
 
 
-# ---- plug-in datasets ----------------------------------------------------------------------------------
-def load_plugin_dataset(name: str, data_seed: int) -> Benchmark:
+# ---- datasets ------------------------------------------------------------------------------------------
+def load_tiny_dataset(name: str, data_seed: int) -> Benchmark:
     return DATASETS.get(name)().load(scale="tiny", data_seed=data_seed, data_root=None, image_size=None,
                                      options={}, show_progress=False)
 
@@ -255,15 +256,15 @@ def same_data(a: Benchmark, b: Benchmark) -> bool:
 def check_dataset_contract(name: str) -> None:
     if DATASETS.get(name).needs_data_root:
         pytest.skip(f"{name} is read from disk")
-    bench = load_plugin_dataset(name, 0)
+    bench = load_tiny_dataset(name, 0)
     assert {"train", "val", "test"} <= set(bench.splits) and bench.name == name
     for split_name, split in bench.splits.items():
         assert len(split) > 0, f"split {split_name} is empty"
         assert 0 <= int(split.labels.min()) and int(split.labels.max()) < bench.num_classes
         assert 0 <= int(split.groups.min()) and int(split.groups.max()) < bench.num_groups
-    assert same_data(load_plugin_dataset(name, 0), bench), "the same seed must give the same data"
-    assert dataset_fingerprint(load_plugin_dataset(name, 0)) == dataset_fingerprint(bench)
-    other = load_plugin_dataset(name, 1)
+    assert same_data(load_tiny_dataset(name, 0), bench), "the same seed must give the same data"
+    assert dataset_fingerprint(load_tiny_dataset(name, 0)) == dataset_fingerprint(bench)
+    other = load_tiny_dataset(name, 1)
     if not same_data(other, bench):
         assert dataset_fingerprint(other) != dataset_fingerprint(bench), (
             f"{name}'s info does not change with its data: runs on other data would reuse cached stages")

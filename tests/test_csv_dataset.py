@@ -15,14 +15,14 @@ import torch
 
 from harness.cli import main
 from harness.core.errors import HarnessError
-from harness.data.real import load_real
+from harness.data.real.generic import MetadataCsv
 from tests.fixtures_real import CSV_MASK, GROUP_COLOURS, MASK_IMAGE_SIZE, make_csv_fixture
 
 SIZE = MASK_IMAGE_SIZE
 
 
 def load(root, cache, **options):
-    return load_real("csv", root, image_size=SIZE, cache_dir=cache, options=options, progress=False)
+    return MetadataCsv.read(root, image_size=SIZE, cache_dir=cache, options=options, progress=False)
 
 
 def edit_metadata(root: Path, edit) -> None:
@@ -195,7 +195,7 @@ def test_a_split_without_rows_is_refused(tmp_path):
 
 
 def test_a_csv_dataset_without_paper_facts_runs_end_to_end(tmp_path):
-    """No row of harness.data.facts names csv: a run, its metrics (plain average, no weighting), AIoU from the
+    """csv has no paper facts: a run, its metrics (plain average, no weighting), AIoU from the
     mask column, and the tables all work without one."""
     from harness.data.facts import FACTS
 

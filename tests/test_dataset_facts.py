@@ -1,13 +1,19 @@
-"""The dataset facts table: one place that tables, evaluation and hyperparameters read."""
+"""The dataset facts: each dataset's class holds its own, and tables, evaluation and hyperparameters read them
+by name (harness.data.facts)."""
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import torch
 from test_tables import make_record
 
+from harness.core.registry import DATASETS
 from harness.data.containers import Benchmark, Split
-from harness.data.facts import FACTS, DatasetFacts, facts, is_synthetic, paper_dataset
+from harness.data.dataset import Dataset, DatasetFacts
+from harness.data.facts import FACTS, facts, is_synthetic, paper_dataset
 from harness.data.real import REAL_DATASETS
+from harness.data.real.nico import NICO
 from harness.data.synthetic import PRESETS
 from harness.engine.evaluation import group_metrics, train_weights
 from harness.engine.hparams_registry import default_hparams
@@ -17,9 +23,12 @@ from harness.reporting import tables
 def test_names_and_facts():
     assert paper_dataset("waterbirds-synth") == "waterbirds" == paper_dataset("waterbirds")
     assert is_synthetic("nico-synth") and not is_synthetic("nico") and not is_synthetic("synth-nico")
-    assert facts("celeba-synth") is facts("celeba") is FACTS["celeba"] and facts("toy") is None
-    # every paper dataset has its facts; csv, a dataset of the user's own, has none
-    assert set(REAL_DATASETS) - {"csv"} == set(FACTS) == {paper_dataset(p) for p in PRESETS}
+    assert not is_synthetic("spawrious-synth")  # a preset is known by its class, not by a name suffix
+    assert facts("celeba-synth") is facts("celeba") is FACTS["celeba"] is REAL_DATASETS["celeba"].facts
+    assert facts("toy") is None and "waterbirds-synth" not in FACTS
+    # every paper dataset has its facts, in the paper's order (the tables'); csv, the user's own, has none
+    assert list(FACTS) == ["waterbirds", "celeba", "isic", "nico", "imagenet9"]
+    assert set(REAL_DATASETS) - {"csv"} == set(FACTS) == {preset.paper_dataset for preset in PRESETS.values()}
 
 
 def test_slim_shares_are_the_table4_budgets_over_the_split_sizes():
@@ -56,16 +65,29 @@ def test_weighted_average_follows_the_facts(monkeypatch):
 
     assert np.isclose(test_metrics("waterbirds-synth")["weighted_avg_acc"], 0.625)
     assert "weighted_avg_acc" not in test_metrics("nico")
-    monkeypatch.setitem(FACTS, "nico", DatasetFacts(**{**vars(FACTS["nico"]), "weighted_avg": True}))
+    monkeypatch.setattr(NICO, "facts", dataclasses.replace(NICO.facts, weighted_avg=True))
     assert np.isclose(test_metrics("nico")["weighted_avg_acc"], 0.625)
 
 
-def test_a_dataset_with_facts_shows_in_its_family_table(monkeypatch):
-    """A new dataset is one entry of FACTS away from Tables 2 / 3 and its display name."""
-    records = [make_record("erm", "spawrious-synth")]
+class Spawrious(Dataset):
+    """A plug-in dataset that brings paper facts."""
+
+    name, description = "spawrious", "a dataset with facts"
+    facts = DatasetFacts("Spawrious", "multi-class", weighted_avg=False, published="waterbirds",
+                         slim_budgets=((40, 0.2), (20, 0.2)), split_sizes=(3000, 600), masks="none")
+
+    def load(self, **kwargs):
+        raise NotImplementedError
+
+
+def test_a_dataset_with_facts_shows_in_its_family_table():
+    """A new dataset is its class's ``facts`` away from Tables 2 / 3 and its display name."""
+    records = [make_record("erm", "spawrious")]
     assert tables.table2(records, "resnet18", "tiny") is None and tables.table3(records, "resnet18", "tiny") is None
-    monkeypatch.setitem(FACTS, "spawrious", DatasetFacts(
-        "Spawrious", "multi-class", weighted_avg=False, published="waterbirds",
-        slim_budgets=((40, 0.2), (20, 0.2)), split_sizes=(3000, 600), masks="none"))
-    assert tables.table2(records, "resnet18", "tiny") is None
-    assert "Spawrious (synth)" in tables.table3(records, "resnet18", "tiny")
+    DATASETS.register()(Spawrious)
+    try:
+        assert list(FACTS)[-1] == "spawrious" and facts("spawrious") is Spawrious.facts
+        assert tables.table2(records, "resnet18", "tiny") is None
+        assert "Spawrious" in tables.table3(records, "resnet18", "tiny")
+    finally:
+        DATASETS.unregister("spawrious")

@@ -54,7 +54,7 @@ def test_a_raising_run_leaves_a_failed_record_under_its_run_id(tmp_path):
     assert outcome.error == f"HarnessError: {tmp_path / 'empty' / 'metadata.csv'}: file not found"
     record = json.loads(record_path(tmp_path, run_id(bad)).read_text())
     assert record["status"] == "failed" and record["error"] == outcome.error
-    assert "real_datasets.py" in record["traceback"] and record["config"] == bad
+    assert "harness/data/real/" in record["traceback"] and record["config"] == bad
     assert (record["dataset"], record["method"], record["seed"]) == ("waterbirds", "erm", 0)
 
 
@@ -290,19 +290,19 @@ def test_a_new_generator_version_is_a_new_run(monkeypatch):
     recalibrating one preset leaves the other presets' runs as they were."""
     import dataclasses
 
-    import harness.data.synthetic as syn
     import harness.experiments.runner as runner
+    from harness.data.synthetic import generate, presets
 
     config = runner.make_config(dataset="waterbirds-synth", method="erm")
     other = runner.make_config(dataset="isic-synth", method="erm")
-    assert config["data_version"] == syn.data_version("waterbirds-synth")
-    assert config["data_version"].startswith(f"{syn.GENERATOR_VERSION}.")
-    monkeypatch.setattr(syn, "GENERATOR_VERSION", syn.GENERATOR_VERSION + 1)
+    assert config["data_version"] == generate.data_version("waterbirds-synth")
+    assert config["data_version"].startswith(f"{generate.GENERATOR_VERSION}.")
+    monkeypatch.setattr(generate, "GENERATOR_VERSION", generate.GENERATOR_VERSION + 1)
     assert runner.run_id(runner.make_config(dataset="waterbirds-synth", method="erm")) != runner.run_id(config)
     monkeypatch.undo()
-    preset = syn._PRESETS["waterbirds-synth"]
+    preset = presets.PRESETS["waterbirds-synth"]
     recalibrated = dataclasses.replace(preset, difficulty=dataclasses.replace(preset.difficulty, noise=0.05))
-    monkeypatch.setitem(syn._PRESETS, "waterbirds-synth", recalibrated)
+    monkeypatch.setitem(presets.PRESETS, "waterbirds-synth", recalibrated)
     assert runner.run_id(runner.make_config(dataset="waterbirds-synth", method="erm")) != runner.run_id(config)
     assert runner.run_id(runner.make_config(dataset="isic-synth", method="erm")) == runner.run_id(other)
     # real datasets carry no generator version

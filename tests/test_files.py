@@ -19,7 +19,7 @@ from harness.core.errors import HarnessError
 from harness.core.records import atomic_write_json, record_path
 from harness.core.tempfiles import HOST, remove_stale_temps
 from harness.data.image_cache import CAP_ENV, cached_images
-from harness.data.real import load_real
+from harness.data.real.waterbirds import Waterbirds
 from harness.experiments.executors import LocalExecutor
 from harness.experiments.runner import make_config, run_id
 from harness.experiments.sweeps import run_sweep
@@ -70,7 +70,7 @@ def test_image_cache_start_removes_a_killed_decoders_temp_file(tmp_path):
     cache = tmp_path / "cache"
     cache.mkdir()
     leftover = dead_writers_temp(cache / "waterbirds-train-16px-0.images.npy")
-    load_real("waterbirds", root, image_size=16, cache_dir=cache, progress=False)
+    Waterbirds.read(root, image_size=16, cache_dir=cache, progress=False)
     assert not leftover.exists()
 
 
@@ -79,14 +79,14 @@ def test_two_copies_of_a_dataset_keep_their_own_cache(tmp_path, monkeypatch):
     make_waterbirds_fixture(first, cub=None)
     shutil.copytree(first.parent, second.parent, dirs_exist_ok=True)
     cache = tmp_path / "cache"
-    expected = load_real("waterbirds", first, image_size=16, cache_dir=cache, progress=False)
-    load_real("waterbirds", second, image_size=16, cache_dir=cache, progress=False)
+    expected = Waterbirds.read(first, image_size=16, cache_dir=cache, progress=False)
+    Waterbirds.read(second, image_size=16, cache_dir=cache, progress=False)
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("PIL.Image.open called: the first copy's cache was evicted")
 
     monkeypatch.setattr(PIL.Image, "open", no_decoding)
-    again = load_real("waterbirds", first, image_size=16, cache_dir=cache, progress=False)
+    again = Waterbirds.read(first, image_size=16, cache_dir=cache, progress=False)
     assert torch.equal(again.splits["train"].images, expected.splits["train"].images)
     assert len(list(cache.glob("*.npy"))) == 2 * 3  # (train, val, test) images for each copy
 

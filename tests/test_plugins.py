@@ -143,7 +143,8 @@ def test_an_entry_point_of_the_wrong_kind_or_name_is_refused(name, value, group,
     with pytest.raises(HarnessError, match=f"plug-in entry point '{name}' = '{value}' \\(group {group}\\): "
                                            f"{re.escape(expected)}"):
         load(name, value, group)
-    assert name not in ENTRY_POINT_GROUPS[group]
+    registry = ENTRY_POINT_GROUPS[group]
+    assert name not in registry or registry.get(name).__module__.startswith("harness.")  # a shipped one stays
 
 
 def test_a_plugin_cannot_take_a_shipped_name():

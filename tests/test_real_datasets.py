@@ -14,8 +14,11 @@ import pytest
 import torch
 
 from harness.core.errors import HarnessError
+from harness.data.catalog import dataset_class
 from harness.data.facts import FACTS
-from harness.data.real import REAL_DATASETS, load_real, nico_split
+from harness.data.real import REAL_DATASETS
+from harness.data.real.nico import nico_split
+from harness.data.real.waterbirds import Waterbirds
 from tests.fixtures_real import (
     CELEBA_LAYOUTS,
     GROUP_COLOURS,
@@ -40,7 +43,7 @@ SIZE = MASK_IMAGE_SIZE
 
 
 def load(name, root, cache, **options):
-    return load_real(name, root, image_size=SIZE, cache_dir=cache, options=options, progress=False)
+    return REAL_DATASETS[name].read(root, image_size=SIZE, cache_dir=cache, options=options, progress=False)
 
 
 def mean_colours(images: torch.Tensor) -> np.ndarray:
@@ -71,13 +74,14 @@ def waterbirds(tmp_path_factory):
 
 def test_registry_lists_every_dataset_with_layout_and_options():
     assert set(REAL_DATASETS) == {"waterbirds", "celeba", "isic", "nico", "imagenet9", "csv"}
-    for name, info in REAL_DATASETS.items():
-        assert info.name == name and info.description and info.expected and "masks" in info.options
+    for name, dataset in REAL_DATASETS.items():
+        assert dataset.name == name and dataset.description and dataset.expected and "masks" in dataset.options
+        assert dataset_class(name) is dataset and dataset.needs_data_root
     assert all(FACTS[name].masks for name in set(REAL_DATASETS) - {"csv"})  # csv is the user's, not the paper's
     assert {"target", "spurious"} <= set(REAL_DATASETS["celeba"].options)
     assert "cub_root" in REAL_DATASETS["waterbirds"].options
     with pytest.raises(dataclasses.FrozenInstanceError):
-        REAL_DATASETS["celeba"].name = "x"
+        REAL_DATASETS["celeba"].facts.title = "x"
 
 
 # ----------------------------------------------------------------------------- Waterbirds
@@ -690,9 +694,9 @@ def test_cached_tensor_edits_do_not_reach_the_cache_file(waterbirds, tmp_path):
 
 def test_progress_bar_only_when_asked(waterbirds, tmp_path, capsys):
     root, _ = waterbirds
-    load_real("waterbirds", root, image_size=SIZE, cache_dir=tmp_path / "a", progress=False)
+    Waterbirds.read(root, image_size=SIZE, cache_dir=tmp_path / "a", progress=False)
     assert "decoding" not in capsys.readouterr().err
-    load_real("waterbirds", root, image_size=SIZE, cache_dir=tmp_path / "b", progress=True)
+    Waterbirds.read(root, image_size=SIZE, cache_dir=tmp_path / "b", progress=True)
     assert "decoding waterbirds-train" in capsys.readouterr().err
 
 
@@ -857,10 +861,8 @@ def test_general_argument_errors(waterbirds, tmp_path):
         HarnessError, match=r"unknown option\(s\) target for waterbirds; valid: cub_root, masks"
     ):
         load("waterbirds", root, tmp_path, target="Blond_Hair")
-    with pytest.raises(HarnessError, match="unknown real dataset 'cub'; choose one of waterbirds, celeba"):
-        load("cub", root, tmp_path)
     with pytest.raises(HarnessError, match="image_size must be a positive integer"):
-        load_real("waterbirds", root, image_size=0, cache_dir=tmp_path)
+        Waterbirds.read(root, image_size=0, cache_dir=tmp_path)
     with pytest.raises(HarnessError, match=r"metadata.csv: file not found"):
         load("waterbirds", tmp_path, tmp_path)
 

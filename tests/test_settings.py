@@ -9,7 +9,7 @@ from harness.cli import main
 from harness.core.errors import HarnessError
 from harness.core.registry import METHODS
 from harness.data.catalog import list_datasets
-from harness.data.facts import SCALES
+from harness.data.sizes import SCALES
 from harness.engine.hparams_registry import _EXTRA_KEYS, default_hparams, model_hparams, run_hparams
 from harness.engine.settings import SETTINGS, Setting, check_hparams
 from harness.experiments.sweep_file import parse_sweep

@@ -9,25 +9,25 @@ import torch
 from matplotlib.colors import rgb_to_hsv
 
 from harness.core.errors import HarnessError
-from harness.data.containers import synthetic as syn
+from harness.data.synthetic import generate, presets, render, textures
 
 FLAT = {"noise": 0.0, "texture_contrast": 0.0, "object_pattern": 0.0}  # every region one flat colour
 
 
 @pytest.fixture(scope="module")
 def tiny() -> dict:
-    return {name: syn.make_benchmark(name, "tiny", 0) for name in syn.PRESETS}
+    return {name: generate.make_benchmark(name, "tiny", 0) for name in presets.PRESETS}
 
 
 @pytest.fixture(scope="module")
 def flat() -> dict:
-    return {name: syn.make_benchmark(name, "tiny", 1, difficulty=FLAT) for name in syn.PRESETS}
+    return {name: generate.make_benchmark(name, "tiny", 1, difficulty=FLAT) for name in presets.PRESETS}
 
 
 def test_same_seed_same_bytes_other_seed_differs(tiny):
     for name in ("waterbirds-synth",):
-        again = syn.make_benchmark(name, "tiny", 0)
-        other = syn.make_benchmark(name, "tiny", 1)
+        again = generate.make_benchmark(name, "tiny", 0)
+        other = generate.make_benchmark(name, "tiny", 1)
         for split, s in tiny[name].splits.items():
             for field in ("images", "labels", "spurious", "groups", "masks"):
                 same = torch.equal(getattr(s, field), getattr(again.splits[split], field))
@@ -53,19 +53,19 @@ def test_shapes_dtypes_and_info(tiny):
 def test_sizes_in_range_for_tiny_and_quick():
     for scale, (train_range, val_range) in {"tiny": ((600, 1000), (200, 800)),
                                             "quick": ((2000, 3000), (500, 1000))}.items():
-        for name in syn.PRESETS:
-            counts = syn.split_sizes(name, scale)
+        for name in presets.PRESETS:
+            counts = generate.split_sizes(name, scale)
             assert train_range[0] <= counts["train"].sum() <= train_range[1], (name, scale)
             assert val_range[0] <= counts["val"].sum() <= val_range[1], (name, scale)
 
 
 def test_paper_scale_train_groups_are_the_real_datasets():
-    assert syn.split_sizes("waterbirds-synth", "paper")["train"].tolist() == [3498, 184, 56, 1057]
-    assert syn.split_sizes("celeba-synth", "paper")["train"].tolist() == [71629, 66874, 22880, 1387]
-    assert syn.split_sizes("waterbirds-synth", "paper")["test"].tolist() == [2255, 2255, 642, 642]
-    assert syn.split_sizes("celeba-synth", "paper")["val"].sum() == 19867
+    assert generate.split_sizes("waterbirds-synth", "paper")["train"].tolist() == [3498, 184, 56, 1057]
+    assert generate.split_sizes("celeba-synth", "paper")["train"].tolist() == [71629, 66874, 22880, 1387]
+    assert generate.split_sizes("waterbirds-synth", "paper")["test"].tolist() == [2255, 2255, 642, 642]
+    assert generate.split_sizes("celeba-synth", "paper")["val"].sum() == 19867
     # ISIC 2019's benign/malignant images: 9210 of 19735 benign with a patch, 2557 malignant (none with one)
-    benign_patch, benign_clean, malignant = syn.split_sizes("isic-synth", "paper")["train"].tolist()
+    benign_patch, benign_clean, malignant = generate.split_sizes("isic-synth", "paper")["train"].tolist()
     assert benign_patch + benign_clean + malignant == 17000
     assert abs(benign_patch / (benign_patch + benign_clean) - 9210 / 19735) < 1e-3
     assert abs(malignant / 17000 - 2557 / 22292) < 1e-3
@@ -73,16 +73,16 @@ def test_paper_scale_train_groups_are_the_real_datasets():
 
 def test_group_proportions_and_floors(tiny):
     for name, b in tiny.items():
-        preset = syn._PRESETS[name]
+        preset = presets.PRESETS[name]
         for split_name, split in b.splits.items():
             counts = split.group_counts(b.num_groups)
             shares = np.asarray(preset.proportions[split_name])
             if split_name == "train":  # the skew itself, up to rounding (and at least one per group)
                 np.testing.assert_allclose(counts, np.maximum(shares * len(split), 1), atol=1.0)
             else:  # the skew, with every group of positive share raised to the floor
-                assert (counts[shares > 0] >= syn.EVAL_GROUP_FLOOR["tiny"]).all(), (name, split_name)
+                assert (counts[shares > 0] >= generate.EVAL_GROUP_FLOOR["tiny"]).all(), (name, split_name)
                 assert (counts[shares == 0] == 0).all()
-                big = counts > syn.EVAL_GROUP_FLOOR["tiny"]
+                big = counts > generate.EVAL_GROUP_FLOOR["tiny"]
                 expected = shares[big] / shares[big].sum() * counts[big].sum()
                 np.testing.assert_allclose(counts[big], expected, atol=1.0)
 
@@ -97,7 +97,7 @@ def test_specific_group_structures(tiny):
     celeba = tiny["celeba-synth"].splits
     assert celeba["train"].group_counts(4)[3] / len(celeba["train"]) < 0.015  # blond males ~1% of train
     c = celeba["test"].group_counts(4)
-    assert c[0] > c[1] > c[2] > c[3] == syn.EVAL_GROUP_FLOOR["tiny"]  # skew kept, minority at the floor
+    assert c[0] > c[1] > c[2] > c[3] == generate.EVAL_GROUP_FLOOR["tiny"]  # skew kept, minority at the floor
     nico = tiny["nico-synth"].splits
     train = nico["train"].group_counts(36).reshape(6, 6)
     assert (train.argmax(axis=1) == np.arange(6)).all() and (np.diag(train) > 0.6 * train.sum(axis=1)).all()
@@ -124,10 +124,10 @@ def test_imagenet9_backgrounds(tiny):
     assert set(mixed.spurious.numpy().tolist()) == set(range(9))
     train = splits["train"]
     own = (train.spurious == train.labels).numpy()
-    assert abs(own.mean() - np.mean(syn._IN9_MATCH)) < 0.02
+    assert abs(own.mean() - np.mean(presets._IN9_MATCH)) < 0.02
     # each class keeps its own share of images on its own background (up to rounding of ~89 per class)
     per_class = [own[train.labels.numpy() == c].mean() for c in range(9)]
-    np.testing.assert_allclose(per_class, syn._IN9_MATCH, atol=0.03)
+    np.testing.assert_allclose(per_class, presets._IN9_MATCH, atol=0.03)
     test = splits["test"].group_counts(18).reshape(9, 2)  # "original" keeps the correlation (floor aside)
     assert (test[:, 0] > test[:, 1]).all()
 
@@ -179,7 +179,7 @@ def test_background_colour_comes_from_the_spurious_family(flat):
             assert not corner_masks[np.arange(len(pick)), pick].any()
             hsv = rgb_to_hsv(corners[np.arange(len(pick)), pick] / 255.0)
             for i, family in enumerate(split.spurious.numpy()):
-                tex = syn._PRESET_TEXTURES[syn.PRESET_KINDS[name][1][family]]
+                tex = textures._PRESET_TEXTURES[presets.PRESETS[name].textures[family]]
                 h, s, v = hsv[i]
                 assert tex.val[0] - 0.01 <= v <= tex.val[1] + 0.01, (name, family, v)
                 if s > 0.15 and tex.hue[1] < 0.5:
@@ -195,11 +195,11 @@ def _hair_brightness(split) -> np.ndarray:
 
 def test_hair_lightness_carries_the_celeba_label():
     knobs = {**FLAT, "distinctness": 1.0}
-    split = syn.make_benchmark("celeba-synth", "tiny", 2, difficulty=knobs).splits["train"]
+    split = generate.make_benchmark("celeba-synth", "tiny", 2, difficulty=knobs).splits["train"]
     value, blond = _hair_brightness(split), split.labels.numpy() == 1
     assert value[blond].min() > value[~blond].max()  # distinctness 1: the hair alone separates the classes
     knobs = {**FLAT, "distinctness": 0.5}
-    split = syn.make_benchmark("celeba-synth", "tiny", 2, difficulty=knobs).splits["train"]
+    split = generate.make_benchmark("celeba-synth", "tiny", 2, difficulty=knobs).splits["train"]
     value, blond = _hair_brightness(split), split.labels.numpy() == 1
     assert value[blond].min() < value[~blond].max()  # lower distinctness: the classes' hair colours overlap
 
@@ -207,41 +207,41 @@ def test_hair_lightness_carries_the_celeba_label():
 def test_blob_rasterisation_matches_analytic_area():
     """Area of r(theta) = R (1 + sum a_k cos(k theta + p_k)) is pi R^2 (1 + sum a_k^2 / 2)."""
     size, radius = 256, 0.3
-    coeffs = np.zeros((3, syn._HARMONICS), dtype=np.complex64)
+    coeffs = np.zeros((3, render._HARMONICS), dtype=np.complex64)
     coeffs[1, 2] = 0.3  # trefoil
     coeffs[2, 1], coeffs[2, 4] = 0.2j, 0.15  # oval + 5 lobes
     n = len(coeffs)
     half = np.full(n, 0.5, np.float32)
-    u, v = syn._frame(size, half, half, np.full(n, radius, np.float32), np.zeros(n, np.float32))
-    area = syn._blob_mask(u, v, coeffs).sum(axis=(1, 2)) / size**2
+    u, v = render._frame(size, half, half, np.full(n, radius, np.float32), np.zeros(n, np.float32))
+    area = render._blob_mask(u, v, coeffs).sum(axis=(1, 2)) / size**2
     expected = np.pi * radius**2 * (1 + (np.abs(coeffs) ** 2).sum(axis=1) / 2)
     np.testing.assert_allclose(area, expected, rtol=0.01)
 
 
 def test_source_task_balanced_deterministic_and_disjoint():
-    images, labels = syn.make_source_task(205, 32, seed=3)
+    images, labels = generate.make_source_task(205, 32, seed=3)
     assert images.dtype == torch.uint8 and images.shape == (205, 3, 32, 32) and labels.dtype == torch.int64
     counts = torch.bincount(labels, minlength=10)
     assert counts.max() - counts.min() <= 1 and counts.sum() == 205
-    again, labels_again = syn.make_source_task(205, 32, seed=3)
+    again, labels_again = generate.make_source_task(205, 32, seed=3)
     assert torch.equal(images, again) and torch.equal(labels, labels_again)
-    assert not torch.equal(images, syn.make_source_task(205, 32, seed=4)[0])
-    four, four_labels = syn.make_source_task(40, 64, seed=0, num_classes=4)
+    assert not torch.equal(images, generate.make_source_task(205, 32, seed=4)[0])
+    four, four_labels = generate.make_source_task(40, 64, seed=0, num_classes=4)
     assert four.shape == (40, 3, 64, 64) and torch.bincount(four_labels).tolist() == [10] * 4
-    preset_shapes = {s for shapes, _ in syn.PRESET_KINDS.values() for s in shapes}
-    preset_textures = {t for _, textures in syn.PRESET_KINDS.values() for t in textures}
-    assert preset_shapes.isdisjoint(syn.SOURCE_SHAPES) and len(set(syn.SOURCE_SHAPES)) == 10
-    assert preset_textures.isdisjoint(syn.SOURCE_TEXTURES)
-    preset_patterns = {syn._PRESET_TEXTURES[t].pattern for t in preset_textures}
-    assert preset_patterns.isdisjoint(syn._SOURCE_TEXTURES[t].pattern for t in syn.SOURCE_TEXTURES)
+    preset_shapes = {s for preset in presets.PRESETS.values() for s in preset.shapes}
+    preset_textures = {t for preset in presets.PRESETS.values() for t in preset.textures}
+    assert preset_shapes.isdisjoint(render.SOURCE_SHAPES) and len(set(render.SOURCE_SHAPES)) == 10
+    assert preset_textures.isdisjoint(textures.SOURCE_TEXTURES)
+    preset_patterns = {textures._PRESET_TEXTURES[t].pattern for t in preset_textures}
+    assert preset_patterns.isdisjoint(textures._SOURCE_TEXTURES[t].pattern for t in textures.SOURCE_TEXTURES)
 
 
 def test_source_shapes_differ_in_area():
     """The ten source kinds are distinct shapes: their unrotated masks pairwise differ a lot."""
     size = 64
     half = np.full(1, 0.5, np.float32)
-    u, v = syn._frame(size, half, half, np.full(1, 0.3, np.float32), np.zeros(1, np.float32))
-    masks = np.stack([syn._SOURCE_SHAPES[k](u, v)[0] for k in syn.SOURCE_SHAPES])
+    u, v = render._frame(size, half, half, np.full(1, 0.3, np.float32), np.zeros(1, np.float32))
+    masks = np.stack([render._SOURCE_SHAPES[k](u, v)[0] for k in render.SOURCE_SHAPES])
     assert masks.reshape(10, -1).sum(axis=1).min() > 40
     both, either = masks[:, None] & masks[None], masks[:, None] | masks[None]
     overlap = both.sum(axis=(2, 3)) / either.sum(axis=(2, 3))
@@ -249,13 +249,13 @@ def test_source_shapes_differ_in_area():
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: syn.make_benchmark("nope", "tiny", 0), "unknown synthetic preset"),
-    (lambda: syn.make_benchmark("waterbirds-synth", "huge", 0), "unknown scale"),
-    (lambda: syn.make_benchmark("waterbirds-synth", "tiny", -1), "seed"),
-    (lambda: syn.make_benchmark("waterbirds-synth", "tiny", 0, {"spice": 1}), "unknown difficulty"),
-    (lambda: syn.make_benchmark("waterbirds-synth", "tiny", 0, difficulty={"noise": -1}), "non-negative"),
-    (lambda: syn.make_source_task(5, 32, 0), "at least one image per class"),
-    (lambda: syn.make_source_task(100, 32, 0, num_classes=11), "num_classes"),
+    (lambda: generate.make_benchmark("nope", "tiny", 0), "unknown synthetic preset"),
+    (lambda: generate.make_benchmark("waterbirds-synth", "huge", 0), "unknown scale"),
+    (lambda: generate.make_benchmark("waterbirds-synth", "tiny", -1), "seed"),
+    (lambda: generate.make_benchmark("waterbirds-synth", "tiny", 0, {"spice": 1}), "unknown difficulty"),
+    (lambda: generate.make_benchmark("waterbirds-synth", "tiny", 0, difficulty={"noise": -1}), "non-negative"),
+    (lambda: generate.make_source_task(5, 32, 0), "at least one image per class"),
+    (lambda: generate.make_source_task(100, 32, 0, num_classes=11), "num_classes"),
 ])
 def test_bad_input_is_a_one_line_harness_error(call, message):
     with pytest.raises(HarnessError, match=message):
@@ -264,9 +264,9 @@ def test_bad_input_is_a_one_line_harness_error(call, message):
 
 def test_presets_listed_with_descriptions_and_frozen_knobs():
     names = {"waterbirds-synth", "celeba-synth", "isic-synth", "nico-synth", "imagenet9-synth"}
-    assert set(syn.PRESETS) == names
-    assert all(isinstance(d, str) and d for d in syn.PRESETS.values())
-    knobs = syn.preset_difficulty("waterbirds-synth")
+    assert set(presets.PRESETS) == names
+    assert all(isinstance(p.description, str) and p.description for p in presets.PRESETS.values())
+    knobs = presets.preset_difficulty("waterbirds-synth")
     with pytest.raises(AttributeError):
         knobs.noise = 0.5  # type: ignore[misc]
 
@@ -296,32 +296,32 @@ def benchmark_digest(b) -> str:
 @pytest.mark.parametrize(("name", "size"), sorted(DEFAULT_BYTES))
 def test_a_preset_without_knobs_draws_the_same_bytes_as_before(name, size):
     """Runs that set no knob keep their data and identity: the generator's bytes, data version and cache key."""
-    b = syn.make_benchmark(name, "tiny", 0, image_size=size)
+    b = generate.make_benchmark(name, "tiny", 0, image_size=size)
     assert benchmark_digest(b) == DEFAULT_BYTES[name, size]
     version, difficulty = DEFAULT_IDENTITY[name]
-    assert syn.data_version(name) == version
+    assert generate.data_version(name) == version
     assert hashlib.sha256(b.info["difficulty_id"].encode()).hexdigest()[:8] == difficulty
-    assert benchmark_digest(syn.make_benchmark(name, "tiny", 0, difficulty=syn.knob_options(name, {}),
+    assert benchmark_digest(generate.make_benchmark(name, "tiny", 0, difficulty=presets.knob_options(name, {}),
                                                image_size=size)) == DEFAULT_BYTES[name, size]
 
 
 def test_knob_options_are_canonical_and_checked():
     """The command line's strings and a sweep file's numbers give one form; the preset's own value drops out."""
-    assert syn.knob_options("waterbirds-synth", {"texture_contrast": "0.2", "object_size": "0.2,0.3"}) == \
-        syn.knob_options("waterbirds-synth", {"object_size": [0.2, 0.3], "texture_contrast": 0.2}) == \
+    assert presets.knob_options("waterbirds-synth", {"texture_contrast": "0.2", "object_size": "0.2,0.3"}) == \
+        presets.knob_options("waterbirds-synth", {"object_size": [0.2, 0.3], "texture_contrast": 0.2}) == \
         {"object_size": [0.2, 0.3], "texture_contrast": 0.2}
-    assert syn.knob_options("waterbirds-synth", {"texture_contrast": "0.5", "object_size": "0.12,0.2"}) == {}
+    assert presets.knob_options("waterbirds-synth", {"texture_contrast": "0.5", "object_size": "0.12,0.2"}) == {}
     for options, message in (({"spice": "1"}, "takes only its difficulty knobs"), ({"noise": "x"}, "a number"),
                              ({"object_size": "0.3,0.1"}, "0 < low <= high"), ({"noise": "inf"}, "a number"),
                              ({"object_size": "1,2,3"}, "two numbers"), ({"rotation": True}, "a number")):
         with pytest.raises(HarnessError, match=message):
-            syn.knob_options("waterbirds-synth", options)
+            presets.knob_options("waterbirds-synth", options)
 
 
 def test_minority_groups_are_the_rarer_than_even_groups_of_their_class():
     """waterbirds-synth: 184 landbirds on water and 56 waterbirds on land in 4795 (paper scale); nico-synth:
     every class outside its own context (70 % of the class in its own, the rest in the five others)."""
-    assert syn.minority_groups("waterbirds-synth", "paper") == ("landbird/water", "waterbird/land")
-    nico = syn.minority_groups("nico-synth", "quick")
+    assert generate.minority_groups("waterbirds-synth", "paper") == ("landbird/water", "waterbird/land")
+    nico = generate.minority_groups("nico-synth", "quick")
     assert len(nico) == 30 and "trefoil/autumn" not in nico and "trefoil/dim" in nico
-    assert syn.minority_groups("imagenet9-synth", "tiny") == tuple(f"class{c}/mismatch" for c in range(9))
+    assert generate.minority_groups("imagenet9-synth", "tiny") == tuple(f"class{c}/mismatch" for c in range(9))

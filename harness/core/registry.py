@@ -65,6 +65,6 @@ def describe(obj: Any) -> str:
 # name -> harness.engine.methods.Method subclass
 METHODS: Registry[Any] = Registry("method", " (harness.plugins.load_plugins() registers the shipped ones)")
 CAMS: Registry[Any] = Registry("attention method")  # name -> factory(model) -> harness.attention.cams.CamExtractor
-# name -> harness.data.catalog.Dataset subclass: datasets other packages bring (the shipped synthetic presets and
-# real datasets are harness.data.synthetic.PRESETS and harness.data.real.REAL_DATASETS)
+# name -> harness.data.dataset.Dataset subclass: the shipped synthetic presets and real datasets (importing
+# harness.data.catalog registers them) and the datasets other packages bring
 DATASETS: Registry[Any] = Registry("dataset", " (`python -m harness datasets` lists them)")

@@ -13,7 +13,8 @@ from typing import Any
 
 from harness.core.errors import HarnessError
 from harness.core.registry import METHODS
-from harness.data.facts import check_scale, facts, is_synthetic, paper_dataset
+from harness.data.facts import facts, is_synthetic
+from harness.data.sizes import check_scale
 from harness.models.families import arch_spec
 from harness.models.weights import BUNDLED
 
@@ -29,9 +30,10 @@ def budget_from_share(share: float, split_size: int, num_classes: int) -> int:
 
 
 def _training(scale: str, dataset: str) -> dict[str, Any]:
-    if scale == "paper" and not is_synthetic(dataset):
-        if paper_dataset(dataset) == "celeba":
-            return dict(epochs=50, lr=1e-3, weight_decay=1e-4, batch_size=128, optimizer="sgd", momentum=0.9)
+    published = literature(dataset, scale)  # the recipe the dataset's facts name, for real data at the paper scale
+    if published == "celeba":
+        return dict(epochs=50, lr=1e-3, weight_decay=1e-4, batch_size=128, optimizer="sgd", momentum=0.9)
+    if published is not None:
         return dict(epochs=100, lr=1e-3, weight_decay=1e-3, batch_size=32, optimizer="sgd", momentum=0.9)
     epochs = {"tiny": 8, "quick": 12, "paper": 20}[scale]
     return dict(epochs=epochs, lr=0.01, weight_decay=5e-4, batch_size=64, optimizer="sgd", momentum=0.9)

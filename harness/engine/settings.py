@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.core.errors import HarnessError
-from harness.core.registry import DATASETS
-from harness.data.facts import is_synthetic
+from harness.data.catalog import dataset_class
 from harness.engine.training import SAMPLERS, SELECTIONS
 
 AUTO, NONE = "auto", "none"  # words some integer settings accept instead of a number
@@ -141,13 +140,12 @@ def check_seed(flag: str, seed: Any) -> None:
 
 
 def check_run_inputs(dataset: str, *, data_root: str | None, image_size: Any, data_options: dict | None) -> None:
-    """Data settings that must fit the dataset: the generated presets take no root (their data options are
-    difficulty knobs, checked by ``synthetic.knob_options``; an image size renders them at that size); a
-    plug-in dataset says what it takes (harness.data.catalog.Dataset)."""
-    if dataset in DATASETS:
-        DATASETS.get(dataset).check_inputs(data_root, data_options)
-    elif is_synthetic(dataset) and data_root is not None:
-        raise HarnessError(f"--data-root: for the real datasets only; {dataset} is generated")
+    """Data settings that must fit the dataset, as its class says (harness.data.dataset.Dataset.check_inputs:
+    the generated presets take no root, their data options are difficulty knobs, checked by
+    ``synthetic.knob_options``); an image size renders a preset at that size."""
+    dataset_type = dataset_class(dataset)
+    if dataset_type is not None:
+        dataset_type.check_inputs(data_root, data_options)
     if image_size is not None:
         low, high = IMAGE_SIZE_RANGE
         if isinstance(image_size, bool) or not isinstance(image_size, int) or not low <= image_size <= high:

@@ -30,7 +30,8 @@ from harness.attention.maps import iter_upsampled
 from harness.core.errors import HarnessError
 from harness.core.records import record_path
 from harness.data.containers import Benchmark
-from harness.data.facts import SCALES, paper_dataset
+from harness.data.facts import paper_dataset
+from harness.data.sizes import SCALES
 from harness.data.synthetic import PRESETS, make_benchmark
 from harness.experiments.executors import record_status
 from harness.experiments.runner import execute, make_config, run_id

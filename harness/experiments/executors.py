@@ -35,7 +35,8 @@ from harness.core.records import SCHEMA_VERSION, atomic_write_json, environment,
 from harness.core.tempfiles import process_alive
 from harness.core.threads import RUN_THREADS
 from harness.core.versions import code_version, current_version, record_version
-from harness.data.facts import REAL_IMAGE_SIZE, is_synthetic
+from harness.data.facts import is_synthetic
+from harness.data.sizes import REAL_IMAGE_SIZE
 
 EXECUTORS = ("local", "submitit")
 TRACEBACK_FRAMES = 8  # innermost frames kept in a failed run's record

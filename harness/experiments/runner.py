@@ -16,7 +16,8 @@ from harness.core.records import SCHEMA_VERSION, atomic_write_json, config_hash,
 from harness.core.tempfiles import remove_stale_temps
 from harness.core.threads import pinned_threads
 from harness.core.versions import code_version
-from harness.data.catalog import is_synthetic, load_benchmark
+from harness.data.catalog import load_benchmark
+from harness.data.facts import is_synthetic
 from harness.data.synthetic import data_version, knob_options
 from harness.engine.context import RunContext
 from harness.engine.hparams_registry import default_arch, default_image_size, run_hparams

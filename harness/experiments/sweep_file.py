@@ -27,7 +27,8 @@ from typing import Any
 
 from harness.core.errors import HarnessError
 from harness.data.catalog import list_datasets
-from harness.data.facts import SCALES, is_synthetic
+from harness.data.facts import is_synthetic
+from harness.data.sizes import SCALES
 from harness.data.synthetic import knob_options
 from harness.engine.hparams_registry import default_hparams
 from harness.engine.settings import check_value
