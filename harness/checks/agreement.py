@@ -8,7 +8,7 @@ change their prediction.
 bf16 keeps 8 significant bits: each rounding is off by at most u = 2^-8 (0.39 %) relative. Under autocast a
 convolution rounds its inputs and weights to bf16 and its float32 sum back to bf16, so each layer adds about
 u of relative error, and independent errors add in quadrature: after L layers about u sqrt(3 L), 3 % for the
-~50 layers of EfficientNet-Lite0 below its head (3.3 % measured on the frozen stem's output on the CPU). A
+~50 layers of EfficientNet-Lite0 below its head (the README's "GPU check" gives what was measured). A
 prediction flips when the image's logit margin is within that error, and training on a stem cache 3 % off,
 rounding every step, moves the model further in the same direction: the images that change are those near
 the decision boundary. So each test image is modelled as flipping independently with a probability q (the

@@ -357,7 +357,7 @@ def limit_numba_threads(threads: int) -> None:
 
     Otherwise numba's OpenMP layer sets the shared OpenMP runtime to all cores when UMAP runs, which
     changes torch's thread count behind its back; with more threads than free cores, every later
-    training step in the process spins (measured: 20x slower on a busy 2-core machine).
+    training step in the process spins, waiting for threads that have no core.
     """
     if "numba" not in sys.modules:
         os.environ["NUMBA_NUM_THREADS"] = str(threads)

@@ -23,9 +23,8 @@ from harness.models.precision import autocast, precision_key, to_float
 
 STORAGE = torch.float16
 # Images per batch of the stem pass. On the CPU a small batch keeps the activations of 256 px images in the
-# caches: EfficientNet-Lite0 seeing 64 px images at 256 px, on one thread, encodes about 8-9 images/s in
-# batches of 128 and about 30 in batches of 4 with channels-last, 3.3-3.8x (`python -m harness bench
-# --sections stem`, results/bench/stem-cpu.md).
+# caches, where a batch of 128 spills them to memory (`python -m harness bench --sections stem` measures the
+# two; results/bench/stem-cpu.md).
 BATCH_SIZE = {"cpu": 4, "cuda": 128}
 CHUNK = 1024  # images per cached piece of the pass: a multiple of every batch size above
 
