@@ -16,6 +16,7 @@ import torch
 from harness.core.cache import ArtifactCache, default_cache_root, save_tensors
 from harness.core.errors import HarnessError
 from harness.data.containers import Split
+from harness.data.synthetic import GENERATOR_VERSION, make_source_task
 from harness.engine.training import TrainHparams, fit
 from harness.models.families import arch_spec
 from harness.models.network import create_model, hub_weights
@@ -32,7 +33,6 @@ def standin_weights(
     show_progress: bool = True,
 ) -> Path:
     """Path of the stand-in pretrained weights for this architecture, training them on first use."""
-    from harness.data.synthetic import GENERATOR_VERSION
 
     task = dict(SOURCE_TASK, n=source_size or SOURCE_TASK["n"], generator_version=GENERATOR_VERSION)
     key = dict(arch=arch, image_size=image_size, width=width, depth=depth, task=task, hparams=PRETRAIN_HPARAMS)
@@ -43,7 +43,6 @@ def standin_weights(
               "--arch efficientnet_lite0", flush=True)
 
     def train(path: Path) -> None:
-        from harness.data.synthetic import make_source_task
 
         images, labels = make_source_task(task["n"], image_size, seed=task["seed"], num_classes=task["num_classes"])
         zeros = torch.zeros_like(labels)
