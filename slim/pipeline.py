@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from harness.core.errors import HarnessError
-from harness.engine.settings import SETTINGS, Setting
+from harness.engine.settings import AUTO, NON_NEGATIVE, NONE, Setting, count, fraction
 from simulated_oracle import Oracle
 from slim.ablations import ABLATIONS, Truth, ablation, replaced_subset, screened
 from slim.annotation import AnnotationSampler, ask
@@ -46,8 +46,16 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "slim_ablation": "none",
 }
 VARIANTS = ("paper", "authors")
-SETTINGS["slim_variant"] = Setting(str, choices=VARIANTS)
-SETTINGS["slim_ablation"] = Setting(str, choices=tuple(ABLATIONS))
+# the type and range of each of DEFAULT_SETTINGS (paper Sec. 3), part of the methods' settings schema
+STAGE_SETTINGS: dict[str, Setting] = {
+    "slim_variant": Setting(str, choices=VARIANTS),
+    "umap_neighbors": count(2), "umap_min_dist": NON_NEGATIVE, "umap_pca_dims": count(2, None, AUTO, NONE),
+    "umap_fit_sample": count(10, None, AUTO, NONE), "spread_neighbors": count(1),
+    "spread_alpha": fraction(open_low=True, open_high=True), "screen_quantile": Setting(float, 0.0, 1.0, words=(NONE,)),
+    "screen_threshold": fraction(), "cluster_k_min": count(1, not_above="cluster_k_max"), "cluster_k_max": count(1),
+    "cluster_pca_dims": count(1, None, NONE), "curation_scope": Setting(str, choices=("class", "all")),
+    "slim_ablation": Setting(str, choices=tuple(ABLATIONS)),
+}
 
 
 def settings_from(hparams: Mapping[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from harness.data.real import REAL_DATASETS
 from harness.data.synthetic import PRESETS
 from harness.engine.evaluation import group_metrics, train_weights
 from harness.engine.hparams_registry import default_hparams
-from harness.reporting import tables
+from harness.reporting.tables.paper import table2, table3
 
 
 def test_names_and_facts():
@@ -63,9 +63,9 @@ def test_weighted_average_follows_the_facts(monkeypatch):
 def test_a_dataset_with_facts_shows_in_its_family_table(monkeypatch):
     """A new dataset is one entry of FACTS away from Tables 2 / 3 and its display name."""
     records = [make_record("erm", "spawrious-synth")]
-    assert tables.table2(records, "resnet18", "tiny") is None and tables.table3(records, "resnet18", "tiny") is None
+    assert table2(records, "resnet18", "tiny") is None and table3(records, "resnet18", "tiny") is None
     monkeypatch.setitem(FACTS, "spawrious", DatasetFacts(
         "Spawrious", "multi-class", weighted_avg=False, published="waterbirds",
         slim_budgets=((40, 0.2), (20, 0.2)), split_sizes=(3000, 600), masks="none"))
-    assert tables.table2(records, "resnet18", "tiny") is None
-    assert "Spawrious (synth)" in tables.table3(records, "resnet18", "tiny")
+    assert table2(records, "resnet18", "tiny") is None
+    assert "Spawrious (synth)" in table3(records, "resnet18", "tiny")

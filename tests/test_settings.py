@@ -11,7 +11,7 @@ from harness.core.registry import METHODS
 from harness.data.catalog import list_datasets
 from harness.data.facts import SCALES
 from harness.engine.hparams_registry import _EXTRA_KEYS, default_hparams, model_hparams, run_hparams
-from harness.engine.settings import SETTINGS, Setting, check_hparams
+from harness.engine.settings import Setting, check_hparams, schema
 from harness.experiments.sweeps import parse_sweep
 from harness.models.network import ARCHS
 
@@ -20,7 +20,7 @@ def test_every_setting_of_every_method_has_a_schema_entry():
     keys = set(_EXTRA_KEYS) | {key for method in METHODS for key in METHODS.get(method).extra_settings}
     for method, entry, scale, arch in product(METHODS, list_datasets(), SCALES, ARCHS):
         keys |= set(default_hparams(method, entry.name, scale)) | set(model_hparams(arch, entry.name, scale))
-    assert sorted(keys - set(SETTINGS)) == []
+    assert sorted(keys - set(schema())) == []
     for method, scale in product(METHODS, SCALES):  # and every default is in its own range
         check_hparams(run_hparams(method, "waterbirds-synth", scale, "resnet18"))
 

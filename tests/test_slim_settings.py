@@ -151,9 +151,9 @@ def test_the_attention_method_is_a_setting(make_context):
     authors); the setting is checked by the schema, and an unknown name is a one-line error."""
     from harness.engine.hparams_registry import run_hparams
     from harness.engine.methods import get_method
-    from harness.engine.settings import SETTINGS
+    from harness.engine.settings import schema
 
-    assert "attention_method" in SETTINGS and "attention_method" not in default_hparams("slim-val", "toy", "tiny")
+    assert "attention_method" in schema() and "attention_method" not in default_hparams("slim-val", "toy", "tiny")
     default = get_method("slim-val")(make_context("slim-val").hparams).prepare(make_context("slim-val"))
     assert default.attention.method == "gradcam"
     ctx = make_context("slim-val", attention_method="eigencam")

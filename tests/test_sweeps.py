@@ -21,7 +21,7 @@ from harness.engine.hparams_registry import default_hparams
 from harness.experiments.executors import LocalExecutor
 from harness.experiments.runner import make_config, run_id
 from harness.experiments.sweeps import expand, is_finished, load_sweep, parse_sweep, run_sweep, sweep_records
-from harness.reporting.tables import write_tables
+from harness.reporting.tables.index import write_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = {"epochs": 1, "pretrained": "none", "width": 0.25}  # ERM trains its own 1-epoch model: seconds

@@ -80,7 +80,7 @@ def _summary(record: dict[str, Any]) -> str:
 def criterion_columns(preset: str, by_method: dict[str, Record]) -> tuple[str, str]:
     """(split, average key) the criterion reads: the accuracy tables' own (Tables 2 and 3), e.g.
     ImageNet-9's test_mixed_rand and Waterbirds' train-weighted average."""
-    from harness.reporting.tables import accuracy_columns
+    from harness.reporting.tables.selection import accuracy_columns
 
     return accuracy_columns([{**r, "dataset": preset} for r in by_method.values()], preset)
 
