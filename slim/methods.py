@@ -238,11 +238,11 @@ class _Slim(Method):
         "answers:PATH", a person's recorded answers, refused unless given for this run's attention pass."""
         budget = sum(inputs.curator.budget.values())
         path = answers_path(str(self.hparams.get("oracle", "simulated")))
-        noise_free_ablation = ablation(inputs.curator.settings["slim_ablation"]).noise_free_oracle
+        row = ablation(inputs.curator.settings["slim_ablation"])
         oracle = self.oracle
         if oracle is None and path is not None:
             oracle = RecordedOracle.from_file(path, budget=budget)
-        if noise_free_ablation and oracle is not None:
+        if row.noise_free_oracle and oracle is not None:
             raise HarnessError("the noise_free_oracle ablation replaces the simulated oracle: give no other oracle")
         if isinstance(oracle, RecordedOracle):
             oracle.check_attention(inputs.identity, self.answered_where(ctx))
@@ -256,7 +256,7 @@ class _Slim(Method):
                 "python -m harness annotate, then --oracle answers:PATH)"
             )
         attention = inputs.attention
-        flip = 0.0 if noise_free_ablation else float(self.hparams.get("oracle_flip_prob", 0.05))
+        flip = row.flip_prob(float(self.hparams.get("oracle_flip_prob", 0.05)))
         return SimulatedOracle(attention=lambda ids: attention.maps(ids, split.image_size),
                                masks=split.masks.numpy(), flip_prob=flip, budget=budget,
                                random_state=oracle_seed(ctx.seed, ctx.benchmark.name, inputs.split_name))
