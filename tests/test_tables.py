@@ -7,7 +7,9 @@ import csv
 import pytest
 
 from harness.core.errors import HarnessError
+from harness.core.registry import METHODS
 from harness.engine.hparams_registry import budget_from_share, default_hparams
+from harness.engine.methods import Method
 from harness.reporting.tables.budgeted import table4, table7, table8, table_diagnostics
 from harness.reporting.tables.cells import Stat, format_number, format_stat, get_style, trim_number
 from harness.reporting.tables.index import write_tables
@@ -144,6 +146,29 @@ def test_mean_std_over_seeds_and_single_seed():
     assert "population std, ddof=0" in text.splitlines()[0]
     assert format_number(0.5349, "aiou") == ".53"
     assert format_stat(Stat(0.53, 0.02, 2), "aiou", get_style("markdown")) == ".53 ± .02"
+
+
+def test_rows_follow_the_methods_declared_rank_not_their_names():
+    """A plug-in method ranked before ERM (``Method.table_rank``) is the first row; one that declares no rank
+    comes after the shipped methods, and neither is a row of the budget tables."""
+
+    class First(Method):
+        name, title, table_rank = "demo-first", "Demo first", -1
+
+    class Unranked(Method):
+        name, title = "demo-unranked", "Demo unranked"
+
+    for cls in (First, Unranked):
+        METHODS.register()(cls)
+    try:
+        recs = [make_record("erm"), make_record("gdro")]
+        recs += [dict(make_record("erm", seed=1), method=cls.name, run_id=cls.name) for cls in (First, Unranked)]
+        assert [cells[0] for cells in body(table2(recs, ARCH, SCALE))] == ["Demo first", "ERM", "GDRO",
+                                                                           "Demo unranked"]
+        assert table4(recs, ARCH, SCALE) is None
+    finally:
+        for cls in (First, Unranked):
+            METHODS.unregister(cls.name)
 
 
 def test_best_bold_second_underlined_ties_and_lone_values():
