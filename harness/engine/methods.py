@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.core.registry import METHODS
 
-if TYPE_CHECKING:  # annotations only: the context imports torch and the model code
+if TYPE_CHECKING:  # annotations only: the context and the settings import torch
     from torch import nn
 
     from harness.engine.context import RunContext
