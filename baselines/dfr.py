@@ -28,6 +28,7 @@ from harness.engine.evaluation import group_metrics
 from harness.engine.features import reference_features
 from harness.engine.last_layer import C_GRID, LinearHead, fit_logistic, head_from, score_c_grid, with_head
 from harness.engine.methods import Method, MethodResult, register
+from harness.engine.settings import count
 
 
 def balanced_subsample(groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -87,6 +88,8 @@ class DFR(Method):
     name = "dfr"
     title = "DFR"
     needs_val_group_labels = True
+    settings_schema = {"dfr_num_retrains": count(1)}
+    table_rank = 4
 
     @classmethod
     def default_hparams(cls, dataset: str, scale: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from harness.engine.methods import Method, MethodResult, register
 class ERM(Method):
     name = "erm"
     title = "ERM"  # the shared training defaults are its settings (harness.engine.hparams_registry)
+    table_rank = 0  # the paper's rows: ERM, JTT, SLIM_Tr, SLIM_Val, DFR, GroupDRO
 
     def fit(self, ctx: RunContext) -> MethodResult:
         reference = ctx.reference_hparams()

@@ -36,6 +36,7 @@ from harness.core.errors import HarnessError
 from harness.engine.context import RunContext
 from harness.engine.hparams_registry import literature
 from harness.engine.methods import Method, MethodResult, register
+from harness.engine.settings import FLAG, NON_NEGATIVE, Setting, positive
 from harness.engine.training import Objective
 
 
@@ -125,6 +126,9 @@ class GroupDRO(Method):
     title = "GDRO"
     needs_train_group_labels = True
     needs_val_group_labels = True  # model selection by val worst-group accuracy, as in the paper
+    settings_schema = {"gdro_eta": positive(), "gdro_adjustment": NON_NEGATIVE, "gdro_strong_l2": FLAG,
+                       "gdro_l2_search": Setting(str), "gdro_eta_search": Setting(str)}
+    table_rank = 5
 
     @classmethod
     def default_hparams(cls, dataset: str, scale: str) -> dict[str, Any]:

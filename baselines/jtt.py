@@ -29,6 +29,7 @@ from harness.core.errors import HarnessError
 from harness.engine.context import MODEL_KEYS, TRAIN_KEYS, RunContext
 from harness.engine.hparams_registry import literature
 from harness.engine.methods import Method, MethodResult, register
+from harness.engine.settings import count
 
 
 def upweighted_indices(num_train: int, error_set: np.ndarray, lam: int) -> np.ndarray:
@@ -95,6 +96,8 @@ class JTT(Method):
     name = "jtt"
     title = "JTT"
     needs_val_group_labels = True  # model selection by val worst-group accuracy
+    settings_schema = {"jtt_epochs": count(1), "jtt_lambda": count(0)}
+    table_rank = 1
 
     @classmethod
     def default_hparams(cls, dataset: str, scale: str) -> dict[str, Any]:

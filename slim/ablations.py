@@ -1,8 +1,10 @@
 """SLIM's ablations: each replaces one stage, to tell a failing stage from a failing premise.
 
-An ablation is a row of stage overrides (:class:`Ablation`), read by either variant's curator at the
-stage it overrides: the oracle's noise, the screening, the pick inside a subgroup, or the curated subset
-itself. Those that read ground truth say which (``reads``: the record's ``labels_used.ground_truth``).
+An ablation is a row of :data:`ABLATIONS`, the stage overrides it makes (:class:`Ablation`); the row applies
+them itself, so a curator (either variant's) asks its run's row at each stage it may override: the oracle's
+noise (:meth:`Ablation.flip_prob`), the screening (:meth:`Ablation.screened`), the pick inside a subgroup
+(``pick``), or the curated subset itself (:meth:`Ablation.replaced_subset`). Those that read ground truth say
+which (``reads``: the record's ``labels_used.ground_truth``).
 """
 from __future__ import annotations
 
@@ -24,13 +26,53 @@ class Truth:
 
 @dataclass(frozen=True)
 class Ablation:
-    """The stages an ablation replaces; the defaults replace none."""
+    """The stages an ablation replaces, and their replacements; the defaults replace none."""
 
     reads: str | None = None  # the ground truth it reads (None: nothing)
     noise_free_oracle: bool = False  # the simulated oracle answers without noise
     true_screening: bool = False  # screening keeps exactly the instances with correct attention
     pick: str = "centres"  # inside a subgroup: SLIM's pick near k-means centres, or "uniform"
     subset: str | None = None  # the curated subset replaced: "uniform_kept", "random" or "group_balanced"
+
+    @property
+    def needs_truth(self) -> bool:
+        """Whether its stage overrides read the split's :class:`Truth`."""
+        return self.true_screening or self.subset == "group_balanced"
+
+    def flip_prob(self, flip_prob: float) -> float:
+        """The simulated oracle's answer-flip probability: none under ``noise_free_oracle``."""
+        return 0.0 if self.noise_free_oracle else flip_prob
+
+    def screened(self, keep: np.ndarray, truth: Truth | None) -> np.ndarray:
+        """Screening's keep mask, or the true one under ``true_screening``."""
+        return np.asarray(truth.correct, dtype=bool).copy() if self.true_screening else keep
+
+    def replaced_subset(self, indices: np.ndarray, scopes: dict[str, tuple[np.ndarray, int]], n: int,
+                        truth: Truth | None, random_state: int) -> np.ndarray | None:
+        """The subset a ``subset`` ablation puts in place of SLIM's (None when it replaces nothing).
+
+        "uniform_kept": each scope's share (``scopes`` maps a scope to its kept rows and its share) drawn
+        uniformly, with replacement only where a scope holds fewer rows; "random": ``len(indices)`` of the
+        ``n`` rows uniformly without replacement; "group_balanced": an equal share of ``len(indices)`` from
+        every group present (remainder to the lower group ids; with replacement only where a group is
+        smaller).
+        """
+        rng = np.random.default_rng(random_state)
+        if self.subset is None:
+            return None
+        if self.subset == "uniform_kept":
+            return np.concatenate([np.sort(rng.choice(rows, size=size, replace=size > len(rows)))
+                                   for rows, size in scopes.values()])
+        if self.subset == "random":
+            return np.sort(rng.choice(n, size=min(len(indices), n), replace=False))
+        groups = truth.groups
+        present = np.unique(groups)
+        share, extra = divmod(len(indices), len(present))
+        parts = []
+        for i, g in enumerate(present):
+            members, want = np.flatnonzero(groups == g), share + (i < extra)
+            parts.append(rng.choice(members, size=want, replace=want > len(members)))
+        return np.concatenate(parts)
 
 
 ABLATIONS: dict[str, Ablation] = {
@@ -54,40 +96,3 @@ def ablation(name: str) -> Ablation:
         raise HarnessError(f"slim_ablation must be one of {', '.join(ABLATIONS)}, got {name!r}")
     return ABLATIONS[name]
 
-
-def needs_truth(name: str) -> bool:
-    """Whether the ablation's stage override reads the split's :class:`Truth`."""
-    row = ablation(name)
-    return row.true_screening or row.subset == "group_balanced"
-
-
-def screened(row: Ablation, keep: np.ndarray, truth: Truth | None) -> np.ndarray:
-    """Screening's keep mask, or the true one under ``true_screening``."""
-    return np.asarray(truth.correct, dtype=bool).copy() if row.true_screening else keep
-
-
-def replaced_subset(row: Ablation, indices: np.ndarray, scopes: dict[str, tuple[np.ndarray, int]], n: int,
-                    truth: Truth | None, random_state: int) -> np.ndarray | None:
-    """The subset a ``subset`` ablation puts in place of SLIM's (None when it replaces nothing).
-
-    "uniform_kept": each scope's share (``scopes`` maps a scope to its kept rows and its share) drawn
-    uniformly, with replacement only where a scope holds fewer rows; "random": ``len(indices)`` of the ``n``
-    rows uniformly without replacement; "group_balanced": an equal share of ``len(indices)`` from every
-    group present (remainder to the lower group ids; with replacement only where a group is smaller).
-    """
-    rng = np.random.default_rng(random_state)
-    if row.subset is None:
-        return None
-    if row.subset == "uniform_kept":
-        return np.concatenate([np.sort(rng.choice(rows, size=size, replace=size > len(rows)))
-                               for rows, size in scopes.values()])
-    if row.subset == "random":
-        return np.sort(rng.choice(n, size=min(len(indices), n), replace=False))
-    groups = truth.groups
-    present = np.unique(groups)
-    share, extra = divmod(len(indices), len(present))
-    parts = []
-    for i, g in enumerate(present):
-        members, want = np.flatnonzero(groups == g), share + (i < extra)
-        parts.append(rng.choice(members, size=want, replace=want > len(members)))
-    return np.concatenate(parts)

@@ -38,7 +38,7 @@ from sklearn.semi_supervised import LabelSpreading
 
 from harness.core.errors import HarnessError
 from simulated_oracle import Oracle
-from slim.ablations import Ablation, Truth, ablation, replaced_subset
+from slim.ablations import Ablation, Truth, ablation
 from slim.annotation import ask, split_budget
 from slim.clustering import Clustering
 from slim.curation import Curation, check_inputs, class_counts
@@ -420,8 +420,8 @@ class AuthorsCurator:
         classes = [int(c) for c in np.unique(labels)]
         answered = {c: out["answers"][labels[out["query_ids"]] == c] for c in classes}
         indices = out["constructed"]
-        replaced = replaced_subset(row, indices, {"all": (kept, len(indices))}, len(labels), truth,
-                                   self.random_state)
+        replaced = row.replaced_subset(indices, {"all": (kept, len(indices))}, len(labels), truth,
+                                       self.random_state)
         indices = indices if replaced is None else replaced
         return Curation(
             embedding=out["att_emb"], space_mode=dict(space_mode or {}), settings=dict(self.settings),

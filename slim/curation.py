@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from harness.core.errors import HarnessError
-from slim.ablations import Truth, needs_truth
+from slim.ablations import Truth, ablation
 from slim.annotation import NO, NOT_SURE, YES
 from slim.clustering import Clustering
 
@@ -87,7 +87,7 @@ def check_inputs(fa: np.ndarray, fabar: np.ndarray, labels: np.ndarray, subset_s
                            f"{len(fa)}, {len(fabar)}, {len(labels)}")
     if isinstance(subset_size, bool) or not isinstance(subset_size, (int, np.integer)) or subset_size < 1:
         raise HarnessError(f"curated subset size must be a positive integer, got {subset_size!r}")
-    if needs_truth(ablation_name) and truth is None:
+    if ablation(ablation_name).needs_truth and truth is None:
         raise HarnessError(f"the ablation {ablation_name!r} needs the split's ground truth")
 
 

@@ -44,7 +44,7 @@ from harness.engine.features import reference_features
 from harness.engine.hparams_registry import budget_from_share
 from harness.engine.last_layer import C_GRID, fit_logistic, head_from, score_c_grid, with_head
 from harness.engine.methods import Method, MethodResult, register
-from harness.engine.settings import SETTINGS, Setting
+from harness.engine.settings import FLAG, Setting, count, fraction
 from harness.engine.training import SELECTIONS, class_balanced_accuracy
 from simulated_oracle import Answer, Oracle, RecordedOracle, SimulatedOracle, oracle_seed, save_log, summarize_log
 from slim.ablations import Truth, ablation
@@ -53,7 +53,7 @@ from slim.annotation import split_budget
 from slim.authors import AuthorsCurator, AuthorsSpace
 from slim.curation import Curation
 from slim.diagnostics import stage_diagnostics
-from slim.pipeline import DEFAULT_SETTINGS, SlimCurator, make_curator, make_space, settings_from
+from slim.pipeline import DEFAULT_SETTINGS, STAGE_SETTINGS, SlimCurator, make_curator, make_space, settings_from
 from slim.plots import save_figures
 from slim.space import AttentionSpace
 from slim.threads import single_threaded
@@ -65,9 +65,18 @@ SLIM_TR_MIN_EPOCHS = 50
 # The ablations whose runs are rows of the accuracy tables beside SLIM's own: subsets of SLIM's size that replace
 # its whole curation (the others replace one stage, and are read in the stage-diagnostics table)
 ACCURACY_TABLE_ABLATIONS = ("none", "random_subset", "group_balanced_subset")
-# Which attention maps SLIM curates with (a name of harness.core.registry.CAMS, ATTENTION_METHOD unless set).
-# No default lists it, so runs that leave it out keep their run ids; a run that sets it records it.
-SETTINGS["attention_method"] = Setting(str)
+# The type and range of SLIM's settings: the stages' (slim.pipeline), then the run's: the budget (None: a share
+# of the split), the subset, the figures, SLIM_Tr's training budget, who answers (the simulated oracle's noise,
+# or a person's recorded answers) and which attention maps SLIM curates with (a name of
+# harness.core.registry.CAMS, ATTENTION_METHOD unless set; no default lists it, so runs that leave it out keep
+# their run ids; a run that sets it records it).
+SETTINGS_SCHEMA: dict[str, Setting] = {
+    **STAGE_SETTINGS,
+    "budget": Setting(int, 1, nullable=True), "subset_frac": fraction(open_low=True), "figures": FLAG,
+    "budget_share": fraction(open_low=True), "figure4": FLAG, "slim_tr_steps": count(1, None, "match_erm", "epochs"),
+    "slim_tr_min_epochs": count(0), "oracle": Setting(str), "oracle_flip_prob": fraction(),
+    "attention_method": Setting(str),
+}
 
 
 def slim_shares(split_index: int, dataset: str) -> tuple[float, float]:
@@ -121,6 +130,8 @@ class _Slim(Method):
     # SLIM's oracle ("simulated" or "answers:PATH") and the simulated one's flip probability, and the
     # attention method: no default lists them, so runs that leave them out keep their run ids.
     extra_settings = ("oracle", "oracle_flip_prob", "attention_method")
+    settings_schema = SETTINGS_SCHEMA
+    budgeted = True
 
     @classmethod
     def default_hparams(cls, dataset: str, scale: str) -> dict[str, Any]:
@@ -153,7 +164,7 @@ class _Slim(Method):
     def row_label(cls, hparams: dict[str, Any]) -> str:
         """'SLIM_Val', 'SLIM_Val (authors' code)', 'SLIM_Val: random subset', ...: one row per variant and per
         reference ablation."""
-        variant, name = hparams.get("slim_variant", "paper"), hparams.get("slim_ablation", "none")
+        variant, name = cls.variant(hparams)
         label = cls.title + (" (authors' code)" if variant == "authors" else "")
         return label if name == "none" else f"{label}: {name.replace('_', ' ')}"
 
@@ -162,6 +173,11 @@ class _Slim(Method):
         """Both variants, and the two subsets of SLIM's size that replace its whole curation (a uniform one and
         a group-balanced one); the other ablations are stage diagnostics, in their own table."""
         return hparams.get("slim_ablation", "none") in ACCURACY_TABLE_ABLATIONS
+
+    @classmethod
+    def variant(cls, hparams: dict[str, Any]) -> tuple[str, str]:
+        """(slim_variant, slim_ablation); ("paper", "none") for runs from before both existed."""
+        return str(hparams.get("slim_variant", "paper")), str(hparams.get("slim_ablation", "none"))
 
     @property
     def attention_method(self) -> str:
@@ -222,11 +238,11 @@ class _Slim(Method):
         "answers:PATH", a person's recorded answers, refused unless given for this run's attention pass."""
         budget = sum(inputs.curator.budget.values())
         path = answers_path(str(self.hparams.get("oracle", "simulated")))
-        noise_free_ablation = ablation(inputs.curator.settings["slim_ablation"]).noise_free_oracle
+        row = ablation(inputs.curator.settings["slim_ablation"])
         oracle = self.oracle
         if oracle is None and path is not None:
             oracle = RecordedOracle.from_file(path, budget=budget)
-        if noise_free_ablation and oracle is not None:
+        if row.noise_free_oracle and oracle is not None:
             raise HarnessError("the noise_free_oracle ablation replaces the simulated oracle: give no other oracle")
         if isinstance(oracle, RecordedOracle):
             oracle.check_attention(inputs.identity, self.answered_where(ctx))
@@ -240,7 +256,7 @@ class _Slim(Method):
                 "python -m harness annotate, then --oracle answers:PATH)"
             )
         attention = inputs.attention
-        flip = 0.0 if noise_free_ablation else float(self.hparams.get("oracle_flip_prob", 0.05))
+        flip = row.flip_prob(float(self.hparams.get("oracle_flip_prob", 0.05)))
         return SimulatedOracle(attention=lambda ids: attention.maps(ids, split.image_size),
                                masks=split.masks.numpy(), flip_prob=flip, budget=budget,
                                random_state=oracle_seed(ctx.seed, ctx.benchmark.name, inputs.split_name))
@@ -363,6 +379,7 @@ class SlimTr(_Slim):
 
     name = "slim-tr"
     title = "SLIM_Tr"
+    table_rank = 2
     attention_split = "train"
     split_index = 0
 
@@ -412,6 +429,7 @@ class SlimVal(_Slim):
 
     name = "slim-val"
     title = "SLIM_Val"
+    table_rank = 3
     attention_split = "val"
     split_index = 1
 

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from harness.core.errors import HarnessError
-from harness.engine.settings import SETTINGS, Setting
+from harness.engine.settings import AUTO, NON_NEGATIVE, NONE, Setting, count, fraction
 from simulated_oracle import Oracle
-from slim.ablations import ABLATIONS, Truth, ablation, replaced_subset, screened
+from slim.ablations import ABLATIONS, Truth, ablation
 from slim.annotation import AnnotationSampler, ask
 from slim.authors import AuthorsCurator
 from slim.clustering import Disentangler
@@ -46,8 +46,16 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "slim_ablation": "none",
 }
 VARIANTS = ("paper", "authors")
-SETTINGS["slim_variant"] = Setting(str, choices=VARIANTS)
-SETTINGS["slim_ablation"] = Setting(str, choices=tuple(ABLATIONS))
+# the type and range of each of DEFAULT_SETTINGS (paper Sec. 3), part of the methods' settings schema
+STAGE_SETTINGS: dict[str, Setting] = {
+    "slim_variant": Setting(str, choices=VARIANTS),
+    "umap_neighbors": count(2), "umap_min_dist": NON_NEGATIVE, "umap_pca_dims": count(2, None, AUTO, NONE),
+    "umap_fit_sample": count(10, None, AUTO, NONE), "spread_neighbors": count(1),
+    "spread_alpha": fraction(open_low=True, open_high=True), "screen_quantile": Setting(float, 0.0, 1.0, words=(NONE,)),
+    "screen_threshold": fraction(), "cluster_k_min": count(1, not_above="cluster_k_max"), "cluster_k_max": count(1),
+    "cluster_pca_dims": count(1, None, NONE), "curation_scope": Setting(str, choices=("class", "all")),
+    "slim_ablation": Setting(str, choices=tuple(ABLATIONS)),
+}
 
 
 def settings_from(hparams: Mapping[str, Any]) -> dict[str, Any]:
@@ -106,7 +114,7 @@ class SlimCurator:
 
         A precomputed attention space (``embedding``, with its ``space_mode``) skips stage 1
         (``env_embedding`` is not used by this variant). ``truth`` is read only by the ablations that need
-        it (:func:`slim.ablations.needs_truth`).
+        it (``slim.ablations.Ablation.needs_truth``).
         """
         check_inputs(fa, fabar, labels, self.subset_size, self.settings["slim_ablation"], truth)
         with single_threaded():
@@ -127,7 +135,7 @@ class SlimCurator:
         spreading = AttentionLabelSpreading(n_neighbors=s["spread_neighbors"], alpha=s["spread_alpha"])
         scores = spreading.fit_transform(embedding, labels, sampler.query_ids_, answers)
         screening = Screening(quantile=_none_or(s["screen_quantile"]), threshold=s["screen_threshold"])
-        keep = screened(row, screening.fit_predict(scores, labels, nearest_yes_distance(
+        keep = row.screened(screening.fit_predict(scores, labels, nearest_yes_distance(
             embedding, sampler.query_ids_, answers, labels)), truth)
         notes = list(spreading.warnings_)
         for c in np.unique(labels):  # screening never empties a class: the subset must represent every class
@@ -151,7 +159,7 @@ class SlimCurator:
             parts.append(rows[draw.indices_])
             repeats += draw.repeats_
         indices = np.concatenate(parts)
-        replaced = replaced_subset(row, indices, scopes, len(labels), truth, rs)
+        replaced = row.replaced_subset(indices, scopes, len(labels), truth, rs)
         if replaced is not None:
             indices, repeats = replaced, len(replaced) - len(np.unique(replaced))
         return Curation(

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 from fixtures_real import make_waterbirds_fixture
 
-from harness.cli import BENCH_SECTIONS, BENCH_SIZES, GPU_CHECK_SECTIONS, TABLE_FORMATS, build_parser, main
+from harness.cli import build_parser, main
+from harness.cli.check_commands import BENCH_SECTIONS, BENCH_SIZES, GPU_CHECK_SECTIONS
+from harness.cli.report_commands import TABLE_FORMATS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -103,9 +105,9 @@ def test_help_imports_no_torch(command):
 
 def test_the_parser_repeats_the_choices_of_modules_it_does_not_import():
     from harness.checks import bench
-    from harness.reporting import tables
+    from harness.reporting.tables import cells
 
-    assert TABLE_FORMATS == tables.FORMATS
+    assert TABLE_FORMATS == cells.FORMATS
     from harness.checks import gpu_check
 
     assert BENCH_SIZES == tuple(bench.SIZES) and BENCH_SECTIONS == bench.SECTIONS

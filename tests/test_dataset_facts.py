@@ -17,7 +17,7 @@ from harness.data.real.nico import NICO
 from harness.data.synthetic import PRESETS
 from harness.engine.evaluation import group_metrics, train_weights
 from harness.engine.hparams_registry import default_hparams
-from harness.reporting import tables
+from harness.reporting.tables.paper import table2, table3
 
 
 def test_names_and_facts():
@@ -83,11 +83,11 @@ class Spawrious(Dataset):
 def test_a_dataset_with_facts_shows_in_its_family_table():
     """A new dataset is its class's ``facts`` away from Tables 2 / 3 and its display name."""
     records = [make_record("erm", "spawrious")]
-    assert tables.table2(records, "resnet18", "tiny") is None and tables.table3(records, "resnet18", "tiny") is None
+    assert table2(records, "resnet18", "tiny") is None and table3(records, "resnet18", "tiny") is None
     DATASETS.register()(Spawrious)
     try:
         assert list(FACTS)[-1] == "spawrious" and facts("spawrious") is Spawrious.facts
-        assert tables.table2(records, "resnet18", "tiny") is None
-        assert "Spawrious" in tables.table3(records, "resnet18", "tiny")
+        assert table2(records, "resnet18", "tiny") is None
+        assert "Spawrious" in table3(records, "resnet18", "tiny")
     finally:
         DATASETS.unregister("spawrious")

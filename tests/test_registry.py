@@ -47,8 +47,8 @@ def test_a_taken_name_is_refused_to_another_object():
 def test_importing_the_harness_loads_no_plug_in():
     """Only the loader's call imports baselines/ and slim/: importing the CLI, the runner, the tables or the
     hyperparameter registry does not (SLIM's settings used to come with hparams_registry)."""
-    code = ("import sys; import harness.cli, harness.experiments.runner, harness.reporting.tables, "
-            "harness.engine.hparams_registry; "
+    code = ("import sys; import harness.cli, harness.experiments.runner, harness.reporting.tables.index, "
+            "harness.engine.hparams_registry, harness.engine.settings; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('slim', 'baselines')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -11,7 +11,7 @@ from harness.core.registry import METHODS
 from harness.data.catalog import list_datasets
 from harness.data.sizes import SCALES
 from harness.engine.hparams_registry import _EXTRA_KEYS, default_hparams, model_hparams, run_hparams
-from harness.engine.settings import SETTINGS, Setting, check_hparams
+from harness.engine.settings import SETTINGS, Setting, check_hparams, schema
 from harness.experiments.sweep_file import parse_sweep
 from harness.models.families import ARCHS
 
@@ -20,9 +20,29 @@ def test_every_setting_of_every_method_has_a_schema_entry():
     keys = set(_EXTRA_KEYS) | {key for method in METHODS for key in METHODS.get(method).extra_settings}
     for method, entry, scale, arch in product(METHODS, list_datasets(), SCALES, ARCHS):
         keys |= set(default_hparams(method, entry.name, scale)) | set(model_hparams(arch, entry.name, scale))
-    assert sorted(keys - set(SETTINGS)) == []
+    assert sorted(keys - set(schema())) == []
     for method, scale in product(METHODS, SCALES):  # and every default is in its own range
         check_hparams(run_hparams(method, "waterbirds-synth", scale, "resnet18"))
+
+
+def test_methods_declare_their_settings_and_may_share_one_only_alike():
+    """A method's own settings are checked by the schema it declares (``Method.settings_schema``); two methods
+    that declare one setting differently are an error naming the setting."""
+    from harness.engine.methods import Method
+
+    assert schema()["jtt_epochs"] == METHODS.get("jtt").settings_schema["jtt_epochs"]
+    assert "jtt_epochs" not in SETTINGS  # the shared schema names no method's setting
+
+    class Clash(Method):
+        name, title = "demo-clash", "Clash"
+        settings_schema = {"jtt_epochs": Setting(float, 0.0)}
+
+    METHODS.register()(Clash)
+    try:
+        with pytest.raises(HarnessError, match="method demo-clash declares setting 'jtt_epochs' as a number >= 0"):
+            schema()
+    finally:
+        METHODS.unregister("demo-clash")
 
 
 def test_types_and_ranges_by_hand():

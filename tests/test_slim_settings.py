@@ -8,7 +8,7 @@ import pytest
 from harness.core.errors import HarnessError
 from harness.engine.hparams_registry import default_hparams
 from simulated_oracle import SimulatedOracle
-from slim.ablations import ABLATIONS, Truth, replaced_subset
+from slim.ablations import ABLATIONS, Truth
 from slim.authors import PATCHES, AuthorsCurator
 from slim.methods import resolve_budget, training_epochs
 from slim.pipeline import SlimCurator, make_curator, settings_from
@@ -129,7 +129,7 @@ def test_every_ablation_is_a_row_of_stage_overrides():
     assert all(row != ABLATIONS["none"] for row in rows.values())
     assert {name for name, row in rows.items() if row.reads} == {"noise_free_oracle", "true_screening",
                                                                  "group_balanced_subset"}
-    assert replaced_subset(ABLATIONS["none"], np.arange(3), {}, 10, None, 0) is None
+    assert ABLATIONS["none"].replaced_subset(np.arange(3), {}, 10, None, 0) is None
 
 
 def test_ablations_that_read_ground_truth_are_declared_in_labels_used():
@@ -151,9 +151,9 @@ def test_the_attention_method_is_a_setting(make_context):
     authors); the setting is checked by the schema, and an unknown name is a one-line error."""
     from harness.engine.hparams_registry import run_hparams
     from harness.engine.methods import get_method
-    from harness.engine.settings import SETTINGS
+    from harness.engine.settings import schema
 
-    assert "attention_method" in SETTINGS and "attention_method" not in default_hparams("slim-val", "toy", "tiny")
+    assert "attention_method" in schema() and "attention_method" not in default_hparams("slim-val", "toy", "tiny")
     default = get_method("slim-val")(make_context("slim-val").hparams).prepare(make_context("slim-val"))
     assert default.attention.method == "gradcam"
     ctx = make_context("slim-val", attention_method="eigencam")

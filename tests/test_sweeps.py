@@ -32,7 +32,7 @@ from harness.experiments.sweeps import (
     run_sweep,
     sweep_records,
 )
-from harness.reporting.tables import write_tables
+from harness.reporting.tables.index import write_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = {"epochs": 1, "pretrained": "none", "width": 0.25}  # ERM trains its own 1-epoch model: seconds

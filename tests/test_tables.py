@@ -7,8 +7,13 @@ import csv
 import pytest
 
 from harness.core.errors import HarnessError
+from harness.core.registry import METHODS
 from harness.engine.hparams_registry import budget_from_share, default_hparams
-from harness.reporting import tables
+from harness.engine.methods import Method
+from harness.reporting.tables.budgeted import table4, table7, table8, table_diagnostics
+from harness.reporting.tables.cells import Stat, format_number, format_stat, get_style, trim_number
+from harness.reporting.tables.index import write_tables
+from harness.reporting.tables.paper import table2, table3, table5
 
 ARCH, SCALE = "resnet18", "tiny"
 SPLIT_SIZE = 1000  # every hand-made SLIM record curated a split of 1000 rows, 2 classes
@@ -134,13 +139,36 @@ def test_mean_std_over_seeds_and_single_seed():
     # -> population std 2.49 (the sample std would be 3.06, shown as 3.1).
     recs = [make_record("erm", seed=s, worst=w, avg=0.9) for s, w in enumerate((0.80, 0.84, 0.86))]
     recs.append(make_record("jtt", seed=0, worst=0.7, avg=0.75))
-    text = tables.table2(recs, ARCH, SCALE)
+    text = table2(recs, ARCH, SCALE)
     assert column(text, "ERM", f"{WB} Worst").strip("*<u>/") == "83.3 ± 2.5"
     assert column(text, "ERM", f"{WB} Avg") == "**90.0 ± 0.0**"
     assert column(text, "JTT", f"{WB} Worst") == "<u>70.0</u>"  # one seed: no ± part
     assert "population std, ddof=0" in text.splitlines()[0]
-    assert tables.format_number(0.5349, "aiou") == ".53"
-    assert tables.format_stat(tables.Stat(0.53, 0.02, 2), "aiou", tables.get_style("markdown")) == ".53 ± .02"
+    assert format_number(0.5349, "aiou") == ".53"
+    assert format_stat(Stat(0.53, 0.02, 2), "aiou", get_style("markdown")) == ".53 ± .02"
+
+
+def test_rows_follow_the_methods_declared_rank_not_their_names():
+    """A plug-in method ranked before ERM (``Method.table_rank``) is the first row; one that declares no rank
+    comes after the shipped methods, and neither is a row of the budget tables."""
+
+    class First(Method):
+        name, title, table_rank = "demo-first", "Demo first", -1
+
+    class Unranked(Method):
+        name, title = "demo-unranked", "Demo unranked"
+
+    for cls in (First, Unranked):
+        METHODS.register()(cls)
+    try:
+        recs = [make_record("erm"), make_record("gdro")]
+        recs += [dict(make_record("erm", seed=1), method=cls.name, run_id=cls.name) for cls in (First, Unranked)]
+        assert [cells[0] for cells in body(table2(recs, ARCH, SCALE))] == ["Demo first", "ERM", "GDRO",
+                                                                           "Demo unranked"]
+        assert table4(recs, ARCH, SCALE) is None
+    finally:
+        for cls in (First, Unranked):
+            METHODS.unregister(cls.name)
 
 
 def test_best_bold_second_underlined_ties_and_lone_values():
@@ -153,7 +181,7 @@ def test_best_bold_second_underlined_ties_and_lone_values():
         make_record("erm", dataset="isic-synth", worst=0.8944, avg=0.7),  # shows as 89.4 ...
         make_record("jtt", dataset="isic-synth", worst=0.8941, avg=0.6),  # ... as does this: a tie
     ]
-    text = tables.table2(recs, ARCH, SCALE)
+    text = table2(recs, ARCH, SCALE)
     worst = {name: column(text, name, f"{WB} Worst") for name in ("ERM", "JTT", "GDRO", "DFR")}
     assert worst == {"ERM": "60.0", "JTT": "**70.0**", "GDRO": "**70.0**", "DFR": "<u>65.0</u>"}
     avg = {name: column(text, name, f"{WB} Avg") for name in ("ERM", "JTT", "GDRO", "DFR")}
@@ -170,10 +198,10 @@ def test_missing_cells_show_a_dash_not_zero():
         make_record("erm", dataset="celeba-synth", worst=0.4),
         make_record("gdro", worst=0.9),
     ]
-    text = tables.table2(recs, ARCH, SCALE)
+    text = table2(recs, ARCH, SCALE)
     assert row(text, "GDRO")[-2:] == ["–", "–"]
     assert "0.0" not in row(text, "GDRO")[-1]
-    latex = tables.table2(recs, ARCH, SCALE, "latex")
+    latex = table2(recs, ARCH, SCALE, "latex")
     assert "GDRO" in latex and " -- " in latex
 
 
@@ -182,13 +210,13 @@ def test_waterbirds_avg_is_the_weighted_average():
         make_record("erm", worst=0.6, avg=0.80, weighted=0.95),
         make_record("erm", dataset="celeba-synth", worst=0.5, avg=0.85, weighted=0.99),
     ]
-    text = tables.table2(recs, ARCH, SCALE)
+    text = table2(recs, ARCH, SCALE)
     assert column(text, "ERM", f"{WB} Avg").strip("*") == "95.0"
     assert (
         column(text, "ERM", "CelebA (synth) Avg").strip("*") == "85.0"
     )  # the convention is Waterbirds' only
     assert "weighted by train group proportions" in text.splitlines()[0]
-    plain = tables.table2([make_record("erm", worst=0.6, avg=0.80)], ARCH, SCALE)
+    plain = table2([make_record("erm", worst=0.6, avg=0.80)], ARCH, SCALE)
     assert column(plain, "ERM", f"{WB} Avg").strip("*") == "80.0"
     assert "weighted" not in plain.splitlines()[0]
 
@@ -198,12 +226,12 @@ def test_failed_records_are_excluded_and_listed():
         make_record("erm", worst=0.6),
         make_record("jtt", seed=3, worst=0.99, status="failed"),
     ]
-    text = tables.table2(recs, ARCH, SCALE)
+    text = table2(recs, ARCH, SCALE)
     assert "99.0" not in text
     assert "| JTT" not in text
     footer = [line for line in text.splitlines() if line.startswith("Failed runs")]
     assert footer == ["Failed runs (excluded): waterbirds-synth/JTT/seed 3 (CUDA out of memory)"]
-    assert tables.table2([recs[1]], ARCH, SCALE) is None  # only failed runs: nothing to show
+    assert table2([recs[1]], ARCH, SCALE) is None  # only failed runs: nothing to show
 
 
 def test_latex_escaping_and_marks():
@@ -212,14 +240,14 @@ def test_latex_escaping_and_marks():
         make_record("gdro", worst=0.7, arch="vit_small"),
         make_record("slim-tr", worst=0.8, extra_training=0.1, arch="vit_small"),
     ]
-    latex = tables.table2(recs, "vit_small", SCALE, "latex")
+    latex = table2(recs, "vit_small", SCALE, "latex")
     assert r"A\&B\_c 50\%" in latex
     assert r"SLIM\_Tr" in latex
     assert r"\textbf{80.0}" in latex and r"\underline{70.0}" in latex
     assert r"none $\diamond$" in latex and r"0.1$\times$" in latex
     assert latex.startswith(r"% Table 2 analogue (arch vit\_small, scale tiny)")
     assert r"\caption{" in latex and latex.rstrip().endswith(r"\end{table}")
-    markdown = tables.table2(recs, "vit_small", SCALE)
+    markdown = table2(recs, "vit_small", SCALE)
     assert "| A&B_c 50%" in markdown
 
 
@@ -231,7 +259,7 @@ def test_label_requirement_and_training_cost_columns():
         make_record("slim-tr", extra_training=0.1),
         make_record("slim-tr", dataset="celeba-synth", extra_training=0.2),
     ]
-    text = tables.table2(recs, ARCH, SCALE)
+    text = table2(recs, ARCH, SCALE)
     assert row(text, "ERM")[1:3] == ["none", "0×"]
     assert row(text, "DFR")[1:3] == ["validation", "0.05×"]
     assert row(text, "GDRO")[1:3] == ["training", "0×"]
@@ -246,10 +274,10 @@ def test_slim_rows_use_the_default_budget_and_subset_fraction():
         make_record("slim-tr", worst=0.40, frac=TR_FRAC * 2),
         make_record("slim-tr", seed=1, worst=0.30, budget=TR_BUDGET * 2, frac=TR_FRAC * 2),  # in no table
     ]
-    text = tables.table2(recs, ARCH, SCALE)
+    text = table2(recs, ARCH, SCALE)
     assert column(text, "SLIM_Tr", f"{WB} Worst") == "**90.0**"
 
-    budget = tables.table7(recs, ARCH, SCALE)
+    budget = table7(recs, ARCH, SCALE)
     amounts = header(budget).index(f"{WB} Amount")
     assert [(r[amounts], r[amounts + 1]) for r in body(budget)] == [
         (f"{TR_BUDGET}†", "**90.0**"),
@@ -257,11 +285,11 @@ def test_slim_rows_use_the_default_budget_and_subset_fraction():
     ]
     assert "30.0" not in budget and "40.0" not in budget
 
-    fraction = tables.table8(recs, ARCH, SCALE)
+    fraction = table8(recs, ARCH, SCALE)
     props = header(fraction).index(f"{WB} Prop%")
     assert [(r[props], r[props + 1]) for r in body(fraction)] == [
-        (f"{tables.trim_number(100 * TR_FRAC)}†", "**90.0**"),
-        (tables.trim_number(200 * TR_FRAC), "<u>40.0</u>"),
+        (f"{trim_number(100 * TR_FRAC)}†", "**90.0**"),
+        (trim_number(200 * TR_FRAC), "<u>40.0</u>"),
     ]
 
 
@@ -275,7 +303,7 @@ def test_both_slim_variants_and_the_subsets_that_replace_slim_have_rows():
         make_record("slim-val", worst=0.95, slim_kind=("paper", "true_screening")),
     ]
     recs[3]["labels_used"]["val_group_labels"] = True  # what the ablation's record declares
-    text = tables.table2(recs, ARCH, SCALE)
+    text = table2(recs, ARCH, SCALE)
     assert [r[0] for r in body(text)] == ["SLIM_Val", "SLIM_Val (authors' code)", "SLIM_Val: group balanced subset",
                                           "SLIM_Val: random subset"]
     assert column(text, "SLIM_Val (authors' code)", f"{WB} Worst") == "50.0"
@@ -290,7 +318,7 @@ def test_sweep_marks_are_ranked_within_each_method():
         make_record("slim-val", worst=0.6),
         make_record("slim-val", worst=0.5, budget=4),
     ]
-    text = tables.table7(recs, ARCH, SCALE)
+    text = table7(recs, ARCH, SCALE)
     worst = header(text).index(f"{WB} Worst")
     assert [(r[0], r[worst]) for r in body(text)] == [
         ("SLIM_Tr", "**90.0**"),
@@ -304,21 +332,21 @@ def test_imagenet9_uses_mixed_rand_split():
     recs = [make_record("erm", dataset="imagenet9-synth", worst=0.3, avg=0.6, split="test")]
     recs[0]["metrics"]["test_mixed_rand"] = {"worst_group_acc": 0.25, "avg_acc": 0.55}
     recs.append(make_record("erm", dataset="nico-synth", worst=0.2, avg=0.7))
-    text = tables.table3(recs, ARCH, SCALE)
+    text = table3(recs, ARCH, SCALE)
     assert column(text, "ERM", "ImageNet9 (synth) Worst").strip("*") == "25.0"
     assert column(text, "ERM", "NICO (synth) Worst").strip("*") == "20.0"
     assert "ImageNet9 (synth) uses the test_mixed_rand split" in text.splitlines()[0]
-    assert tables.table2(recs, ARCH, SCALE) is None  # no binary dataset
+    assert table2(recs, ARCH, SCALE) is None  # no binary dataset
 
 
 def test_table4_counts_and_shares():
     recs = [make_record("slim-tr", seed=s) for s in range(2)] + [make_record("slim-val")]
-    text = tables.table4(recs, ARCH, SCALE)
-    share = tables.trim_number(TR_BUDGET / 10)  # query_fraction = budget / 1000, in percent
+    text = table4(recs, ARCH, SCALE)
+    share = trim_number(TR_BUDGET / 10)  # query_fraction = budget / 1000, in percent
     assert column(text, "SLIM_Tr", f"{WB} Att.") == f"{TR_BUDGET} ({share}% of train)"
-    assert column(text, "SLIM_Tr", f"{WB} Training") == f"{tables.trim_number(TR_FRAC)}×"
+    assert column(text, "SLIM_Tr", f"{WB} Training") == f"{trim_number(TR_FRAC)}×"
     assert column(text, "SLIM_Val", f"{WB} Att.").endswith("of val)")
-    assert tables.table4([make_record("erm")], ARCH, SCALE) is None
+    assert table4([make_record("erm")], ARCH, SCALE) is None
 
 
 def test_table5_aiou():
@@ -328,11 +356,11 @@ def test_table5_aiou():
         make_record("slim-tr", aiou=(0.51, 0.60)),
         make_record("gdro"),  # no AIoU: no row
     ]
-    text = tables.table5(recs, ARCH, SCALE)
+    text = table5(recs, ARCH, SCALE)
     assert row(text, "ERM")[1:] == ["<u>.25 ± .05</u>", "<u>.47 ± .02</u>"]  # (.20+.30)/2, |.05| each
     assert row(text, "SLIM_Tr")[1:] == ["**.51**", "**.60**"]
     assert "| GDRO" not in text
-    assert tables.table5([make_record("erm")], ARCH, SCALE) is None
+    assert table5([make_record("erm")], ARCH, SCALE) is None
 
 
 def test_newest_rerun_of_a_seed_counts():
@@ -340,7 +368,7 @@ def test_newest_rerun_of_a_seed_counts():
         make_record("erm", seed=0, worst=0.5, created="2024-01-01T00:00:00+00:00"),
         make_record("erm", seed=0, worst=0.7, created="2024-02-01T00:00:00+00:00"),
     ]
-    assert column(tables.table2(recs, ARCH, SCALE), "ERM", f"{WB} Worst") == "**70.0**"
+    assert column(table2(recs, ARCH, SCALE), "ERM", f"{WB} Worst") == "**70.0**"
 
 
 def test_write_tables_markdown_and_latex(tmp_path):
@@ -351,7 +379,7 @@ def test_write_tables_markdown_and_latex(tmp_path):
         make_record("erm", worst=0.5, scale="quick"),
         make_record("jtt", status="failed"),
     ]
-    written = tables.write_tables(recs, tmp_path / "md", "markdown")
+    written = write_tables(recs, tmp_path / "md", "markdown")
     names = sorted(p.name for p in written)
     assert names == sorted(
         [
@@ -370,7 +398,7 @@ def test_write_tables_markdown_and_latex(tmp_path):
     quick = (tmp_path / "md" / "table2_binary_resnet18_quick.md").read_text()
     assert "scale quick" in quick.splitlines()[0] and "60.0" not in quick
 
-    latex = tables.write_tables(recs, tmp_path / "tex", "latex")
+    latex = write_tables(recs, tmp_path / "tex", "latex")
     assert sorted(p.name for p in latex) == sorted(
         n.replace(".md", ".tex") for n in names if n != "README.md"
     )
@@ -382,7 +410,7 @@ def test_csv_tables_hold_each_cell_as_mean_std_and_seeds(tmp_path):
     the table's; no emphasis, no caption; a file per table beside the others' names, no index."""
     recs = [make_record("erm", seed=0, worst=0.6, avg=0.9), make_record("erm", seed=1, worst=0.8, avg=0.7),
             make_record("jtt", worst=0.5, avg=0.75)]
-    written = tables.write_tables(recs, tmp_path / "csv", "csv")
+    written = write_tables(recs, tmp_path / "csv", "csv")
     assert [p.name for p in written] == ["table2_binary_resnet18_tiny.csv"]
     with written[0].open(newline="") as f:
         rows = {row["Method"]: row for row in csv.DictReader(f)}
@@ -396,16 +424,16 @@ def test_csv_tables_hold_each_cell_as_mean_std_and_seeds(tmp_path):
 
 def test_bad_input_raises_one_line_errors(tmp_path):
     with pytest.raises(HarnessError, match="unknown table format 'html'"):
-        tables.write_tables([make_record()], tmp_path, "html")
+        write_tables([make_record()], tmp_path, "html")
     broken = make_record()
     del broken["arch"]
     with pytest.raises(HarnessError, match="lacks arch"):
-        tables.table2([broken], ARCH, SCALE)
+        table2([broken], ARCH, SCALE)
     no_budget = make_record("slim-tr")
     no_budget["config"] = {}
     with pytest.raises(HarnessError, match="lacks config.hparams budget"):
-        tables.table2([no_budget], ARCH, SCALE)
-    assert tables.write_tables([], tmp_path / "empty") == [tmp_path / "empty" / "README.md"]
+        table2([no_budget], ARCH, SCALE)
+    assert write_tables([], tmp_path / "empty") == [tmp_path / "empty" / "README.md"]
 
 
 def diagnostics(scale: float) -> dict:
@@ -428,7 +456,7 @@ def test_slim_stage_diagnostics_table_rows_per_variant_and_ablation():
         make_record("slim-val", worst=0.7, slim_kind=("paper", "random_subset"), diagnostics=diagnostics(1.0)),
         make_record("slim-val", worst=0.1, budget=99, diagnostics=diagnostics(1.0)),  # not the default budget
     ]
-    text = tables.table_diagnostics(recs, ARCH, SCALE)
+    text = table_diagnostics(recs, ARCH, SCALE)
     rows = body(text)
     assert [r[2:4] for r in rows] == [["authors", "none"], ["paper", "none"], ["paper", "random_subset"]]
     head = header(text)
@@ -438,8 +466,8 @@ def test_slim_stage_diagnostics_table_rows_per_variant_and_ablation():
     assert paper[head.index("kNN AUROC")] == ".80 ± .00" and paper[head.index("Worst")] == "50.0 ± 10.0"
     assert paper[head.index("Balanced")] == "25.0 ± 0.0"
     # variant and ablation runs stay out of the main tables: SLIM_Val's worst is the paper runs' 50.0
-    assert column(tables.table2(recs, ARCH, SCALE), "SLIM_Val", f"{WB} Worst").strip("*") == "50.0 ± 10.0"
-    assert tables.table_diagnostics([make_record("slim-val")], ARCH, SCALE) is None
+    assert column(table2(recs, ARCH, SCALE), "SLIM_Val", f"{WB} Worst").strip("*") == "50.0 ± 10.0"
+    assert table_diagnostics([make_record("slim-val")], ARCH, SCALE) is None
 
 
 def test_tables_command_skips_records_that_are_not_objects(tmp_path, capsys):
@@ -469,13 +497,13 @@ def test_runs_answered_by_people_are_rows_of_their_own_marked_and_footnoted():
     human = make_record("slim-val", worst=0.60, created="2024-02-01T00:00:00+00:00")  # newer, same seed
     human["details"]["oracle"] = {"kind": "human", "annotators": ["bob", "alice"]}
     simulated["details"]["oracle"] = {"kind": "simulated"}
-    text = tables.table2([simulated, human], ARCH, SCALE)
+    text = table2([simulated, human], ARCH, SCALE)
     assert column(text, "SLIM_Val", f"{WB} Worst") == "**70.0**"
     assert column(text, "SLIM_Val‡", f"{WB} Worst") == "<u>60.0</u>"
     footer = [line for line in text.splitlines() if line.startswith("‡")]
     assert footer == ["‡: attention answers given by people (the records' details.oracle.kind is human), not the "
                       "simulated oracle; annotators: alice, bob."]
-    assert [r[0] for r in body(tables.table7([simulated, human], ARCH, SCALE))] == ["SLIM_Val", "SLIM_Val‡"]
-    latex = tables.table2([simulated, human], ARCH, SCALE, "latex")
+    assert [r[0] for r in body(table7([simulated, human], ARCH, SCALE))] == ["SLIM_Val", "SLIM_Val‡"]
+    latex = table2([simulated, human], ARCH, SCALE, "latex")
     assert r"SLIM\_Val$^\ddagger$" in latex and r"{\footnotesize $^\ddagger$: attention answers" in latex
-    assert not [line for line in tables.table2([simulated], ARCH, SCALE).splitlines() if "‡" in line]
+    assert not [line for line in table2([simulated], ARCH, SCALE).splitlines() if "‡" in line]

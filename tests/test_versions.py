@@ -12,7 +12,7 @@ import pytest
 from harness.core.errors import HarnessError
 from harness.core.records import load_records
 from harness.core.versions import PACKAGES, code_version, package_folders, source_digest
-from harness.reporting.tables import write_tables
+from harness.reporting.tables.index import write_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,15 +7,18 @@ cost. A method owns its display name and its hyperparameters (published and synt
 """
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.core.registry import METHODS
 
-if TYPE_CHECKING:  # annotations only: the context imports torch and the model code
+if TYPE_CHECKING:  # annotations only: the context and the settings import torch
     from torch import nn
 
     from harness.engine.context import RunContext
+    from harness.engine.settings import Setting
 
 
 @dataclass
@@ -29,7 +32,13 @@ class MethodResult:
 
 
 class Method:
-    """Base class: subclasses set ``name``, ``title``, the labels they need, and implement ``fit``."""
+    """Base class: subclasses set ``name``, ``title``, the labels they need, and implement ``fit``.
+
+    What the harness needs to know of a method, it reads from these declarations, never from the method's
+    name: the schema of its own settings, where its rows go in the tables, and whether it curates a subset on
+    an attention budget (the command line's --budget and --subset-frac, the budget tables: paper Tables 4, 7
+    and 8).
+    """
 
     name: ClassVar[str]
     title: ClassVar[str]  # the name tables and figures show
@@ -37,6 +46,14 @@ class Method:
     needs_val_group_labels: ClassVar[bool] = False
     attention_split: ClassVar[str | None] = None  # split whose instances get attention queries
     extra_settings: ClassVar[tuple[str, ...]] = ()  # settings a user may add that no default lists
+    # type and range of each setting of the method's own (harness.engine.settings.SETTINGS has the shared ones)
+    settings_schema: ClassVar[Mapping[str, Setting]] = {}
+    # The place of its rows in the tables (the paper's order, cheap to costly); unranked methods come last.
+    table_rank: ClassVar[float] = math.inf
+    # Whether it curates a subset on an attention budget: its hparams hold ``budget`` (None: ``budget_share``
+    # of the curated split) and ``subset_frac``, its records details.queries and details.query_fraction, and
+    # its runs fill the budget tables (paper Tables 4, 7 and 8) and are compared at their budget.
+    budgeted: ClassVar[bool] = False
 
     def __init__(self, hparams: dict[str, Any]) -> None:
         self.hparams = hparams
@@ -60,6 +77,12 @@ class Method:
     def in_accuracy_tables(cls, hparams: dict[str, Any]) -> bool:
         """Whether a run with ``hparams`` is a row of the accuracy tables (not only of a method's own tables)."""
         return True
+
+    @classmethod
+    def variant(cls, hparams: dict[str, Any]) -> tuple[str, str]:
+        """(implementation, ablation) of a run with ``hparams``: a budgeted method's runs of one budget are
+        table cells of their own per variant (the stage diagnostics table's Variant and Ablation columns)."""
+        return "paper", "none"
 
     def fit(self, ctx: RunContext) -> MethodResult:
         raise NotImplementedError

@@ -1,9 +1,10 @@
 """One schema of every setting a run takes: its type and range, checked before any work starts.
 
-:data:`SETTINGS` maps a hyperparameter key (``--set key=value``, a sweep file's overrides) to a
-:class:`Setting`; modules that add a setting add its entry here too (``SETTINGS[key] = Setting(...)``),
-and a test checks that every default of every method has one. :func:`check_hparams` checks a run's
-settings, :func:`check_run_inputs` the run's data options, each failure one line naming the setting.
+:data:`SETTINGS` maps a shared hyperparameter key (``--set key=value``, a sweep file's overrides) to a
+:class:`Setting`; a method declares the schema of its own settings on its class
+(``Method.settings_schema``), and :func:`schema` joins them all. A test checks that every default of every
+method has an entry. :func:`check_hparams` checks a run's settings, :func:`check_run_inputs` the run's data
+options, each failure one line naming the setting.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.core.errors import HarnessError
+from harness.core.registry import METHODS
 from harness.data.catalog import dataset_class
 from harness.engine.training import SAMPLERS, SELECTIONS
 
@@ -38,6 +40,7 @@ class Setting:
     choices: tuple[str, ...] = ()
     words: tuple[str, ...] = ()
     nullable: bool = False  # None (a setting left to be derived, e.g. SLIM's budget from its share) is allowed
+    not_above: str | None = None  # the setting a whole number of this one may not exceed (a range's two ends)
 
     def describe(self) -> str:
         """The allowed values in words, e.g. 'a number in (0, 1]' or one of 'sgd', 'adamw'."""
@@ -73,8 +76,8 @@ def _num(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
-def count(low: int = 1, high: float | None = None, *words: str) -> Setting:
-    return Setting(int, low, high, words=words)
+def count(low: int = 1, high: float | None = None, *words: str, not_above: str | None = None) -> Setting:
+    return Setting(int, low, high, words=words, not_above=not_above)
 
 
 def fraction(*, open_low: bool = False, open_high: bool = False) -> Setting:
@@ -98,38 +101,39 @@ SETTINGS: dict[str, Setting] = {
     "width": Setting(float, 0.0, 4.0, open_low=True), "depth": count(1, 48),
     "pretrained": Setting(str),  # 'imagenet', 'standin', 'none' or a weights file (checked where it is read)
     "finetune": Setting(str, choices=("full", "upper")), "input_size": count(16, 2048, AUTO),
-    # JTT, GroupDRO, DFR (baselines/)
-    "jtt_epochs": count(1), "jtt_lambda": count(0), "gdro_eta": positive(), "gdro_adjustment": NON_NEGATIVE,
-    "gdro_strong_l2": FLAG, "gdro_l2_search": Setting(str), "gdro_eta_search": Setting(str),
-    "dfr_num_retrains": count(1),
-    # SLIM (slim.pipeline.DEFAULT_SETTINGS, paper Sec. 3)
-    "budget": Setting(int, 1, nullable=True), "subset_frac": fraction(open_low=True), "figures": FLAG,
-    "umap_neighbors": count(2), "umap_min_dist": NON_NEGATIVE, "umap_pca_dims": count(2, None, AUTO, NONE),
-    "umap_fit_sample": count(10, None, AUTO, NONE), "spread_neighbors": count(1),
-    "spread_alpha": fraction(open_low=True, open_high=True), "screen_quantile": Setting(float, 0.0, 1.0, words=(NONE,)),
-    "screen_threshold": fraction(), "cluster_k_min": count(1), "cluster_k_max": count(1),
-    "cluster_pca_dims": count(1, None, NONE), "curation_scope": Setting(str, choices=("class", "all")),
-    # SLIM's run-level settings (slim/methods.py): the budget as a share of the split, SLIM_Tr's training
-    # budget, Fig. 4, and who answers (the simulated oracle's noise, or a person's recorded answers)
-    "budget_share": fraction(open_low=True), "figure4": FLAG, "slim_tr_steps": count(1, None, "match_erm", "epochs"),
-    "slim_tr_min_epochs": count(0), "oracle": Setting(str), "oracle_flip_prob": fraction(),
 }
+
+
+def schema() -> dict[str, Setting]:
+    """Every setting's entry: the shared ones (:data:`SETTINGS`) and those each registered method declares
+    (``Method.settings_schema``); two methods may declare one setting only alike."""
+    joined = dict(SETTINGS)
+    for name in METHODS:
+        for key, setting in METHODS.get(name).settings_schema.items():
+            if joined.setdefault(key, setting) != setting:
+                raise HarnessError(f"method {name} declares setting {key!r} as {setting.describe()}; it is "
+                                   f"{joined[key].describe()} elsewhere")
+    return joined
 
 
 def check_value(key: str, value: Any, where: str = "setting") -> None:
     """A HarnessError unless ``value`` is allowed for ``key`` (keys without an entry are not checked)."""
-    setting = SETTINGS.get(key)
+    setting = schema().get(key)
     if setting is not None and not setting.accepts(value):
         raise HarnessError(f"{where} {key}={value!r}: must be {setting.describe()}")
 
 
 def check_hparams(hp: dict[str, Any]) -> None:
-    """Every value of a run's hparams in its range, and ranges that pair up (cluster_k_min <= _max)."""
+    """Every value of a run's hparams in its range, and ranges that pair up (``Setting.not_above``, e.g.
+    cluster_k_min <= cluster_k_max)."""
     for key, value in hp.items():
         check_value(key, value)
-    low, high = hp.get("cluster_k_min"), hp.get("cluster_k_max")
-    if isinstance(low, int) and isinstance(high, int) and low > high:
-        raise HarnessError(f"setting cluster_k_min={low} is above cluster_k_max={high}")
+    for key, setting in schema().items():
+        if setting.not_above is None:
+            continue
+        low, high = hp.get(key), hp.get(setting.not_above)
+        if isinstance(low, int) and isinstance(high, int) and low > high:
+            raise HarnessError(f"setting {key}={low} is above {setting.not_above}={high}")
 
 
 def check_seed(flag: str, seed: Any) -> None:

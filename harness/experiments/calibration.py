@@ -36,7 +36,7 @@ from harness.data.synthetic import PRESETS, make_benchmark
 from harness.experiments.executors import record_status
 from harness.experiments.runner import execute, make_config, run_id
 from harness.models.network import create_model
-from harness.reporting.tables import accuracy_columns
+from harness.reporting.tables.selection import accuracy_columns
 from simulated_oracle.aiou import ATTENTION_CORRECT, DEFAULT_DELTA, aiou_batch
 
 GAP_MIN = 0.15  # ERM's avg - worst on the test split

@@ -30,8 +30,9 @@ from harness.core.errors import HarnessError
 from harness.data.facts import is_synthetic, paper_dataset
 from harness.data.synthetic import group_names, minority_groups, preset_difficulty
 from harness.experiments.calibration import GAP_MIN, PAPER_ERM_AIOU
-from harness.reporting import tables
-from harness.reporting.tables import Record, Stat, summarize
+from harness.reporting.tables import budgeted, cells, selection
+from harness.reporting.tables.cells import Stat, summarize
+from harness.reporting.tables.selection import Record
 
 SLIM_DIAGNOSED = ("slim-tr", "slim-val")  # whose stage diagnostics are drawn (the paper variant, no ablation)
 PCT = 100.0
@@ -51,8 +52,8 @@ class Level:
 
     def runs(self, method: str, kind: tuple[str, str] = ("paper", "none")) -> list[Record]:
         """This level's runs of ``method`` (SLIM: of one (variant, ablation)), one per seed."""
-        return tables.latest_per_seed(r for r in self.records if r["method"] == method
-                                      and (method not in tables.SLIM_METHODS or tables.slim_kind(r) == kind))
+        return selection.latest_per_seed(r for r in self.records if r["method"] == method
+                                         and (not selection.is_budgeted(r) or selection.variant_of(r) == kind))
 
     def erm_stat(self, value) -> Stat | None:
         """A statistic over the seeds of this level's ERM runs (the reference models)."""
@@ -69,7 +70,7 @@ def minority_share(rec: Record) -> float | None:
 
 def erm_gap(rec: Record, split: str, avg_key: str) -> float | None:
     """ERM's table average minus its worst-group accuracy on ``split`` (the gap a method can win back)."""
-    avg, worst = tables.metric_value(rec, split, avg_key), tables.metric_value(rec, split, "worst_group_acc")
+    avg, worst = selection.metric_value(rec, split, avg_key), selection.metric_value(rec, split, "worst_group_acc")
     return None if avg is None or worst is None else avg - worst
 
 
@@ -89,18 +90,18 @@ def kept_shares(rec: Record) -> tuple[float | None, float | None]:
 
 def row_label(rec: Record) -> str:
     """A row: the method, and for SLIM its variant and ablation where they are not the paper's and none."""
-    label = tables.method_label(rec)
-    if rec["method"] not in tables.SLIM_METHODS:
+    label = selection.method_label(rec)
+    if not selection.is_budgeted(rec):
         return label
-    variant, ablation = tables.slim_kind(rec)
+    variant, ablation = selection.variant_of(rec)
     return label + (f" ({variant})" if variant != "paper" else "") + (
         f": {ablation.replace('_', ' ')}" if ablation != "none" else "")
 
 
 def _knob_text(value: Any) -> str:
     if isinstance(value, (list, tuple)):
-        return ",".join(tables.trim_number(float(v)) for v in value)
-    return tables.trim_number(float(value))
+        return ",".join(cells.trim_number(float(v)) for v in value)
+    return cells.trim_number(float(value))
 
 
 def dataset_levels(records: Iterable[Record], dataset: str) -> list[Level]:
@@ -144,17 +145,17 @@ def paper_crossing(levels: list[Level], dataset: str) -> tuple[float | None, str
 
 
 def _aiou_worst(rec: Record) -> float | None:
-    return tables.metric_value(rec, "test", "aiou_worst")
+    return selection.metric_value(rec, "test", "aiou_worst")
 
 
 def _aiou_avg(rec: Record) -> float | None:
-    return tables.metric_value(rec, "test", "aiou_avg")
+    return selection.metric_value(rec, "test", "aiou_avg")
 
 
 def row_labels(records: Iterable[Record]) -> list[str]:
     """Every row present, ERM first and the paper's order after it."""
-    return list(dict.fromkeys(row_label(r) for r in sorted(records, key=lambda r: (tables.method_rank(r),
-                                                                                   tables.slim_kind(r)))))
+    return list(dict.fromkeys(row_label(r) for r in sorted(records, key=lambda r: (selection.method_rank(r),
+                                                                                      selection.variant_of(r)))))
 
 
 def _worst_by_row(level: Level, split: str) -> dict[str, Stat]:
@@ -162,36 +163,37 @@ def _worst_by_row(level: Level, split: str) -> dict[str, Stat]:
     for rec in level.records:
         rows[row_label(rec)].append(rec)
     return {label: stat for label, recs in rows.items()
-            if (stat := tables.CellStats().stat(recs, split, "worst_group_acc")) is not None}
+            if (stat := selection.CellStats().stat(recs, split, "worst_group_acc")) is not None}
 
 
 def _diagnostics(level: Level, method: str) -> dict[str, Stat | None]:
     runs = level.runs(method)
     kept = [kept_shares(r) for r in runs]
     return {
-        "auroc": summarize([v for r in runs if (v := tables.diagnostic_value(r, ("expansion", "auroc"))) is not None]),
+        "auroc": summarize([v for r in runs
+                            if (v := budgeted.diagnostic_value(r, ("expansion", "auroc"))) is not None]),
         "kept_minority": summarize([m for m, _ in kept if m is not None]),
         "kept_other": summarize([o for _, o in kept if o is not None]),
         "min_group": summarize([v for r in runs
-                                if (v := tables.diagnostic_value(r, ("curation", "min_group_share"))) is not None]),
+                                if (v := budgeted.diagnostic_value(r, ("curation", "min_group_share"))) is not None]),
         "subset_size": summarize([float(r["details"]["subset_size"]) for r in runs
                                   if (r.get("details") or {}).get("subset_size") is not None]),
     }
 
 
 def _pct(stat: Stat | None) -> str:
-    return "–" if stat is None else tables.format_stat(stat, "pct", tables.STYLES["markdown"])
+    return "–" if stat is None else cells.format_stat(stat, "pct", cells.STYLES["markdown"])
 
 
 def _score(stat: Stat | None) -> str:
-    return "–" if stat is None else tables.format_stat(stat, "aiou", tables.STYLES["markdown"])
+    return "–" if stat is None else cells.format_stat(stat, "aiou", cells.STYLES["markdown"])
 
 
 def premise_markdown(records: list[Record], arch: str, scale: str) -> str | None:
     """The premise table of one (arch, scale): per dataset and level, ERM's minority share, AIoU and gap beside
     every row's worst-group accuracy, then SLIM's stage diagnostics."""
-    ok = tables.ok_records(tables.in_setup(records, arch, scale))
-    datasets = [d for d in tables.datasets_of(ok) if is_synthetic(d)]
+    ok = selection.ok_records(selection.in_setup(records, arch, scale))
+    datasets = [d for d in selection.datasets_of(ok) if is_synthetic(d)]
     parts = [f"# Where SLIM wins: worst-group accuracy against SLIM's premise (arch {arch}, scale {scale})", "",
              "'ERM minority attn' is the share of the reference ERM model's test maps the simulated oracle calls "
              "correct (AIoU >= 0.5), averaged over the preset's minority groups (rarer in train than an even "
@@ -207,7 +209,7 @@ def premise_markdown(records: list[Record], arch: str, scale: str) -> str | None
         if not levels:
             continue
         drawn = True
-        split, avg_key = tables.accuracy_columns(ok, dataset)
+        split, avg_key = selection.accuracy_columns(ok, dataset)
         labels = row_labels(r for level in levels for r in level.records)
         accuracy_rows, diagnostic_rows = [], []
         for level in levels:
@@ -225,7 +227,7 @@ def premise_markdown(records: list[Record], arch: str, scale: str) -> str | None
                                             _pct(diag["kept_other"]), _pct(diag["min_group"]),
                                             "–" if size is None else f"{size.mean:.0f}"])
         _, paper_text = paper_crossing(levels, dataset)
-        parts += [f"## {tables.dataset_name(dataset)}", "",
+        parts += [f"## {selection.dataset_name(dataset)}", "",
                   tabulate(accuracy_rows, headers=["level", "ERM minority attn", "ERM AIoU worst / avg", "ERM gap",
                                                    *(f"{label} worst" for label in labels)],
                            tablefmt="github", disable_numparse=True), ""]
@@ -247,15 +249,15 @@ def premise_figure(records: list[Record], arch: str, scale: str) -> Figure | Non
     """One row per dataset: worst-group test accuracy of every row against ERM's minority share (seed std as
     error bars, ERM's average dotted, the preset's own level and the paper's Waterbirds level marked), SLIM's
     spreading AUROC, and what screening keeps and curation draws, along the same axis."""
-    ok = tables.ok_records(tables.in_setup(records, arch, scale))
-    axes_by_dataset = {d: levels for d in tables.datasets_of(ok) if is_synthetic(d)
+    ok = selection.ok_records(selection.in_setup(records, arch, scale))
+    axes_by_dataset = {d: levels for d in selection.datasets_of(ok) if is_synthetic(d)
                        if (levels := dataset_levels(ok, d))}
     if not axes_by_dataset:
         return None
     fig = Figure(figsize=(17, 4.6 * len(axes_by_dataset)), layout="constrained")
     grid = fig.subplots(len(axes_by_dataset), 3, squeeze=False)
     for (dataset, levels), (acc_ax, auroc_ax, kept_ax) in zip(axes_by_dataset.items(), grid, strict=True):
-        split, avg_key = tables.accuracy_columns(ok, dataset)
+        split, avg_key = selection.accuracy_columns(ok, dataset)
         shares = [PCT * level.erm_stat(minority_share).mean for level in levels]
         share_std = [PCT * level.erm_stat(minority_share).std for level in levels]
         worst = [_worst_by_row(level, split) for level in levels]
@@ -264,11 +266,11 @@ def premise_figure(records: list[Record], arch: str, scale: str) -> Figure | Non
                       for x, dx, w in zip(shares, share_std, worst, strict=True) if label in w]
             xs, dxs, ys, dys = zip(*points, strict=True)
             acc_ax.errorbar(xs, ys, xerr=dxs, yerr=dys, marker="o", capsize=3, label=label)
-        erm_avg = [level.erm_stat(lambda r, s=split, k=avg_key: tables.metric_value(r, s, k)) for level in levels]
+        erm_avg = [level.erm_stat(lambda r, s=split, k=avg_key: selection.metric_value(r, s, k)) for level in levels]
         acc_ax.plot(shares, [PCT * a.mean if a else np.nan for a in erm_avg], ":", color="grey",
                     label="ERM average")
         acc_ax.set_ylabel(f"worst-group accuracy, {split} (%)")
-        acc_ax.set_title(f"{tables.dataset_name(dataset)}: accuracy along the premise axis", fontsize=10)
+        acc_ax.set_title(f"{selection.dataset_name(dataset)}: accuracy along the premise axis", fontsize=10)
         for ax in (acc_ax, auroc_ax, kept_ax):
             _mark_levels(ax, levels, shares, dataset)
             ax.set_xlabel("ERM: correct attention on minority groups (%)")
@@ -319,15 +321,15 @@ def _diagnostic_line(ax, shares: list[float], stats: list[Stat | None], scale: f
 def write_premise(records: Iterable[Record], out_dir: Path) -> list[Path]:
     """premise_<arch>_<scale>.png and .md per (arch, scale) of ``records``; a HarnessError when none has a
     synthetic preset's ERM run with attention metrics (nothing to place on the axis)."""
-    records = tables.check_records(records)
+    records = selection.check_records(records)
     out_dir = Path(out_dir)
     written: list[Path] = []
-    for arch, scale in tables.setups(records):
+    for arch, scale in selection.setups(records):
         text = premise_markdown(records, arch, scale)
         if text is None:
             continue
         out_dir.mkdir(parents=True, exist_ok=True)
-        stem = out_dir / f"premise_{tables.slug(arch)}_{tables.slug(scale)}"
+        stem = out_dir / f"premise_{cells.slug(arch)}_{cells.slug(scale)}"
         stem.with_suffix(".md").write_text(text)
         fig = premise_figure(records, arch, scale)
         fig.savefig(stem.with_suffix(".png"), dpi=110)

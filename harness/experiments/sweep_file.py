@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.errors import HarnessError
+from harness.core.registry import METHODS
 from harness.data.catalog import list_datasets
 from harness.data.facts import is_synthetic
 from harness.data.sizes import SCALES
@@ -256,11 +257,12 @@ def _parse_slim_sweeps(raw: dict[str, Any], seeds: list[int],
     if not isinstance(datasets, list) or not datasets:
         raise fail("[slim_sweeps] needs datasets = [...]")
     values: dict[str, dict[str, dict[str, list[float]]]] = {}
+    budgeted = [name for name in METHODS if METHODS.get(name).budgeted]  # the methods with a budget and subset
     for axis in SLIM_AXES:
         values[axis] = {}
         for method, entry in _table(table, axis, fail, "slim_sweeps.").items():
-            if method not in ("slim-tr", "slim-val"):
-                raise fail(f"[slim_sweeps.{axis}] names {method!r}; only slim-tr and slim-val have a {axis}")
+            if method not in budgeted:
+                raise fail(f"[slim_sweeps.{axis}] names {method!r}; only {' and '.join(budgeted)} have a {axis}")
             per_dataset = entry if isinstance(entry, dict) else {d: entry for d in datasets}
             missing = [d for d in datasets if d not in per_dataset]
             if missing:

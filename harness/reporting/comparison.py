@@ -1,12 +1,13 @@
 """A reproduction against the committed results: per table cell, the committed mean, the reproduced mean,
 and whether their difference is within seed noise.
 
-A cell is a (dataset, method row, arch, scale, SLIM budget and subset fraction) combination; its numbers
-are the test worst-group and average accuracy over seeds. The difference counts as seed noise when it is
-at most ``NOISE_SIGMAS`` standard errors of the difference of two means (each seed set's own spread), and
-never less than ``NOISE_FLOOR`` (identical code on one machine reproduces to the bit; the floor only
-absorbs rounding). A cell whose synthetic preset changed between the two (its records' ``data_version``
-differs) is a different experiment: it is shown, marked, and left out of the count of agreeing cells.
+A cell is a (dataset, method row, arch, scale, and for a budgeted method such as SLIM its budget and subset
+fraction) combination; its numbers are the test worst-group and average accuracy over seeds. The difference
+counts as seed noise when it is at most ``NOISE_SIGMAS`` standard errors of the difference of two means (each
+seed set's own spread), and never less than ``NOISE_FLOOR`` (identical code on one machine reproduces to the
+bit; the floor only absorbs rounding). A cell whose synthetic preset changed between the two (its records'
+``data_version`` differs) is a different experiment: it is shown, marked, and left out of the count of
+agreeing cells.
 
 Means that agree can hide records that do not: SLIM's seed spread is 20-40 points, so a cell whose every
 record changed still agrees within seed noise. Each reproduced record is therefore also paired with the
@@ -24,14 +25,14 @@ from collections.abc import Iterable
 from statistics import mean, stdev
 from typing import Any
 
-from harness.reporting.tables import (
-    SLIM_METHODS,
+from harness.reporting.tables.selection import (
+    budget_setting,
     dataset_rank,
+    is_budgeted,
     method_rank,
     metric_value,
     ok_records,
     row_label,
-    slim_setting,
 )
 
 Record = dict[str, Any]
@@ -41,7 +42,7 @@ NOISE_FLOOR = 0.005  # half a point
 
 
 def cell_key(rec: Record) -> tuple:
-    setting = slim_setting(rec) if rec["method"] in SLIM_METHODS else None
+    setting = budget_setting(rec) if is_budgeted(rec) else None
     return (rec["dataset"], row_label(rec), rec["arch"], rec["scale"], setting)
 
 

@@ -16,8 +16,9 @@ from matplotlib.figure import Figure
 
 from harness.core.errors import HarnessError
 from harness.core.records import read_record
-from harness.reporting import tables
-from harness.reporting.tables import Record
+from harness.reporting.tables import selection
+from harness.reporting.tables.cells import Stat, slug
+from harness.reporting.tables.selection import Record
 
 log = logging.getLogger(__name__)
 
@@ -26,19 +27,20 @@ SWEEP_TITLE = {"budget": "annotation budget", "subset_frac": "subset fraction"}
 BAR_PANELS_PER_ROW = 3
 
 
-def _percent_stat(stat: tables.Stat) -> tuple[float, float]:
+def _percent_stat(stat: Stat) -> tuple[float, float]:
     return 100 * stat.mean, 100 * stat.std
 
 
-def baseline_levels(records: Iterable[Record], dataset: str) -> dict[str, tables.Stat]:
-    """Worst-group accuracy of each non-SLIM row on ``dataset`` (the reference lines of the sweeps)."""
+def baseline_levels(records: Iterable[Record], dataset: str) -> dict[str, Stat]:
+    """Worst-group accuracy of each row of a method that is not budgeted on ``dataset`` (the reference lines of
+    the sweeps)."""
     records = list(records)
-    split, _ = tables.accuracy_columns(records, dataset)
+    split, _ = selection.accuracy_columns(records, dataset)
     levels = {}
-    for label, recs in tables.main_rows(records).items():
-        if recs[0]["method"] in tables.SLIM_METHODS:
+    for label, recs in selection.main_rows(records).items():
+        if selection.is_budgeted(recs[0]):
             continue
-        stat = tables.CellStats().stat([r for r in recs if r["dataset"] == dataset], split, "worst_group_acc")
+        stat = selection.CellStats().stat([r for r in recs if r["dataset"] == dataset], split, "worst_group_acc")
         if stat is not None:
             levels[label] = stat
     return levels
@@ -50,26 +52,26 @@ def sweep_figure(records: Iterable[Record], arch: str, scale: str, dataset: str,
     Error bars are the std over seeds; dashed lines are the baselines on the same dataset and arch; the
     default setting is ringed. None when no SLIM run varies ``vary`` on this dataset.
     """
-    ok = tables.ok_records(tables.in_setup(tables.check_records(records), arch, scale))
+    ok = selection.ok_records(selection.in_setup(selection.check_records(records), arch, scale))
     ok = [r for r in ok if r["dataset"] == dataset]
-    cells = {label: points for (label, ds), points in tables.sweep_cells(ok, vary).items() if ds == dataset}
+    cells = {label: points for (label, ds), points in selection.sweep_cells(ok, vary).items() if ds == dataset}
     if not cells:
         return None
-    split, _ = tables.accuracy_columns(ok, dataset)
+    split, _ = selection.accuracy_columns(ok, dataset)
     baselines = baseline_levels(ok, dataset)
     fig = Figure(figsize=(5.2 * len(cells), 4.0), layout="constrained")
     axes = fig.subplots(1, len(cells), squeeze=False)[0]
     for ax, (label, points) in zip(axes, cells.items(), strict=True):
         series = []
         for value, recs in sorted(points.items()):
-            stat = tables.CellStats().stat(recs, split, "worst_group_acc")
+            stat = selection.CellStats().stat(recs, split, "worst_group_acc")
             if stat is not None:
-                default = tables.default_setting(recs[0])[tables.SWEEP_INDEX[vary]]
+                default = selection.default_setting(recs[0])[selection.SWEEP_INDEX[vary]]
                 series.append(
                     (
                         value if vary == "budget" else 100 * value,
                         *_percent_stat(stat),
-                        tables.approx_equal(value, default),
+                        selection.approx_equal(value, default),
                     )
                 )
         if series:
@@ -98,20 +100,20 @@ def sweep_figure(records: Iterable[Record], arch: str, scale: str, dataset: str,
         ax.set_ylabel(f"worst-group accuracy on {split} (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(f"{tables.dataset_name(dataset)} ({arch}, {scale}): SLIM vs {SWEEP_TITLE[vary]}")
+    fig.suptitle(f"{selection.dataset_name(dataset)} ({arch}, {scale}): SLIM vs {SWEEP_TITLE[vary]}")
     return fig
 
 
 def accuracy_bars_figure(records: Iterable[Record], arch: str, scale: str) -> Figure | None:
     """Worst-group and average accuracy per method, one panel per dataset (SLIM at its defaults)."""
-    ok = tables.ok_records(tables.in_setup(tables.check_records(records), arch, scale))
+    ok = selection.ok_records(selection.in_setup(selection.check_records(records), arch, scale))
     panels = []
-    for dataset in tables.datasets_of(ok):
-        split, avg_key = tables.accuracy_columns(ok, dataset)
+    for dataset in selection.datasets_of(ok):
+        split, avg_key = selection.accuracy_columns(ok, dataset)
         bars = []
-        for label, recs in tables.main_rows(r for r in ok if r["dataset"] == dataset).items():
-            worst = tables.CellStats().stat(recs, split, "worst_group_acc")
-            avg = tables.CellStats().stat(recs, split, avg_key)
+        for label, recs in selection.main_rows(r for r in ok if r["dataset"] == dataset).items():
+            worst = selection.CellStats().stat(recs, split, "worst_group_acc")
+            avg = selection.CellStats().stat(recs, split, avg_key)
             if worst is not None or avg is not None:
                 bars.append((label, worst, avg))
         if bars:
@@ -147,7 +149,7 @@ def accuracy_bars_figure(records: Iterable[Record], arch: str, scale: str) -> Fi
         ax.set_ylim(0, 115)
         ax.set_yticks(range(0, 101, 20))
         ax.set_ylabel(f"accuracy on {split} (%)")
-        ax.set_title(tables.dataset_name(dataset))
+        ax.set_title(selection.dataset_name(dataset))
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=8, loc="upper center", ncols=2)
     fig.suptitle(f"Worst-group vs average accuracy ({arch}, {scale})")
@@ -164,16 +166,16 @@ def _save(fig: Figure | None, path: Path, written: list[Path]) -> None:
 
 def write_figures(records: Iterable[Record], out_dir: Path) -> list[Path]:
     """Write the sweep plots (per dataset, arch, scale) and accuracy bars (per arch, scale) that have data."""
-    records = tables.check_records(records)
+    records = selection.check_records(records)
     out_dir = Path(out_dir)
     written: list[Path] = []
-    for arch, scale in tables.setups(tables.ok_records(records)):
+    for arch, scale in selection.setups(selection.ok_records(records)):
         out_dir.mkdir(parents=True, exist_ok=True)
-        setup = tables.in_setup(records, arch, scale)
-        tag = f"{tables.slug(arch)}_{tables.slug(scale)}"
-        for dataset in tables.datasets_of(r for r in setup if r["method"] in tables.SLIM_METHODS):
-            for vary in tables.SWEEP_INDEX:
-                name = f"{vary}_sweep_{tables.slug(dataset)}_{tag}.png"
+        setup = selection.in_setup(records, arch, scale)
+        tag = f"{slug(arch)}_{slug(scale)}"
+        for dataset in selection.datasets_of(r for r in setup if selection.is_budgeted(r)):
+            for vary in selection.SWEEP_INDEX:
+                name = f"{vary}_sweep_{slug(dataset)}_{tag}.png"
                 _save(sweep_figure(setup, arch, scale, dataset, vary), out_dir / name, written)
         _save(accuracy_bars_figure(setup, arch, scale), out_dir / f"accuracy_bars_{tag}.png", written)
     return written
@@ -194,8 +196,8 @@ def collect_run_figures(runs_dir: Path, out_dir: Path) -> list[Path]:
     for record_path in sorted(runs_dir.glob("*.json")):
         if not any((runs_dir / record_path.stem).glob("*.png")):
             continue
-        rec = tables.check_records([read_record(record_path) or {}])[0]  # a non-object fails the check
-        if not tables.is_main_setting(rec):
+        rec = selection.check_records([read_record(record_path) or {}])[0]  # a non-object fails the check
+        if not selection.is_main_setting(rec):
             continue
         cell = (rec["dataset"], rec.get("method_label") or rec["method"], rec["arch"], rec["scale"])
         if cell not in shown or int(rec["seed"]) < shown[cell][0]:
@@ -205,10 +207,10 @@ def collect_run_figures(runs_dir: Path, out_dir: Path) -> list[Path]:
     for _, record_path, rec in sorted(shown.values(), key=lambda item: item[1]):
         parts = (rec["dataset"], rec.get("method_label") or rec["method"], rec["arch"], f"seed{rec['seed']}",
                  record_path.stem[:8])
-        prefix = "_".join(tables.slug(str(p)) for p in parts)
+        prefix = "_".join(slug(str(p)) for p in parts)
         dest.mkdir(parents=True, exist_ok=True)
         for png in sorted((runs_dir / record_path.stem).glob("*.png")):
-            target = dest / f"{prefix}_{tables.slug(png.stem)}.png"
+            target = dest / f"{prefix}_{slug(png.stem)}.png"
             shutil.copyfile(png, target)
             copied.append(target)
     return copied
