@@ -486,3 +486,15 @@ def test_sweep_and_tables_commands_take_the_version_options(tmp_path, capsys):
     assert cli.main([*tables, "--allow-mixed"]) == 0
     assert cli.main([*argv, "--rerun-stale"]) == 0
     assert cli.main(tables) == 0
+
+
+def test_paper_size_draws_celeba_and_imagenet9_with_a_smaller_train_split_only():
+    """The paper-size grid: every preset at the paper scale; celeba- and imagenet9-synth with a 17,000-image
+    train split (their real ones are too large for a CPU), the other presets as the scale draws them."""
+    configs = expand(load_sweep("paper-size"), device="cpu")
+    by_dataset = {}
+    for config in configs:
+        by_dataset.setdefault(config["dataset"], set()).add(json.dumps(config["data_options"], sort_keys=True))
+    assert {c["scale"] for c in configs} == {"paper"}
+    assert by_dataset == {"waterbirds-synth": {"{}"}, "nico-synth": {"{}"}, "isic-synth": {"{}"},
+                          "celeba-synth": {'{"train_size": 17000}'}, "imagenet9-synth": {'{"train_size": 17000}'}}

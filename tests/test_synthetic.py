@@ -9,6 +9,7 @@ import torch
 from matplotlib.colors import rgb_to_hsv
 
 from harness.core.errors import HarnessError
+from harness.data.synthetic import SYNTHETIC_DATASETS as DATASETS_BY_NAME
 from harness.data.synthetic import generate, presets, render, textures
 
 FLAT = {"noise": 0.0, "texture_contrast": 0.0, "object_pattern": 0.0}  # every region one flat colour
@@ -325,3 +326,27 @@ def test_minority_groups_are_the_rarer_than_even_groups_of_their_class():
     nico = generate.minority_groups("nico-synth", "quick")
     assert len(nico) == 30 and "trefoil/autumn" not in nico and "trefoil/dim" in nico
     assert generate.minority_groups("imagenet9-synth", "tiny") == tuple(f"class{c}/mismatch" for c in range(9))
+
+
+def test_train_size_draws_that_many_train_images_in_the_presets_proportions_and_leaves_val_and_test(tiny):
+    """``--data-option train_size=N``: the train split holds N images whose groups follow the preset's train
+    shares (each within one image of share * N, every group present), and the other splits are the bytes
+    they are without the option (each split draws from its own seed)."""
+    name, n = "celeba-synth", 300
+    options = presets.knob_options(name, {"train_size": "300"})
+    assert options == {"train_size": 300}
+    data = DATASETS_BY_NAME[name]().load(scale="tiny", data_seed=0, data_root=None, image_size=None,
+                                         options={"train_size": "300"}, show_progress=False)
+    train = data.splits["train"]
+    assert len(train) == n and data.info["train_size"] == n and "train_size" not in tiny[name].info
+    counts = np.bincount(train.groups.numpy(), minlength=len(presets.PRESETS[name].groups))
+    shares = np.asarray(presets.PRESETS[name].proportions["train"])
+    assert (counts >= 1).all() and (np.abs(counts - shares * n) <= 1).all()
+    for split in ("val", "test"):
+        assert torch.equal(data.splits[split].images, tiny[name].splits[split].images)
+
+
+@pytest.mark.parametrize("value", ["0", "3", "1.5", "many", True])
+def test_a_train_size_below_one_image_per_group_or_not_whole_is_one_line(value):
+    with pytest.raises(HarnessError, match=r"train_size=.*whole number >= 4 \(one image per group"):
+        presets.knob_options("waterbirds-synth", {"train_size": value})

@@ -8,10 +8,10 @@ from harness.core.errors import HarnessError
 from harness.data.containers import Benchmark
 from harness.data.dataset import Dataset, DatasetEntry
 from harness.data.synthetic.generate import make_benchmark
-from harness.data.synthetic.presets import PRESETS, knob_options
+from harness.data.synthetic.presets import PRESETS, TRAIN_SIZE, knob_options
 
 GENERATED = ("nothing: generated (--scale tiny|quick|paper; difficulty knobs as --data-option, e.g. "
-             "texture_contrast=0.2)")
+             "texture_contrast=0.2, and the train split's size as --data-option train_size=N)")
 
 
 class SyntheticPreset(Dataset):
@@ -32,8 +32,10 @@ class SyntheticPreset(Dataset):
 
     def load(self, *, scale: str, data_seed: int, data_root: Path | None, image_size: int | None,
              options: dict[str, str], show_progress: bool) -> Benchmark:
-        return make_benchmark(self.name, scale, data_seed, difficulty=knob_options(self.name, options),
-                              image_size=image_size)
+        knobs = knob_options(self.name, options)
+        train_size = knobs.pop(TRAIN_SIZE, None)
+        return make_benchmark(self.name, scale, data_seed, difficulty=knobs, image_size=image_size,
+                              train_size=train_size)
 
 
 def preset_dataset(name: str) -> type[SyntheticPreset]:

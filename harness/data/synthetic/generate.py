@@ -116,13 +116,16 @@ def minority_groups(name: str, scale: str) -> tuple[str, ...]:
                  if train[g] * (labels == labels[g]).sum() < train[labels == labels[g]].sum())
 
 
-def split_sizes(name: str, scale: str) -> dict[str, np.ndarray]:
-    """Per split, the number of instances of each group make_benchmark(name, scale, ...) draws."""
+def split_sizes(name: str, scale: str, train_size: int | None = None) -> dict[str, np.ndarray]:
+    """Per split, the number of instances of each group make_benchmark(name, scale, ...) draws; ``train_size``
+    replaces the scale's train split size (its groups keep the preset's proportions)."""
     preset = get_preset(name)
     check_scale(scale)
     sizes = {}
     for split, shares in preset.proportions.items():
-        if scale == "paper":
+        if split == "train" and train_size is not None:
+            total = int(train_size)
+        elif scale == "paper":
             total = preset.paper_sizes[split]
         else:
             small = _SMALL_SPLIT_SIZES[scale]
@@ -132,15 +135,16 @@ def split_sizes(name: str, scale: str) -> dict[str, np.ndarray]:
 
 
 def make_benchmark(name: str, scale: str, seed: int, difficulty: Mapping[str, Any] | None = None,
-                   image_size: int | None = None) -> Benchmark:
-    """Draw preset ``name`` at ``scale``; the same (name, scale, seed, difficulty, size) gives the same bytes.
+                   image_size: int | None = None, train_size: int | None = None) -> Benchmark:
+    """Draw preset ``name`` at ``scale``; the same (name, scale, seed, difficulty, sizes) gives the same bytes.
 
     ``difficulty`` optionally overrides some of the preset's knobs (calibration and tests); ``image_size``
-    renders at another size than the scale's (``IMAGE_SIZE``), e.g. 32 px for the stand-in ResNet grids.
+    renders at another size than the scale's (``IMAGE_SIZE``), e.g. 32 px for the stand-in ResNet grids;
+    ``train_size`` draws a train split of that size (val and test stay the scale's).
     """
     preset = get_preset(name)
     _check_seed(seed)
-    counts = split_sizes(name, scale)
+    counts = split_sizes(name, scale, train_size)
     knobs = with_overrides(preset.difficulty, difficulty)
     size = IMAGE_SIZE[scale] if image_size is None else int(image_size)
     if size < 16:
@@ -153,6 +157,8 @@ def make_benchmark(name: str, scale: str, seed: int, difficulty: Mapping[str, An
     info = {"scale": scale, "seed": int(seed), "image_size": size, "synthetic": True,
             "generator_version": GENERATOR_VERSION, "difficulty": asdict(knobs),
             "difficulty_id": json.dumps(asdict(knobs), sort_keys=True)}  # a string, so cache keys see it
+    if train_size is not None:  # absent otherwise, so the caches of runs without it stay valid
+        info["train_size"] = int(train_size)
     return Benchmark(name=name, class_names=list(preset.class_names),
                      spurious_names=list(preset.spurious_names), group_names=[g[0] for g in preset.groups],
                      splits=splits, info=info)

@@ -5,7 +5,9 @@ Each preset draws a core object (whose exact pixels are the ground-truth mask us
 a background, with a spurious feature correlated with the class the way the paper's dataset has it. Its
 difficulty is a small frozen set of knobs (:class:`harness.data.synthetic.render.Difficulty`) so that the
 spurious feature is easier to learn than the core one while the core stays learnable; a run may override
-knobs (:func:`knob_options`).
+knobs (:func:`knob_options`), and set the train split's size (``train_size``: its groups keep the preset's
+proportions), so a preset whose real train split is too large for a CPU runs its val and test at the
+paper's sizes with a smaller train split.
 """
 from __future__ import annotations
 
@@ -54,6 +56,7 @@ def _crossed_groups(class_names: tuple[str, ...], spurious_names: tuple[str, ...
                  for y, c in enumerate(class_names) for a, s in enumerate(spurious_names))
 
 
+TRAIN_SIZE = "train_size"  # the data option that sets the train split's size
 _NICO_CLASSES = ("trefoil", "quatrefoil", "star", "egg", "gear", "peanut")
 _NICO_CONTEXTS = ("autumn", "dim", "grass", "sky", "rock", "water")
 _NICO_DOMINANCE = (0.70, 0.12, 0.08, 0.05, 0.03, 0.02)  # class c's share in context c, c+1, ... (mod 6)
@@ -196,14 +199,30 @@ def knob_options(name: str, options: Mapping[str, Any] | None) -> dict[str, Any]
     preset's own value is left out: that run is the preset's. Checked against the knobs and their ranges
     here, before any work."""
     preset = get_preset(name)
-    canonical = {key: _knob_value(name, key, value) for key, value in (options or {}).items()}
+    options = dict(options or {})
+    train_size = {TRAIN_SIZE: _train_size(name, options.pop(TRAIN_SIZE))} if TRAIN_SIZE in options else {}
+    canonical = {key: _knob_value(name, key, value) for key, value in options.items()}
     try:
         with_overrides(preset.difficulty, canonical)
     except HarnessError as exc:
         raise HarnessError(f"--data-option for {name}: {exc}") from None
     own = asdict(preset.difficulty)
-    return {key: list(value) if isinstance(value, tuple) else value for key, value in sorted(canonical.items())
-            if value != own[key]}
+    knobs = {key: list(value) if isinstance(value, tuple) else value for key, value in sorted(canonical.items())
+             if value != own[key]}
+    return {**knobs, **train_size}
+
+
+def _train_size(name: str, value: Any) -> int:
+    """The ``train_size`` data option as a whole number of at least one image per group."""
+    groups = len(get_preset(name).groups)
+    try:
+        size = int(value) if not isinstance(value, bool) and float(value) == int(float(value)) else None
+    except (TypeError, ValueError):
+        size = None
+    if size is None or size < groups:
+        raise HarnessError(f"--data-option {TRAIN_SIZE}={value!r}: must be a whole number >= {groups} "
+                           f"(one image per group of {name})")
+    return size
 
 
 def _knob_value(name: str, key: str, value: Any) -> Any:
@@ -211,7 +230,7 @@ def _knob_value(name: str, key: str, value: Any) -> Any:
     known = [f.name for f in fields(Difficulty)]
     if key not in known:
         raise HarnessError(f"--data-option {key}: {name} is generated and takes only its difficulty knobs "
-                           f"({', '.join(known)})")
+                           f"({', '.join(known)}) and {TRAIN_SIZE}")
     if isinstance(value, str):
         parts = value.split(",")
     else:
