@@ -106,3 +106,19 @@ def test_collect_run_figures(tmp_path):
     assert copied[0].read_bytes() == PNG_MAGIC + b"scatter"
     with pytest.raises(HarnessError, match="does not exist"):
         figures.collect_run_figures(tmp_path / "nowhere", tmp_path / "out")
+
+
+def test_collect_run_figures_skips_a_failed_run_whose_setting_is_unknown(tmp_path):
+    """A SLIM run that failed after drawing its attention space leaves figures but no details: its budget (a
+    share of the split) was never resolved, so it has no setting to be the main one, and it is skipped rather
+    than failing the whole reproduction (quick grid, celeba-synth SLIM_Val at subset 0.05, seed 1)."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    failed = make_record("slim-val", seed=0, status="failed")
+    failed["config"]["hparams"]["budget"] = None
+    failed.pop("details", None)
+    (runs / "0123456789abcdef.json").write_text(json.dumps(failed))
+    (runs / "0123456789abcdef").mkdir()
+    (runs / "0123456789abcdef" / "attention_space.png").write_bytes(PNG_MAGIC + b"drawn before it failed")
+    assert figures.collect_run_figures(runs, tmp_path / "out") == []
+

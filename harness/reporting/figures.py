@@ -184,8 +184,9 @@ def write_figures(records: Iterable[Record], out_dir: Path) -> list[Path]:
 def collect_run_figures(runs_dir: Path, out_dir: Path) -> list[Path]:
     """Copy the PNGs runs saved beside their records (``runs_dir/<run_id>/*.png``) into ``out_dir/runs/``.
 
-    One run per (dataset, method, arch, scale) is shown: the lowest seed at the main setting (SLIM at its
-    default budget and subset fraction); the other runs' figures stay beside their records.
+    One run per (dataset, method, arch, scale) is shown: the lowest finished seed at the main setting (SLIM at
+    its default budget and subset fraction); the other runs' figures, failed runs' among them, stay beside
+    their records.
     ``runs_dir`` is the folder of the ``<run_id>.json`` records; copies are named
     ``<dataset>_<method>_<arch>_seed<seed>_<run id prefix>_<original name>.png``.
     """
@@ -197,7 +198,7 @@ def collect_run_figures(runs_dir: Path, out_dir: Path) -> list[Path]:
         if not any((runs_dir / record_path.stem).glob("*.png")):
             continue
         rec = selection.check_records([read_record(record_path) or {}])[0]  # a non-object fails the check
-        if not selection.is_main_setting(rec):
+        if rec["status"] != "ok" or not selection.is_main_setting(rec):  # a failed run's figures show no result
             continue
         cell = (rec["dataset"], rec.get("method_label") or rec["method"], rec["arch"], rec["scale"])
         if cell not in shown or int(rec["seed"]) < shown[cell][0]:
