@@ -498,3 +498,23 @@ def test_paper_size_draws_celeba_and_imagenet9_with_a_smaller_train_split_only()
     assert {c["scale"] for c in configs} == {"paper"}
     assert by_dataset == {"waterbirds-synth": {"{}"}, "nico-synth": {"{}"}, "isic-synth": {"{}"},
                           "celeba-synth": {'{"train_size": 17000}'}, "imagenet9-synth": {'{"train_size": 17000}'}}
+
+
+def test_datasets_option_runs_the_files_own_runs_on_those_datasets_only(tmp_path, capsys):
+    """``--datasets`` keeps the file's runs on the named datasets, unchanged (the same run ids, so the whole
+    file later resumes from them), and names the sweep's datasets when asked for one it does not run."""
+    from harness.experiments.sweep_file import only_datasets
+
+    configs = expand(load_sweep("paper-size"), device="cpu")
+    kept = only_datasets(configs, ["nico-synth", "isic-synth"])
+    assert kept == [c for c in configs if c["dataset"] in ("nico-synth", "isic-synth")]
+    assert {c["dataset"] for c in kept} == {"nico-synth", "isic-synth"} and len(kept) == 100
+    assert only_datasets(configs, None) is configs
+    with pytest.raises(HarnessError, match="no runs on celeba; it runs waterbirds-synth, nico-synth"):
+        only_datasets(configs, ["celeba"])
+    sweep_file = tmp_path / "two.toml"
+    sweep_file.write_text(toml_text(grid(datasets=["waterbirds-synth", "nico-synth"], seeds=[0])))
+    assert cli.main(["sweep", str(sweep_file), "--datasets", "nico-synth", "--out", str(tmp_path / "o"),
+                     "--quiet"]) == 0
+    records = [json.loads(p.read_text()) for p in (tmp_path / "o" / "runs").glob("*.json")]
+    assert [r["dataset"] for r in records] == ["nico-synth"]

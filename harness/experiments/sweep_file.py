@@ -336,6 +336,18 @@ def expand(spec: SweepSpec, *, device: str = "auto",
     return _order_runs(list(configs.values()), spec, variant_of)
 
 
+def only_datasets(configs: list[dict[str, Any]], datasets: list[str] | None) -> list[dict[str, Any]]:
+    """The runs of ``configs`` on ``datasets`` (all of them when None), in their order; a name the sweep does
+    not run is an error."""
+    if datasets is None:
+        return configs
+    known = list(dict.fromkeys(c["dataset"] for c in configs))
+    unknown = [d for d in datasets if d not in known]
+    if unknown:
+        raise HarnessError(f"--datasets: the sweep has no runs on {', '.join(unknown)}; it runs {', '.join(known)}")
+    return [c for c in configs if c["dataset"] in datasets]
+
+
 def _order_runs(configs: list[dict[str, Any]], spec: SweepSpec,
                 variant_of: dict[str, int]) -> list[dict[str, Any]]:
     """ERM first (it creates the shared reference models), then the methods in the file's order.
