@@ -389,6 +389,8 @@ def test_write_tables_markdown_and_latex(tmp_path):
             "table4_slim_cost_resnet18_tiny.md",
             "table7_budget_resnet18_tiny.md",
             "table8_subset_frac_resnet18_tiny.md",
+            "versus_paper_resnet18_quick.md",
+            "versus_paper_resnet18_tiny.md",
         ]
     )
     readme = (tmp_path / "md" / "README.md").read_text()
@@ -411,7 +413,7 @@ def test_csv_tables_hold_each_cell_as_mean_std_and_seeds(tmp_path):
     recs = [make_record("erm", seed=0, worst=0.6, avg=0.9), make_record("erm", seed=1, worst=0.8, avg=0.7),
             make_record("jtt", worst=0.5, avg=0.75)]
     written = write_tables(recs, tmp_path / "csv", "csv")
-    assert [p.name for p in written] == ["table2_binary_resnet18_tiny.csv"]
+    assert [p.name for p in written] == ["table2_binary_resnet18_tiny.csv", "versus_paper_resnet18_tiny.csv"]
     with written[0].open(newline="") as f:
         rows = {row["Method"]: row for row in csv.DictReader(f)}
     erm, jtt = rows["ERM"], rows["JTT"]
@@ -507,3 +509,43 @@ def test_runs_answered_by_people_are_rows_of_their_own_marked_and_footnoted():
     latex = table2([simulated, human], ARCH, SCALE, "latex")
     assert r"SLIM\_Val$^\ddagger$" in latex and r"{\footnotesize $^\ddagger$: attention answers" in latex
     assert not [line for line in table2([simulated], ARCH, SCALE).splitlines() if "‡" in line]
+
+
+def test_the_paper_comparison_puts_the_papers_own_number_beside_each_method_it_reports():
+    """ERM worst 60 and 70 (mean 65.0) beside the paper's Waterbirds ERM 62.6 ± 0.3: +2.4 points; avg 90 beside
+    97.3: -7.3. The authors'-code variant has no row in the paper: blank; a dataset without paper facts (the
+    csv layout) has no rows."""
+    from harness.reporting.tables.versus_paper import table_versus_paper
+
+    recs = [make_record("erm", seed=0, worst=0.6, avg=0.9, weighted=0.9),
+            make_record("erm", seed=1, worst=0.7, avg=0.9, weighted=0.9),
+            make_record("slim-val", worst=0.5, slim_kind=("authors", "none")),
+            make_record("erm", dataset="csv", worst=0.1)]
+    text = table_versus_paper(recs, ARCH, SCALE)
+    erm = next(cells for cells in body(text) if cells[:2] == [WB, "ERM"])
+    assert erm[2:] == ["65.0 ± 5.0", "62.6 ± 0.3", "+2.4", "90.0 ± 0.0", "97.3 ± 1.0", "-7.3"]
+    authors = next(cells for cells in body(text) if cells[1] == "SLIM_Val (authors' code)")
+    assert authors[3] == authors[4] == "–"
+    assert all(cells[0] == WB for cells in body(text))
+    assert table_versus_paper([make_record("erm", dataset="csv")], ARCH, SCALE) is None
+
+
+def test_training_curves_table_reads_each_runs_epoch_history():
+    """Two ERM seeds with val_avg_acc curves .5 .9 .8 .85 and .6 .7 .9 .9: best 90 (both), last .85 and .9
+    (mean 87.5, population std 2.5), range of the last three .1 and .2 (15.0 ± 5.0), selected epochs 2 and 3,
+    train loss first (1 + 3) / 2 and last (.1 + .3) / 2. A method without history (DFR) has no row."""
+    from harness.reporting.tables.convergence import table_convergence
+
+    recs = []
+    for seed, (curve, losses, chosen) in enumerate((((.5, .9, .8, .85), (1.0, .5, .2, .1), 2),
+                                                     ((.6, .7, .9, .9), (3.0, 1.0, .5, .3), 3))):
+        rec = make_record("erm", seed=seed)
+        rec["details"] = {"history": [{"epoch": i + 1, "train_loss": loss, "val_avg_acc": acc}
+                                      for i, (acc, loss) in enumerate(zip(curve, losses, strict=True))]}
+        rec["model_selection"] = {"criterion": "val_avg_acc", "epoch": chosen}
+        recs.append(rec)
+    recs.append(make_record("dfr"))
+    text = table_convergence(recs, ARCH, SCALE)
+    assert body(text) == [[WB, "ERM", "val_avg_acc", "4", "2-3", "2.000", "0.200", "90.0 ± 0.0", "87.5 ± 2.5",
+                           "15.0 ± 5.0"]]
+    assert table_convergence([make_record("dfr")], ARCH, SCALE) is None

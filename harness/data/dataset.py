@@ -5,8 +5,8 @@ registered by name in :data:`harness.core.registry.DATASETS` (harness.data.catal
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Collection
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -26,7 +26,9 @@ class DatasetFacts:
     (train, val) sizes, so each budget is also a share of its split. ``test_splits``: the accuracy tables'
     test split, first one present wins. ``masks``: which object masks the real dataset has. ``looked_at``:
     in plain words, the object the model should look at in every image (what the masks mark), where one
-    word fits all classes; None where each class is its own object (NICO, ImageNet-9).
+    word fits all classes; None where each class is its own object (NICO, ImageNet-9). ``paper_accuracy``:
+    paper Table 2 or 3's (worst mean, worst std, avg mean, avg std) in percent of the methods the harness
+    runs, by their table row (the paper leaves GroupDRO, DFR and JTT out where it finds them inapplicable).
     """
 
     title: str
@@ -38,6 +40,7 @@ class DatasetFacts:
     masks: str
     test_splits: tuple[str, ...] = ("test",)
     looked_at: str | None = None
+    paper_accuracy: Mapping[str, tuple[float, float, float, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

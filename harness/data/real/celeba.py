@@ -124,7 +124,10 @@ class CelebA(RealDataset):
     facts = DatasetFacts("CelebA", "binary", weighted_avg=False, published="celeba",
                          slim_budgets=((200, 0.10), (70, 0.05)), split_sizes=(162770, 19867),
                          masks="CelebAMask-HQ hair masks if given (option masks)",
-                         looked_at="hair")  # the paper's target, Blond_Hair
+                         looked_at="hair",  # the paper's target, Blond_Hair
+                         paper_accuracy={"ERM": (47.7, 2.1, 94.9, 0.3), "JTT": (81.5, 1.7, 88.1, 0.3),
+                                         "SLIM_Tr": (89.4, 0.3, 90.1, 0.2), "SLIM_Val": (89.4, 0.5, 90.7, 0.2),
+                                         "DFR": (87.3, 1.0, 90.2, 0.8), "GDRO": (88.9, 1.3, 93.9, 0.1)})
 
     @staticmethod
     def read_layout(root: Path, options: dict[str, str]) -> Layout:

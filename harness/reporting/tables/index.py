@@ -10,8 +10,10 @@ from harness.core.errors import HarnessError
 from harness.reporting.tables.budgeted import table4, table7, table8, table_diagnostics
 from harness.reporting.tables.captions import failed_footer
 from harness.reporting.tables.cells import get_style, markdown_escape, slug
+from harness.reporting.tables.convergence import table_convergence
 from harness.reporting.tables.paper import table2, table3, table5
 from harness.reporting.tables.selection import Record, check_records, mixed_version_cells, setups
+from harness.reporting.tables.versus_paper import table_versus_paper
 
 log = logging.getLogger(__name__)
 
@@ -19,11 +21,13 @@ log = logging.getLogger(__name__)
 TABLES: tuple[tuple[str, str, Callable[..., str | None]], ...] = (
     ("table2_binary", "Table 2 (binary tasks)", table2),
     ("table3_multiclass", "Table 3 (multi-class tasks)", table3),
+    ("versus_paper", "Tables 2 and 3 beside the paper's", table_versus_paper),
     ("table4_slim_cost", "Table 4 (SLIM's cost)", table4),
     ("table5_aiou", "Table 5 (attention accuracy)", table5),
     ("table7_budget", "Table 7 (SLIM vs annotation budget)", table7),
     ("table8_subset_frac", "Table 8 (SLIM vs subset fraction)", table8),
     ("slim_diagnostics", "SLIM stage diagnostics", table_diagnostics),
+    ("training_curves", "Training curves (convergence)", table_convergence),
 )
 
 
