@@ -411,6 +411,22 @@ def test_time_left_estimates_each_method_from_its_own_finished_runs(monkeypatch)
     left.finished(RunOutcome("r1", "b", "ok", 10.0))
     assert left.finished(RunOutcome("r3", "c", "ok", 30.0)) == "3/6 done, 3 left, about 35 s to go"
     assert format_duration(5400) == "1.5 h" and format_duration(600) == "10 min"
+
+
+def test_time_left_takes_the_median_run_so_the_runs_that_build_shared_stages_do_not_inflate_it(monkeypatch):
+    """The first two ERM runs on a dataset also compute its frozen stem (900 s), the next three take 200 s:
+    five runs left (two ERM, three of a method not seen yet) take the median 200 s each; 1 run at a time
+    (2,500 s of runs in 2,500 s of wall time): 1,000 s, shown as 17 min (the mean, 500 s, would say 42 min)."""
+    from harness.experiments.executors import RunOutcome
+
+    configs = [{"method": "erm", "id": i} for i in range(7)] + [{"method": "jtt", "id": 7 + i} for i in range(3)]
+    monkeypatch.setattr("harness.experiments.sweeps.run_id", lambda c: f"r{c['id']}")
+    clock = iter([0.0, *[2500.0] * 5])
+    monkeypatch.setattr("harness.experiments.sweeps.time.monotonic", lambda: next(clock))
+    left = TimeLeft(configs)
+    for i, seconds in enumerate((900.0, 900.0, 200.0, 200.0)):
+        left.finished(RunOutcome(f"r{i}", "a", "ok", seconds))
+    assert left.finished(RunOutcome("r4", "a", "ok", 200.0)) == "5/10 done, 5 left, about 17 min to go"
 # -------------------------------------------------------------------------------------- code versions
 
 
