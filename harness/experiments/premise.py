@@ -5,11 +5,10 @@ of the data, so that dropping the instances it attends to wrongly leaves a subse
 be drawn. Its measure here is read from the reference ERM model's record: the share of its test maps the
 simulated oracle calls correct (``metrics.test.group_attention_correct``), averaged over the preset's minority
 groups (:func:`harness.data.synthetic.minority_groups`, each group counted once). A sweep moves a synthetic preset
-along a difficulty knob (``[data_levels]`` of a sweep file,
-``harness/experiments/configs/premise.toml``); the runs of one
-data setting form a level. :func:`write_premise` reads the records alone and writes, per (arch, scale), a
-figure (worst-group test accuracy of every row against ERM's minority share, beside SLIM's stage diagnostics
-along the same axis) and a markdown table::
+along a difficulty knob (``[data_levels]`` of a sweep file); the runs of one data setting form a level.
+:func:`write_premise` reads the records alone and writes, per (arch, scale), a figure (worst-group test accuracy
+of every row against ERM's minority share, beside SLIM's stage diagnostics along the same axis) and a markdown
+table::
 
     python -m harness premise --runs out/premise/runs --out results/premise
 """
