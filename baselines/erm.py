@@ -15,7 +15,7 @@ class ERM(Method):
         reference = ctx.reference_hparams()
         if all(self.hparams.get(k) == reference.get(k) for k in TRAIN_KEYS):
             model, selection = ctx.reference_model()  # the shared, cached reference f_r
-            return MethodResult(model=model, selection=selection)
+            return MethodResult(model=model, selection=selection, details={"history": ctx.reference_history()})
         model = ctx.new_model()  # e.g. group-balanced sampling or another selection criterion
         result = ctx.train(model, self.hparams, desc=f"ERM {ctx.arch} seed {ctx.seed}")
         details = {"history": result.history}

@@ -105,7 +105,7 @@ def make_context(tmp_path):
         benchmark = benchmark or make_toy_benchmark()
         hp = run_hparams(method, benchmark.name, "tiny", arch, {"epochs": 3, **FAST_MODEL, **overrides})
         return RunContext(benchmark=benchmark, arch=arch, seed=seed, scale="tiny", device=torch.device("cpu"),
-                          hparams=hp, cache=ArtifactCache(tmp_path / "cache"), run_dir=tmp_path / "run",
+                          hparams=hp, method=method, cache=ArtifactCache(tmp_path / "cache"), run_dir=tmp_path / "run",
                           show_progress=False)
 
     return make

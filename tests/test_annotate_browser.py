@@ -93,8 +93,8 @@ def served(tmp_path, monkeypatch):
 
     require_browser()  # before the expensive part
 
-    erm_defaults = harness.engine.context.default_hparams
-    monkeypatch.setattr(harness.engine.context, "default_hparams", lambda *a: dict(erm_defaults(*a), epochs=2))
+    erm_defaults = harness.engine.context.run_hparams
+    monkeypatch.setattr(harness.engine.context, "run_hparams", lambda *a: dict(erm_defaults(*a), epochs=2))
 
     config = make_config(dataset="waterbirds-synth", method="slim-val", arch="resnet18", scale="tiny", overrides=FAST,
                          device="cpu")

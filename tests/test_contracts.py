@@ -52,8 +52,8 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 @pytest.fixture(autouse=True)
 def one_epoch_reference(monkeypatch):
     """The shared reference ERM model trains one epoch (what every method here builds on)."""
-    erm_defaults = harness.engine.context.default_hparams
-    monkeypatch.setattr(harness.engine.context, "default_hparams", lambda *a: dict(erm_defaults(*a), epochs=1))
+    erm_defaults = harness.engine.context.run_hparams
+    monkeypatch.setattr(harness.engine.context, "run_hparams", lambda *a: dict(erm_defaults(*a), epochs=1))
 
 
 def scrambled(split: Split, rng: np.random.Generator) -> Split:

@@ -114,8 +114,8 @@ def test_reads_val_group_labels_and_never_train_ones(make_context, fake_referenc
 def test_runs_end_to_end(tmp_path, monkeypatch) -> None:
     bench = make_toy_benchmark(n_train=48)
     monkeypatch.setattr("harness.experiments.runner.load_benchmark", lambda *a, **k: bench)
-    erm_defaults = harness.engine.context.default_hparams
-    monkeypatch.setattr(harness.engine.context, "default_hparams",  # a one-epoch reference model
+    erm_defaults = harness.engine.context.run_hparams
+    monkeypatch.setattr(harness.engine.context, "run_hparams",  # a one-epoch reference model
                         lambda *a: dict(erm_defaults(*a), epochs=1))
     overrides = {**FAST_MODEL, "dfr_num_retrains": 5}
     config = make_config(dataset="toy", method="dfr", arch="resnet18", overrides=overrides, device="cpu")

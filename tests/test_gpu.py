@@ -315,7 +315,7 @@ def run_on(device: torch.device, method: str, cache, run_dir, **settings):
     benchmark = make_toy_benchmark(n_train=64)
     hp = run_hparams(method, benchmark.name, "tiny", "resnet18", {"epochs": 2, **FAST_MODEL, **settings})
     ctx = RunContext(benchmark=benchmark, arch="resnet18", seed=0, scale="tiny", device=device, hparams=hp,
-                     cache=ArtifactCache(cache), run_dir=run_dir, show_progress=False)
+                     method=method, cache=ArtifactCache(cache), run_dir=run_dir, show_progress=False)
     result = get_method(method)(hp).fit(ctx)
     return ctx, result, collect_predictions(result.model, ctx.benchmark, device).metrics()
 
@@ -330,8 +330,8 @@ def test_methods_run_on_the_device(gpu_device, tmp_path, monkeypatch, method, se
     on the device; SLIM's stages on their outputs) run end to end on the device. SLIM_Val asks its whole
     budget and curates a subset of the planned size, and its attention is cached under the device's
     precision."""
-    erm_defaults = harness.engine.context.default_hparams  # the shared reference model: one epoch
-    monkeypatch.setattr(harness.engine.context, "default_hparams", lambda *a: dict(erm_defaults(*a), epochs=1))
+    erm_defaults = harness.engine.context.run_hparams  # the shared reference model: one epoch
+    monkeypatch.setattr(harness.engine.context, "run_hparams", lambda *a: dict(erm_defaults(*a), epochs=1))
     ctx, result, metrics = run_on(gpu_device, method, tmp_path / "cache", tmp_path / "run", **settings)
     assert set(metrics) == {"val", "test"}
     assert all(0.0 <= metrics[s]["avg_acc"] <= 1.0 for s in metrics)

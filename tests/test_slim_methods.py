@@ -30,9 +30,9 @@ def toy():
 def shared_cache(tmp_path_factory):
     """One cache for the module, so the toy benchmark's reference model and attention are computed once;
     the reference model is trained for a single epoch."""
-    erm_defaults = harness.engine.context.default_hparams
+    erm_defaults = harness.engine.context.run_hparams
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(harness.engine.context, "default_hparams", lambda *a: dict(erm_defaults(*a), epochs=1))
+        patch.setattr(harness.engine.context, "run_hparams", lambda *a: dict(erm_defaults(*a), epochs=1))
         yield tmp_path_factory.mktemp("slim-cache")
 
 
@@ -40,7 +40,8 @@ def context(method: str, cache, benchmark, tmp_path, **settings) -> RunContext:
     """A fast context; ``settings`` are set on its hparams (SLIM settings the registry does not list too)."""
     hp = run_hparams(method, benchmark.name, "tiny", "resnet18", {"epochs": 2, **FAST_MODEL}) | settings
     return RunContext(benchmark=benchmark, arch="resnet18", seed=0, scale="tiny", device=torch.device("cpu"),
-                      hparams=hp, cache=ArtifactCache(cache), run_dir=tmp_path / method, show_progress=False)
+                      hparams=hp, method=method, cache=ArtifactCache(cache), run_dir=tmp_path / method,
+                      show_progress=False)
 
 
 @pytest.mark.parametrize("method,split", [("slim-tr", "train"), ("slim-val", "val")])

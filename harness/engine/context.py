@@ -16,7 +16,7 @@ from harness.core.cache import ArtifactCache, load_tensors, save_tensors
 from harness.core.errors import HarnessError
 from harness.data.catalog import dataset_fingerprint
 from harness.data.containers import Benchmark
-from harness.engine.hparams_registry import default_hparams
+from harness.engine.hparams_registry import run_hparams
 from harness.engine.pretrain import resolve_input_size, resolve_weights
 from harness.engine.training import SELECTIONS, FitResult, Objective, TrainHparams, fit
 from harness.models.network import Network, create_model
@@ -35,6 +35,7 @@ class RunContext:
     scale: str
     device: torch.device
     hparams: dict[str, Any]
+    method: str  # whose run this is: its own defaults tell the settings its user changed (reference_hparams)
     cache: ArtifactCache
     run_dir: Path  # files a method saves beside its record (figures, query logs)
     show_progress: bool = True
@@ -97,10 +98,13 @@ class RunContext:
                    on_batch=on_batch)
 
     def reference_hparams(self) -> dict[str, Any]:
-        """ERM's settings for this dataset and scale, with this run's model choices: the reference model."""
-        hp = default_hparams("erm", self.benchmark.name, self.scale)
-        hp.update({k: self.hparams[k] for k in MODEL_KEYS if k in self.hparams})
-        return hp
+        """The reference model's settings: what an ERM run on this dataset, scale and architecture has (ERM's
+        defaults and the model choices), with every model or training setting this run's user changed from
+        its method's own defaults (a sweep file's overrides, ``--set``). So the reference DFR and SLIM start
+        from is the model the sweep's ERM run trains, and that run takes it from the cache."""
+        own = run_hparams(self.method, self.benchmark.name, self.scale, self.arch)
+        changed = {k: v for k, v in self.hparams.items() if k in (*MODEL_KEYS, *TRAIN_KEYS) and own.get(k) != v}
+        return run_hparams("erm", self.benchmark.name, self.scale, self.arch, changed)
 
     def reference_key(self) -> dict[str, Any]:
         return dict(data=dataset_fingerprint(self.benchmark), arch=self.arch, seed=self.seed,
@@ -112,6 +116,13 @@ class RunContext:
         It is selected by val average accuracy, so methods built on it (SLIM) read no group labels.
         Returns the model and its selection record.
         """
+        return self.load_model(self._reference_path())
+
+    def reference_history(self) -> list[dict[str, Any]]:
+        """The reference model's training curve, epoch by epoch (what an ERM run records)."""
+        return load_tensors(self._reference_path())[1].get("history", [])
+
+    def _reference_path(self) -> Path:
         hp = self.reference_hparams()
         if SELECTIONS[hp["selection"]]:
             raise HarnessError("the reference model must be selected without group labels")
@@ -121,8 +132,7 @@ class RunContext:
             result = self.train(model, hp, desc=f"ERM reference {self.arch} seed {self.seed}")
             save_tensors(path, model.state_dict(), meta={"selection": result.selection, "history": result.history})
 
-        path = self.cache.get_or_create("reference", self.reference_key(), "safetensors", train)
-        return self.load_model(path)
+        return self.cache.get_or_create("reference", self.reference_key(), "safetensors", train)
 
     def load_model(self, path: Path) -> tuple[Network, dict[str, Any]]:
         state, meta = load_tensors(path)

@@ -101,8 +101,9 @@ def make_context(config: dict[str, Any], out_dir: Path, *, cache_dir: Path | Non
                                image_size=config.get("image_size"),
                                show_progress=show_progress)
     ctx = RunContext(benchmark=benchmark, arch=config["arch"], seed=config["seed"], scale=config["scale"],
-                     device=device, hparams=config["hparams"], cache=ArtifactCache(cache_dir or out_dir / "cache"),
-                     run_dir=out_dir / "runs" / run_id(config), show_progress=show_progress)
+                     device=device, hparams=config["hparams"], method=config["method"],
+                     cache=ArtifactCache(cache_dir or out_dir / "cache"), run_dir=out_dir / "runs" / run_id(config),
+                     show_progress=show_progress)
     ctx.use_stem_cache()
     return ctx
 
