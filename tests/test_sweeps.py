@@ -516,21 +516,26 @@ def test_paper_size_draws_celeba_and_imagenet9_with_a_smaller_train_split_only()
                           "celeba-synth": {'{"train_size": 17000}'}, "imagenet9-synth": {'{"train_size": 17000}'}}
 
 
-def test_datasets_option_runs_the_files_own_runs_on_those_datasets_only(tmp_path, capsys):
-    """``--datasets`` keeps the file's runs on the named datasets, unchanged (the same run ids, so the whole
-    file later resumes from them), and names the sweep's datasets when asked for one it does not run."""
-    from harness.experiments.sweep_file import only_datasets
+def test_datasets_and_methods_options_run_the_files_own_runs_of_those_only(tmp_path, capsys):
+    """``--datasets`` and ``--methods`` keep the file's runs of the named datasets and methods, unchanged (the
+    same run ids, so the whole file later resumes from them), and name the sweep's own when asked for one it
+    does not run."""
+    from harness.experiments.sweep_file import only
 
     configs = expand(load_sweep("paper-size"), device="cpu")
-    kept = only_datasets(configs, ["nico-synth", "isic-synth"])
+    kept = only(configs, "dataset", ["nico-synth", "isic-synth"])
     assert kept == [c for c in configs if c["dataset"] in ("nico-synth", "isic-synth")]
     assert {c["dataset"] for c in kept} == {"nico-synth", "isic-synth"} and len(kept) == 100
-    assert only_datasets(configs, None) is configs
-    with pytest.raises(HarnessError, match="no runs on celeba; it runs waterbirds-synth, nico-synth"):
-        only_datasets(configs, ["celeba"])
+    assert only(configs, "dataset", None) is configs
+    assert {c["method"] for c in only(kept, "method", ["slim-val"])} == {"slim-val"}
+    with pytest.raises(HarnessError, match="no runs of celeba; it runs waterbirds-synth, nico-synth"):
+        only(configs, "dataset", ["celeba"])
+    with pytest.raises(HarnessError, match="--methods: the sweep has no runs of slim; it runs erm, jtt"):
+        only(configs, "method", ["slim"])
     sweep_file = tmp_path / "two.toml"
-    sweep_file.write_text(toml_text(grid(datasets=["waterbirds-synth", "nico-synth"], seeds=[0])))
-    assert cli.main(["sweep", str(sweep_file), "--datasets", "nico-synth", "--out", str(tmp_path / "o"),
-                     "--quiet"]) == 0
+    sweep_file.write_text(toml_text(grid(datasets=["waterbirds-synth", "nico-synth"], methods=["erm", "dfr"],
+                                         seeds=[0])))
+    assert cli.main(["sweep", str(sweep_file), "--datasets", "nico-synth", "--methods", "erm",
+                     "--out", str(tmp_path / "o"), "--quiet"]) == 0
     records = [json.loads(p.read_text()) for p in (tmp_path / "o" / "runs").glob("*.json")]
-    assert [r["dataset"] for r in records] == ["nico-synth"]
+    assert [(r["dataset"], r["method"]) for r in records] == [("nico-synth", "erm")]

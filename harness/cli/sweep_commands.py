@@ -37,9 +37,10 @@ def add_sweep_options(p: argparse.ArgumentParser, out_default: str | None, cpu_j
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override a hyperparameter of every run, e.g. --set epochs=1 (repeatable)")
-    p.add_argument("--datasets", type=lambda text: [name for name in text.split(",") if name],
-                   metavar="NAME[,NAME]", help="run only the file's runs on these datasets (the same runs: "
-                                              "the whole file later resumes from them)")
+    for key in ("datasets", "methods"):
+        p.add_argument(f"--{key}", type=lambda text: [name for name in text.split(",") if name],
+                       metavar="NAME[,NAME]", help=f"run only the file's runs of these {key} (the same runs: "
+                                                  "the whole file later resumes from them)")
     add_cache_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--rerun-stale", action="store_true",
@@ -55,13 +56,14 @@ def _stale_policy(args: argparse.Namespace) -> str:
 def _sweep(args: argparse.Namespace, source: str, out_dir: Path | None):
     """Expand and run a sweep file; returns (spec, out folder, outcome)."""
     from harness.engine.hparams_registry import parse_override
-    from harness.experiments.sweep_file import expand, load_sweep, only_datasets
+    from harness.experiments.sweep_file import expand, load_sweep, only
     from harness.experiments.sweeps import run_sweep
 
     spec = load_sweep(source)
     out_dir = out_dir or Path("out") / spec.name
     overrides = dict(parse_override(o) for o in args.overrides)
-    configs = only_datasets(expand(spec, device=args.device, extra_overrides=overrides), args.datasets)
+    configs = only(only(expand(spec, device=args.device, extra_overrides=overrides), "dataset", args.datasets),
+                   "method", args.methods)
     executor = make_executor(args.executor, out_dir=out_dir, jobs=args.jobs, device=args.device,
                              submitit_options=spec.submitit, show_progress=not args.quiet)
     try:

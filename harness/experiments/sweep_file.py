@@ -336,16 +336,16 @@ def expand(spec: SweepSpec, *, device: str = "auto",
     return _order_runs(list(configs.values()), spec, variant_of)
 
 
-def only_datasets(configs: list[dict[str, Any]], datasets: list[str] | None) -> list[dict[str, Any]]:
-    """The runs of ``configs`` on ``datasets`` (all of them when None), in their order; a name the sweep does
-    not run is an error."""
-    if datasets is None:
+def only(configs: list[dict[str, Any]], key: str, names: list[str] | None) -> list[dict[str, Any]]:
+    """The runs of ``configs`` whose ``key`` ("dataset" or "method") is one of ``names`` (all of them when
+    None), in their order; a name the sweep does not run is an error."""
+    if names is None:
         return configs
-    known = list(dict.fromkeys(c["dataset"] for c in configs))
-    unknown = [d for d in datasets if d not in known]
+    known = list(dict.fromkeys(c[key] for c in configs))
+    unknown = [name for name in names if name not in known]
     if unknown:
-        raise HarnessError(f"--datasets: the sweep has no runs on {', '.join(unknown)}; it runs {', '.join(known)}")
-    return [c for c in configs if c["dataset"] in datasets]
+        raise HarnessError(f"--{key}s: the sweep has no runs of {', '.join(unknown)}; it runs {', '.join(known)}")
+    return [c for c in configs if c[key] in names]
 
 
 def _order_runs(configs: list[dict[str, Any]], spec: SweepSpec,
