@@ -509,8 +509,8 @@ def toy_runs(tmp_path, monkeypatch):
     import harness.engine.context
 
     bench = make_toy_benchmark(n_train=64)
-    erm_defaults = harness.engine.context.default_hparams
-    monkeypatch.setattr(harness.engine.context, "default_hparams", lambda *a: dict(erm_defaults(*a), epochs=1))
+    erm_defaults = harness.engine.context.run_hparams
+    monkeypatch.setattr(harness.engine.context, "run_hparams", lambda *a: dict(erm_defaults(*a), epochs=1))
     monkeypatch.setattr("harness.experiments.runner.load_benchmark", lambda *a, **k: bench)
 
     def config(method="slim-val", **overrides):
