@@ -90,11 +90,12 @@ def test_a_run_on_a_full_disk_ends_in_one_line_and_leaves_no_record(small_disk, 
             "--set", "pretrained=none", "--set", "width=0.25", "--device", "cpu", "--quiet", "--out", str(out)]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
-    (runs,) = out.glob("runs")
-    # the first file a run writes is its predictions, then its record
-    assert re.fullmatch(rf"error: disk full: cannot write {runs}/\w{{16}}\.(predictions\.npz|json) \(0\.0 kB free "
-                        r"there, \d+\.\d kB needed\); free some space and start the same command again\n", err)
-    assert not list(runs.glob("*.json")) and not leftovers(out)
+    # the first file an ERM run writes is the reference model it shares (in the cache), then its predictions
+    # and its record
+    assert re.fullmatch(rf"error: disk full: cannot write {out}/(cache/reference/\w{{16}}\.safetensors|runs/\w{{16}}"
+                        r"\.(predictions\.npz|json)) \(0\.0 kB free there, \d+\.\d [kM]B needed\); free some space "
+                        r"and start the same command again\n", err)
+    assert not list(out.glob("runs/*.json")) and not leftovers(out)
 
 
 def test_an_image_cache_on_a_full_disk_says_so_before_decoding(small_disk, tmp_path, monkeypatch):
@@ -115,7 +116,7 @@ def test_an_image_cache_on_a_full_disk_says_so_before_decoding(small_disk, tmp_p
 def test_a_sweep_on_a_filling_disk_records_the_failure_and_stops_cleanly(small_disk, tmp_path, capsys):
     """ERM on the frozen-stem protocol caches each dataset's stem: with the disk filled after the first
     dataset, the second one's stem does not fit, its failed record does."""
-    out = small_disk("16m")
+    out = small_disk("24m")  # the stem and the shared reference model of one dataset, not of two
     upper = {**FAST, "finetune": "upper"}
     sweep_file = tmp_path / "grid.toml"
     sweep_file.write_text(toml_text(grid(seeds=[0], overrides=upper)))
