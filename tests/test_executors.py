@@ -79,7 +79,7 @@ def test_worker_pool_runs_in_spawned_processes_with_a_log_per_run(tmp_path):
     good, bad = (run_id(c) for c in configs)
     assert outcomes[good].status == "ok" and outcomes[bad].status == "failed"
     assert json.loads(record_path(tmp_path, good).read_text())["status"] == "ok"
-    assert "ERM resnet18 seed 0 1/1" in (tmp_path / "logs" / f"{good}.log").read_text()  # line progress
+    assert "ERM reference resnet18 seed 0 1/1" in (tmp_path / "logs" / f"{good}.log").read_text()  # line progress
     assert "metadata.csv: file not found" in (tmp_path / "logs" / f"{bad}.log").read_text()
     assert (tmp_path / "logs" / ".gitignore").read_text() == "*\n"  # logs are not results
 

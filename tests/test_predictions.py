@@ -103,8 +103,8 @@ def test_a_logged_run_writes_a_line_per_epoch_and_per_stage(tiny_run):
     and test (two batches) a line each, not one per batch."""
     stderr = tiny_run[2]
     assert "\r" not in stderr
-    epochs = [line for line in stderr.splitlines() if line.startswith("ERM resnet18 seed 0 ")]
-    assert [line.split()[4] for line in epochs] == ["1/2", "2/2"]
+    epochs = [line for line in stderr.splitlines() if line.startswith("ERM reference resnet18 seed 0 ")]
+    assert [line.split()[5] for line in epochs] == ["1/2", "2/2"]
     assert "left]" in epochs[0] and "left" not in epochs[1]
     attention = [line.split()[2] for line in stderr.splitlines() if line.startswith("attention (gradcam) ")]
     assert attention == ["1/1", "2/2"]
