@@ -116,7 +116,8 @@ def test_the_parser_repeats_the_choices_of_modules_it_does_not_import():
 
 def test_bad_bench_sections_are_one_line_before_any_work(capsys):
     err = _error_of(capsys, ["bench", "--sections", "data,nope", "--device", "cpu"])
-    assert err == "error: unknown bench section(s) 'nope'; choose from train, attention, slim, stem, data, cache"
+    assert err == ("error: unknown bench section(s) 'nope'; choose from train, attention, slim, stem, data, generated, "
+                   "cache")
     assert capsys.readouterr().out == ""
 
 

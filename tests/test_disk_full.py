@@ -90,11 +90,11 @@ def test_a_run_on_a_full_disk_ends_in_one_line_and_leaves_no_record(small_disk, 
             "--set", "pretrained=none", "--set", "width=0.25", "--device", "cpu", "--quiet", "--out", str(out)]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
-    # the first file an ERM run writes is the reference model it shares (in the cache), then its predictions
-    # and its record
-    assert re.fullmatch(rf"error: disk full: cannot write {out}/(cache/reference/\w{{16}}\.safetensors|runs/\w{{16}}"
-                        r"\.(predictions\.npz|json)) \(0\.0 kB free there, \d+\.\d [kM]B needed\); free some space "
-                        r"and start the same command again\n", err)
+    # the first file an ERM run writes is the preset it draws or the reference model it shares (in the cache),
+    # then its predictions and its record
+    assert re.fullmatch(rf"error: disk full: cannot write {out}/(cache/(benchmark|reference)/\w{{16}}\.safetensors"
+                        r"|runs/\w{16}\.(predictions\.npz|json)) \(0\.0 kB free there, \d+\.\d [kM]B needed\); "
+                        r"free some space and start the same command again\n", err)
     assert not list(out.glob("runs/*.json")) and not leftovers(out)
 
 
@@ -114,9 +114,9 @@ def test_an_image_cache_on_a_full_disk_says_so_before_decoding(small_disk, tmp_p
 
 
 def test_a_sweep_on_a_filling_disk_records_the_failure_and_stops_cleanly(small_disk, tmp_path, capsys):
-    """ERM on the frozen-stem protocol caches each dataset's stem: with the disk filled after the first
-    dataset, the second one's stem does not fit, its failed record does."""
-    out = small_disk("24m")  # the stem and the shared reference model of one dataset, not of two
+    """ERM on the frozen-stem protocol stores each dataset as drawn and caches its stem: with the disk filled
+    after the first dataset, the second one's data or stem does not fit, its failed record does."""
+    out = small_disk("40m")  # room for both datasets once the filler is gone
     upper = {**FAST, "finetune": "upper"}
     sweep_file = tmp_path / "grid.toml"
     sweep_file.write_text(toml_text(grid(seeds=[0], overrides=upper)))
@@ -132,9 +132,9 @@ def test_a_sweep_on_a_filling_disk_records_the_failure_and_stops_cleanly(small_d
     assert [(c["dataset"], c["seed"]) for c in configs] == [
         ("waterbirds-synth", 0), ("isic-synth", 0), ("waterbirds-synth", 1), ("isic-synth", 1)]
     records = [record_path(out, runner.run_id(c)) for c in configs]
-    assert re.fullmatch(rf"error: t stopped, 2 run\(s\) not started: disk full: cannot write {out}/cache/stem/"
-                        r"\w{16}\.safetensors \(\d+\.\d kB free there, \d\.\d MB needed\); free some space and "
-                        r"start the same command again\n", printed.err)
+    assert re.fullmatch(rf"error: t stopped, 2 run\(s\) not started: disk full: cannot write {out}/cache/"
+                        r"(stem|benchmark)/\w{16}\.safetensors \(\d+\.\d kB free there, \d\.\d MB needed\); "
+                        r"free some space and start the same command again\n", printed.err)
     assert "Traceback" not in printed.out + printed.err
     failed = json.loads(records[1].read_text())  # the failure fitted: recorded
     assert failed["status"] == "failed" and failed["error"].startswith("DiskFull: disk full: cannot write")

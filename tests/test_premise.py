@@ -89,6 +89,16 @@ def test_levels_are_ordered_by_erm_share_and_labelled_by_their_knobs():
     assert [level.is_default for level in levels] == [True, False]
 
 
+def test_a_split_size_every_level_shares_is_not_a_knob():
+    """premise.toml draws every level with a 1,000-image val split: the level with no difficulty knob is still the
+    preset's own, and the labels name the knobs only."""
+    sized = [{**r, "config": {**r["config"], "data_options": {**r["config"]["data_options"], "val_size": 1000}}}
+             for r in toy_sweep()]
+    levels = dataset_levels(sized, "waterbirds-synth")
+    assert [level.label for level in levels] == ["texture_contrast=0.5 (preset)", "texture_contrast=0.2"]
+    assert [level.is_default for level in levels] == [True, False]
+
+
 def test_the_papers_level_is_interpolated_where_erms_worst_group_aiou_reaches_it():
     """ERM's worst-group AIoU is .15 at a share of .3 and .35 at .7: the paper's .25 lies half-way, at .5."""
     share, text = paper_crossing(dataset_levels(toy_sweep(), "waterbirds-synth"), "waterbirds-synth")

@@ -516,6 +516,26 @@ def test_paper_size_draws_celeba_and_imagenet9_with_a_smaller_train_split_only()
                           "celeba-synth": {'{"train_size": 17000}'}, "imagenet9-synth": {'{"train_size": 17000}'}}
 
 
+def test_the_premise_grid_moves_only_object_size_and_curates_at_least_100_val_images():
+    """premise.toml (issue 33): six levels of the object's radius per preset, one of them the preset's own, all
+    at the quick scale with a 1,000-image val split, so SLIM_Val's subset (subset_frac of val) holds >= 100."""
+    from harness.data.synthetic import make_benchmark, preset_difficulty
+
+    configs = expand(load_sweep("premise"), device="cpu")
+    assert {c["scale"] for c in configs} == {"quick"}
+    for dataset in ("waterbirds-synth", "nico-synth"):
+        mine = [c for c in configs if c["dataset"] == dataset]
+        levels = {json.dumps(c["data_options"], sort_keys=True) for c in mine}
+        assert len(levels) == 6 and all(json.loads(level)["val_size"] == 1000 for level in levels)
+        assert {k for level in levels for k in json.loads(level)} == {"val_size", "object_size"}
+        sizes = sorted(tuple(json.loads(level).get("object_size", preset_difficulty(dataset).object_size))
+                       for level in levels)
+        assert list(preset_difficulty(dataset).object_size) in [list(s) for s in sizes]
+        assert all(a[0] < b[0] and a[1] < b[1] for a, b in zip(sizes, sizes[1:]))
+        val = len(make_benchmark(dataset, "quick", 0, image_size=16, sizes={"val": 1000}).splits["val"])
+        assert min(c["hparams"]["subset_frac"] for c in mine if c["method"] == "slim-val") * val >= 100
+
+
 def test_datasets_and_methods_options_run_the_files_own_runs_of_those_only(tmp_path, capsys):
     """``--datasets`` and ``--methods`` keep the file's runs of the named datasets and methods, unchanged (the
     same run ids, so the whole file later resumes from them), and name the sweep's own when asked for one it

@@ -346,7 +346,104 @@ def test_train_size_draws_that_many_train_images_in_the_presets_proportions_and_
         assert torch.equal(data.splits[split].images, tiny[name].splits[split].images)
 
 
+def test_val_size_draws_that_many_val_images_and_leaves_train_and_test(tiny):
+    """``--data-option val_size=N`` (a premise sweep's val split large enough for a 100-image curated subset):
+    N val images in the preset's val proportions, raised to the scale's floor per group; train and test are
+    the bytes they are without it, and the option is part of the data's identity."""
+    name, n = "waterbirds-synth", 1000
+    assert presets.knob_options(name, {"val_size": "1000", "test_size": 600}) == {"val_size": 1000, "test_size": 600}
+    data = DATASETS_BY_NAME[name]().load(scale="tiny", data_seed=0, data_root=None, image_size=None,
+                                         options={"val_size": str(n)}, show_progress=False)
+    counts = data.splits["val"].group_counts(len(presets.PRESETS[name].groups))
+    shares = np.asarray(presets.PRESETS[name].proportions["val"])
+    floor = generate.EVAL_GROUP_FLOOR["tiny"]
+    assert counts.sum() >= n and (np.abs(counts - np.maximum(shares * n, floor)) <= 1).all()
+    assert data.info["val_size"] == n and "val_size" not in tiny[name].info
+    for split in ("train", "test"):
+        assert torch.equal(data.splits[split].images, tiny[name].splits[split].images)
+
+
 @pytest.mark.parametrize("value", ["0", "3", "1.5", "many", True])
 def test_a_train_size_below_one_image_per_group_or_not_whole_is_one_line(value):
     with pytest.raises(HarnessError, match=r"train_size=.*whole number >= 4 \(one image per group"):
         presets.knob_options("waterbirds-synth", {"train_size": value})
+
+
+def _val_split(name: str, **knobs):
+    """The tiny val split of preset ``name`` without pixel noise, with ``knobs`` overriding its difficulty."""
+    split = generate.make_benchmark(name, "tiny", 0, difficulty={"noise": 0.0, **knobs}, image_size=64).splits["val"]
+    return split.images.permute(0, 2, 3, 1).numpy().astype(np.int16), split.masks.numpy(), split.labels.numpy()
+
+
+@pytest.mark.parametrize("name", ["waterbirds-synth", "nico-synth"])
+def test_object_size_scales_every_object_and_leaves_the_rest_of_the_image(name):
+    """The premise axis's knob: doubling ``object_size`` (both ends) draws each image's object at twice the radius,
+    so its mask's area is four times as large (up to rasterisation), in the same colour, on the same background."""
+    low, high = presets.preset_difficulty(name).object_size
+    small, small_masks, _ = _val_split(name)
+    large, large_masks, _ = _val_split(name, object_size=[2 * low, 2 * high])
+    ratio = large_masks.sum((1, 2)) / small_masks.sum((1, 2))
+    assert np.median(ratio) == pytest.approx(4.0, rel=0.02) and ((ratio > 3.5) & (ratio < 4.5)).mean() > 0.95
+    outside, inside = ~(small_masks | large_masks), small_masks & large_masks
+    assert np.array_equal(small[outside], large[outside])
+    # each object is one flat colour: the same in both renderings wherever both objects cover a pixel
+    assert (small[inside] == large[inside]).all(axis=-1).mean() > 0.99
+
+
+def test_texture_contrast_scales_the_background_pattern_and_leaves_the_object():
+    """``texture_contrast`` c paints first + c * pattern * (second - first) behind the object: the background's
+    step from c = 0.5 to 1 is twice its step from 0.25 to 0.5 (to uint8 rounding); masks and objects do not move."""
+    name = "waterbirds-synth"
+    (low, masks, _), (mid, mid_masks, _), (high, high_masks, _) = (
+        _val_split(name, texture_contrast=c) for c in (0.25, 0.5, 1.0))
+    assert np.array_equal(masks, mid_masks) and np.array_equal(masks, high_masks)
+    assert np.array_equal(low[masks], high[masks])
+    step_low, step_high = (mid - low)[~masks], (high - mid)[~masks]
+    assert np.abs(step_high - 2 * step_low).max() <= 3
+    assert np.abs(step_high).mean() > 5  # the pattern is visible, so the step is not trivially zero
+
+
+def test_colour_jitter_narrows_each_class_object_hues_and_leaves_shapes_and_background():
+    """``colour_jitter`` is the spread of object hues around the class's hue: at 0.05 each class's objects
+    span a tenth of the hue range they span at the preset's 0.6 (wherever the hue is not wrapped); masks and
+    backgrounds are unchanged."""
+    name = "waterbirds-synth"
+    wide, masks, labels = _val_split(name)
+    narrow, narrow_masks, _ = _val_split(name, colour_jitter=0.05)
+    assert np.array_equal(masks, narrow_masks) and np.array_equal(wide[~masks], narrow[~masks])
+
+    def hue_spread(images: np.ndarray, label: int) -> float:
+        rows = np.flatnonzero(labels == label)
+        hues = np.array([rgb_to_hsv(images[i][masks[i]][:1] / 255.0)[0, 0] for i in rows])
+        centred = np.angle(np.exp(2j * np.pi * hues) / np.exp(2j * np.pi * hues).mean()) / (2 * np.pi)
+        return float(np.ptp(centred))
+
+    for label in (0, 1):
+        assert hue_spread(narrow, label) == pytest.approx(hue_spread(wide, label) * 0.05 / 0.6, rel=0.25)
+
+
+def test_a_stored_preset_is_drawn_once_and_read_back_as_drawn(tmp_path, monkeypatch):
+    """``load_benchmark(..., store=cache)``: the first load draws the preset and stores it, the next with the same
+    arguments reads it back (the generator is not called again) with the same bytes, names and identity;
+    other knobs are another entry."""
+    from harness.core.cache import ArtifactCache
+    from harness.data.catalog import dataset_fingerprint, load_benchmark
+
+    drawn = []
+    real = generate.make_benchmark
+    monkeypatch.setattr("harness.data.synthetic.dataset.make_benchmark",
+                        lambda *a, **k: drawn.append(a) or real(*a, **k))
+    store = ArtifactCache(tmp_path)
+    load = lambda **options: load_benchmark("nico-synth", scale="tiny", data_seed=1, options=options,
+                                            show_progress=False, store=store)
+    first, again = load(), load()
+    assert len(drawn) == 1
+    fresh = real("nico-synth", "tiny", 1)
+    for b in (first, again):
+        assert benchmark_digest(b) == benchmark_digest(fresh)
+        assert dataset_fingerprint(b) == dataset_fingerprint(fresh)
+        assert (b.class_names, b.group_names, list(b.splits)) == (fresh.class_names, fresh.group_names,
+                                                                  list(fresh.splits))
+    knobbed = load(object_size="0.2,0.3")
+    assert len(drawn) == 2 and dataset_fingerprint(knobbed) != dataset_fingerprint(fresh)
+    assert len(list((tmp_path / "benchmark").glob("*.safetensors"))) == 2

@@ -17,6 +17,9 @@ Sections (each prints a markdown table with rates and ratios):
 - ``data``: one training epoch from a memory-mapped uint8 image cache (what the real-data loaders produce),
   moved to the GPU whole and streamed through pinned memory, against the same images already on the GPU.
   Target: >= 0.8x.
+- ``generated``: loading a synthetic preset as a run does (``harness.data.catalog.load_benchmark``): drawn by
+  the generator (every run before the store) against read back from the sweep's cache (every run but the
+  first), on waterbirds-synth at the paper's split sizes (11,788 images at 64 px).
 - ``cache``: the cost of checking cache entries against their digests (harness.core.digests): a read of every
   byte of a memory-mapped image-cache array and of a loaded safetensors artifact, each with the check and
   without, from the page cache (the file read once before timing).
@@ -45,6 +48,7 @@ from harness.checks.bench_attention import package_gradcam
 from harness.core import digests
 from harness.core.cache import ArtifactCache, load_tensors, save_tensors
 from harness.core.errors import HarnessError
+from harness.data.catalog import load_benchmark
 from harness.data.containers import Split
 from harness.engine.training import TrainHparams, fit
 from harness.experiments.runner import resolve_device
@@ -61,7 +65,7 @@ SIZES = {
     "paper": dict(archs=("resnet50", "vit_base"), image_size=224, width=1.0, depth=None, batch=256, n=256 * 20,
                   slim=(160_000, 2048), cache_mb=4096),
 }
-SECTIONS = ("train", "attention", "slim", "stem", "data", "cache")
+SECTIONS = ("train", "attention", "slim", "stem", "data", "generated", "cache")
 
 
 def synchronize(device: torch.device) -> None:
@@ -266,6 +270,19 @@ def bench_data(cfg: dict, device: torch.device) -> list[list[str]]:
             *[[name, f"{rate:,.0f}", f"{rate / first:.2f}x", peak] for name, rate, peak in rows]]
 
 
+def bench_generated(preset: str = "waterbirds-synth", scale: str = "paper", image_size: int = 64) -> list[list[str]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        store = ArtifactCache(Path(tmp))
+        load = lambda cache: load_benchmark(preset, scale=scale, image_size=image_size, show_progress=False,
+                                            store=cache)
+        load(store)  # the first run draws and stores it
+        drawn, read = best_of(lambda: load(None), repeats=2), best_of(lambda: load(store))
+        n = sum(len(split) for split in load(store).splits.values())
+    return [["source", "s per load", "images/s", "vs drawn"],
+            ["drawn by the generator", f"{drawn:.2f}", f"{n / drawn:,.0f}", "1.00x"],
+            ["read back from the store (digest checked)", f"{read:.2f}", f"{n / read:,.0f}", f"{drawn / read:.1f}x"]]
+
+
 def best_of(run: Callable[[], object], repeats: int = 3) -> float:
     """The fastest of ``repeats`` timed calls (the others paid for page-cache misses or a busy machine)."""
     return min(timed(run, torch.device("cpu")) for _ in range(repeats))
@@ -348,6 +365,8 @@ def run_bench(args: argparse.Namespace) -> int:
             table = bench_stem(cfg, device)
         elif section == "data":
             table = bench_data(cfg, device)
+        elif section == "generated":
+            table = bench_generated()
         else:
             table = bench_cache(cfg)
         text = f"## {section}\n\n" + tabulate(table[1:], headers=table[0], tablefmt="github",

@@ -9,7 +9,7 @@ from harness.experiments.executors import check_jobs
 
 # Choices of modules that import torch, repeated here for the parser (tests/test_cli.py holds them equal).
 BENCH_SIZES = ("small", "paper")  # harness.checks.bench.SIZES
-BENCH_SECTIONS = ("train", "attention", "slim", "stem", "data", "cache")  # harness.checks.bench.SECTIONS
+BENCH_SECTIONS = ("train", "attention", "slim", "stem", "data", "generated", "cache")  # harness.checks.bench.SECTIONS
 GPU_CHECK_SECTIONS = ("tests", "agreement", "bench")  # harness.checks.gpu_check
 
 

@@ -78,6 +78,15 @@ class Dataset(ABC):
         """The benchmark: at least train, val and test splits of uint8 images (see harness.data.containers)."""
 
     @classmethod
+    def stored_key(cls, *, scale: str, data_seed: int, image_size: int | None,
+                   options: dict[str, str]) -> dict | None:
+        """What identifies the benchmark :meth:`load` makes from these arguments, where it is worth storing
+        once made and reading back after (a generated dataset: drawing it costs more than reading it); None
+        where it is not (the default: a real dataset's decoded images are already cached by
+        :mod:`harness.data.image_cache`)."""
+        return None
+
+    @classmethod
     def check_inputs(cls, data_root: str | Path | None, options: dict[str, str] | None) -> None:
         """A one-line HarnessError unless the data root and options suit this dataset."""
         if cls.needs_data_root and data_root is None:

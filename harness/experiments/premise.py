@@ -27,7 +27,7 @@ from tabulate import tabulate
 
 from harness.core.errors import HarnessError
 from harness.data.facts import is_synthetic, paper_dataset
-from harness.data.synthetic import group_names, minority_groups, preset_difficulty
+from harness.data.synthetic import SIZE_OPTIONS, group_names, minority_groups, preset_difficulty
 from harness.experiments.calibration import GAP_MIN, PAPER_ERM_AIOU
 from harness.reporting.tables import budgeted, cells, selection
 from harness.reporting.tables.cells import Stat, summarize
@@ -46,8 +46,14 @@ class Level:
     records: list[Record] = field(default_factory=list)
 
     @property
+    def knobs(self) -> dict[str, Any]:
+        """Its difficulty knobs (the data options less the split sizes, which every level of a sweep shares)."""
+        return {k: v for k, v in self.options.items() if k not in SIZE_OPTIONS.values()}
+
+    @property
     def is_default(self) -> bool:
-        return not self.options
+        """The preset's own difficulty (at whatever split sizes)."""
+        return not self.knobs
 
     def runs(self, method: str, kind: tuple[str, str] = ("paper", "none")) -> list[Record]:
         """This level's runs of ``method`` (SLIM: of one (variant, ablation)), one per seed."""
@@ -113,10 +119,10 @@ def dataset_levels(records: Iterable[Record], dataset: str) -> list[Level]:
         options = (rec.get("config") or {}).get("data_options") or {}
         key = json.dumps(options, sort_keys=True)
         by_options.setdefault(key, Level(options, "")).records.append(rec)
-    knobs = sorted({k for level in by_options.values() for k in level.options})
+    knobs = sorted({k for level in by_options.values() for k in level.knobs})
     preset = asdict(preset_difficulty(dataset))
     for level in by_options.values():
-        text = ", ".join(f"{k}={_knob_text(level.options.get(k, preset[k]))}" for k in knobs) or "preset"
+        text = ", ".join(f"{k}={_knob_text(level.knobs.get(k, preset[k]))}" for k in knobs) or "preset"
         level.label = text + (" (preset)" if level.is_default and knobs else "")
     levels = [level for level in by_options.values() if level.erm_stat(minority_share) is not None]
     return sorted(levels, key=lambda level: level.erm_stat(minority_share).mean)

@@ -92,17 +92,18 @@ def check_writable(out_dir: Path, what: str = "output folder") -> None:
 def make_context(config: dict[str, Any], out_dir: Path, *, cache_dir: Path | None = None,
                  show_progress: bool = True) -> RunContext:
     """The seeded context of ``config`` (its benchmark loaded, with the frozen stem's output where the protocol
-    caches it), caching under ``cache_dir`` or ``out_dir/cache``."""
+    caches it), caching under ``cache_dir`` or ``out_dir/cache``: a generated preset is drawn by the first run
+    that needs it and read back by the others."""
     device = resolve_device(config["device"])
     torch.manual_seed(config["seed"])
     np.random.seed(config["seed"] % 2**32)
+    cache = ArtifactCache(cache_dir or out_dir / "cache")
     benchmark = load_benchmark(config["dataset"], scale=config["scale"], data_seed=config["data_seed"],
                                data_root=config["data_root"], options=config["data_options"],
-                               image_size=config.get("image_size"),
-                               show_progress=show_progress)
+                               image_size=config.get("image_size"), show_progress=show_progress, store=cache)
     ctx = RunContext(benchmark=benchmark, arch=config["arch"], seed=config["seed"], scale=config["scale"],
                      device=device, hparams=config["hparams"], method=config["method"],
-                     cache=ArtifactCache(cache_dir or out_dir / "cache"), run_dir=out_dir / "runs" / run_id(config),
+                     cache=cache, run_dir=out_dir / "runs" / run_id(config),
                      show_progress=show_progress)
     ctx.use_stem_cache()
     return ctx

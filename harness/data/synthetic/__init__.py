@@ -14,9 +14,10 @@ from harness.data.synthetic.generate import (
     make_source_task,
     minority_groups,
 )
-from harness.data.synthetic.presets import PRESETS, group_names, knob_options, preset_difficulty
+from harness.data.synthetic.presets import PRESETS, SIZE_OPTIONS, group_names, knob_options, preset_difficulty
 
 __all__ = [
-    "GENERATOR_VERSION", "IMAGE_SIZE", "PRESETS", "SYNTHETIC_DATASETS", "SyntheticPreset", "data_version",
-    "group_names", "knob_options", "make_benchmark", "make_source_task", "minority_groups", "preset_difficulty",
+    "GENERATOR_VERSION", "IMAGE_SIZE", "PRESETS", "SIZE_OPTIONS", "SYNTHETIC_DATASETS", "SyntheticPreset",
+    "data_version", "group_names", "knob_options", "make_benchmark", "make_source_task", "minority_groups",
+    "preset_difficulty",
 ]

@@ -7,11 +7,11 @@ from typing import ClassVar
 from harness.core.errors import HarnessError
 from harness.data.containers import Benchmark
 from harness.data.dataset import Dataset, DatasetEntry
-from harness.data.synthetic.generate import make_benchmark
-from harness.data.synthetic.presets import PRESETS, TRAIN_SIZE, knob_options
+from harness.data.synthetic.generate import data_version, make_benchmark
+from harness.data.synthetic.presets import PRESETS, SIZE_OPTIONS, knob_options
 
 GENERATED = ("nothing: generated (--scale tiny|quick|paper; difficulty knobs as --data-option, e.g. "
-             "texture_contrast=0.2, and the train split's size as --data-option train_size=N)")
+             "texture_contrast=0.2, and a split's size as --data-option train_size=N, val_size=N or test_size=N)")
 
 
 class SyntheticPreset(Dataset):
@@ -30,12 +30,18 @@ class SyntheticPreset(Dataset):
     def entry(cls) -> DatasetEntry:
         return DatasetEntry(cls.name, cls.description, GENERATED, True)
 
+    @classmethod
+    def stored_key(cls, *, scale: str, data_seed: int, image_size: int | None,
+                   options: dict[str, str]) -> dict | None:
+        """Drawing a preset at the paper scale takes seconds a run; reading it back, a fraction of one."""
+        return {"preset": cls.name, "data_version": data_version(cls.name), "scale": scale, "seed": int(data_seed),
+                "image_size": image_size, "options": knob_options(cls.name, options)}
+
     def load(self, *, scale: str, data_seed: int, data_root: Path | None, image_size: int | None,
              options: dict[str, str], show_progress: bool) -> Benchmark:
         knobs = knob_options(self.name, options)
-        train_size = knobs.pop(TRAIN_SIZE, None)
-        return make_benchmark(self.name, scale, data_seed, difficulty=knobs, image_size=image_size,
-                              train_size=train_size)
+        sizes = {split: knobs.pop(option) for split, option in SIZE_OPTIONS.items() if option in knobs}
+        return make_benchmark(self.name, scale, data_seed, difficulty=knobs, image_size=image_size, sizes=sizes)
 
 
 def preset_dataset(name: str) -> type[SyntheticPreset]:

@@ -116,35 +116,37 @@ def minority_groups(name: str, scale: str) -> tuple[str, ...]:
                  if train[g] * (labels == labels[g]).sum() < train[labels == labels[g]].sum())
 
 
-def split_sizes(name: str, scale: str, train_size: int | None = None) -> dict[str, np.ndarray]:
-    """Per split, the number of instances of each group make_benchmark(name, scale, ...) draws; ``train_size``
-    replaces the scale's train split size (its groups keep the preset's proportions)."""
+def split_sizes(name: str, scale: str, sizes: Mapping[str, int] | None = None) -> dict[str, np.ndarray]:
+    """Per split, the number of instances of each group make_benchmark(name, scale, ...) draws; ``sizes``
+    ({split: n}) replaces the scale's size of some splits (their groups keep the preset's proportions, val
+    and test groups at least the scale's floor)."""
+    wanted = dict(sizes or {})
     preset = get_preset(name)
     check_scale(scale)
-    sizes = {}
+    counts = {}
     for split, shares in preset.proportions.items():
-        if split == "train" and train_size is not None:
-            total = int(train_size)
+        if split in wanted:
+            total = int(wanted[split])
         elif scale == "paper":
             total = preset.paper_sizes[split]
         else:
             small = _SMALL_SPLIT_SIZES[scale]
             total = small.get(split, small["test"])
-        sizes[split] = _group_counts(shares, total, 1 if split == "train" else EVAL_GROUP_FLOOR[scale])
-    return sizes
+        counts[split] = _group_counts(shares, total, 1 if split == "train" else EVAL_GROUP_FLOOR[scale])
+    return counts
 
 
 def make_benchmark(name: str, scale: str, seed: int, difficulty: Mapping[str, Any] | None = None,
-                   image_size: int | None = None, train_size: int | None = None) -> Benchmark:
+                   image_size: int | None = None, sizes: Mapping[str, int] | None = None) -> Benchmark:
     """Draw preset ``name`` at ``scale``; the same (name, scale, seed, difficulty, sizes) gives the same bytes.
 
     ``difficulty`` optionally overrides some of the preset's knobs (calibration and tests); ``image_size``
     renders at another size than the scale's (``IMAGE_SIZE``), e.g. 32 px for the stand-in ResNet grids;
-    ``train_size`` draws a train split of that size (val and test stay the scale's).
+    ``sizes`` ({split: n}) draws those splits at those sizes (the others stay the scale's).
     """
     preset = get_preset(name)
     _check_seed(seed)
-    counts = split_sizes(name, scale, train_size)
+    counts = split_sizes(name, scale, sizes)
     knobs = with_overrides(preset.difficulty, difficulty)
     size = IMAGE_SIZE[scale] if image_size is None else int(image_size)
     if size < 16:
@@ -157,8 +159,8 @@ def make_benchmark(name: str, scale: str, seed: int, difficulty: Mapping[str, An
     info = {"scale": scale, "seed": int(seed), "image_size": size, "synthetic": True,
             "generator_version": GENERATOR_VERSION, "difficulty": asdict(knobs),
             "difficulty_id": json.dumps(asdict(knobs), sort_keys=True)}  # a string, so cache keys see it
-    if train_size is not None:  # absent otherwise, so the caches of runs without it stay valid
-        info["train_size"] = int(train_size)
+    for split, n in sorted((sizes or {}).items()):  # absent otherwise: the caches of runs without them stay valid
+        info[f"{split}_size"] = int(n)
     return Benchmark(name=name, class_names=list(preset.class_names),
                      spurious_names=list(preset.spurious_names), group_names=[g[0] for g in preset.groups],
                      splits=splits, info=info)

@@ -5,9 +5,10 @@ Each preset draws a core object (whose exact pixels are the ground-truth mask us
 a background, with a spurious feature correlated with the class the way the paper's dataset has it. Its
 difficulty is a small frozen set of knobs (:class:`harness.data.synthetic.render.Difficulty`) so that the
 spurious feature is easier to learn than the core one while the core stays learnable; a run may override
-knobs (:func:`knob_options`), and set the train split's size (``train_size``: its groups keep the preset's
-proportions), so a preset whose real train split is too large for a CPU runs its val and test at the
-paper's sizes with a smaller train split.
+knobs (:func:`knob_options`), and set a split's size (``train_size``, ``val_size``, ``test_size``: its groups
+keep the preset's proportions for that split), so a preset whose real train split is too large for a CPU
+runs its val and test at the paper's sizes with a smaller train split, and a sweep can hold a val split
+large enough for the subsets it curates.
 """
 from __future__ import annotations
 
@@ -56,7 +57,8 @@ def _crossed_groups(class_names: tuple[str, ...], spurious_names: tuple[str, ...
                  for y, c in enumerate(class_names) for a, s in enumerate(spurious_names))
 
 
-TRAIN_SIZE = "train_size"  # the data option that sets the train split's size
+# The data options that set a split's size (its groups keep the preset's proportions for that split)
+SIZE_OPTIONS = {"train": "train_size", "val": "val_size", "test": "test_size"}
 _NICO_CLASSES = ("trefoil", "quatrefoil", "star", "egg", "gear", "peanut")
 _NICO_CONTEXTS = ("autumn", "dim", "grass", "sky", "rock", "water")
 _NICO_DOMINANCE = (0.70, 0.12, 0.08, 0.05, 0.03, 0.02)  # class c's share in context c, c+1, ... (mod 6)
@@ -200,7 +202,7 @@ def knob_options(name: str, options: Mapping[str, Any] | None) -> dict[str, Any]
     here, before any work."""
     preset = get_preset(name)
     options = dict(options or {})
-    train_size = {TRAIN_SIZE: _train_size(name, options.pop(TRAIN_SIZE))} if TRAIN_SIZE in options else {}
+    sizes = {key: _split_size(name, key, options.pop(key)) for key in SIZE_OPTIONS.values() if key in options}
     canonical = {key: _knob_value(name, key, value) for key, value in options.items()}
     try:
         with_overrides(preset.difficulty, canonical)
@@ -209,18 +211,18 @@ def knob_options(name: str, options: Mapping[str, Any] | None) -> dict[str, Any]
     own = asdict(preset.difficulty)
     knobs = {key: list(value) if isinstance(value, tuple) else value for key, value in sorted(canonical.items())
              if value != own[key]}
-    return {**knobs, **train_size}
+    return {**knobs, **sizes}
 
 
-def _train_size(name: str, value: Any) -> int:
-    """The ``train_size`` data option as a whole number of at least one image per group."""
+def _split_size(name: str, key: str, value: Any) -> int:
+    """A split-size data option (``train_size``, ...) as a whole number of at least one image per group."""
     groups = len(get_preset(name).groups)
     try:
         size = int(value) if not isinstance(value, bool) and float(value) == int(float(value)) else None
     except (TypeError, ValueError):
         size = None
     if size is None or size < groups:
-        raise HarnessError(f"--data-option {TRAIN_SIZE}={value!r}: must be a whole number >= {groups} "
+        raise HarnessError(f"--data-option {key}={value!r}: must be a whole number >= {groups} "
                            f"(one image per group of {name})")
     return size
 
@@ -230,7 +232,7 @@ def _knob_value(name: str, key: str, value: Any) -> Any:
     known = [f.name for f in fields(Difficulty)]
     if key not in known:
         raise HarnessError(f"--data-option {key}: {name} is generated and takes only its difficulty knobs "
-                           f"({', '.join(known)}) and {TRAIN_SIZE}")
+                           f"({', '.join(known)}) and the split sizes ({', '.join(SIZE_OPTIONS.values())})")
     if isinstance(value, str):
         parts = value.split(",")
     else:
