@@ -260,7 +260,7 @@ def premise_figure(records: list[Record], arch: str, scale: str) -> Figure | Non
     if not axes_by_dataset:
         return None
     fig = Figure(figsize=(17, 4.6 * len(axes_by_dataset)), layout="constrained")
-    grid = fig.subplots(len(axes_by_dataset), 3, squeeze=False)
+    grid = fig.subplots(len(axes_by_dataset), 3, squeeze=False, sharex="row")  # one axis: the levels
     for (dataset, levels), (acc_ax, auroc_ax, kept_ax) in zip(axes_by_dataset.items(), grid, strict=True):
         split, avg_key = selection.accuracy_columns(ok, dataset)
         shares = [PCT * level.erm_stat(minority_share).mean for level in levels]
