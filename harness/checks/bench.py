@@ -275,9 +275,8 @@ def bench_generated(preset: str = "waterbirds-synth", scale: str = "paper", imag
         store = ArtifactCache(Path(tmp))
         load = lambda cache: load_benchmark(preset, scale=scale, image_size=image_size, show_progress=False,
                                             store=cache)
-        load(store)  # the first run draws and stores it
+        n = sum(len(split) for split in load(store).splits.values())  # the first run draws and stores it
         drawn, read = best_of(lambda: load(None), repeats=2), best_of(lambda: load(store))
-        n = sum(len(split) for split in load(store).splits.values())
     return [["source", "s per load", "images/s", "vs drawn"],
             ["drawn by the generator", f"{drawn:.2f}", f"{n / drawn:,.0f}", "1.00x"],
             ["read back from the store (digest checked)", f"{read:.2f}", f"{n / read:,.0f}", f"{drawn / read:.1f}x"]]
