@@ -125,7 +125,8 @@ def test_premise_command_writes_the_figure_and_table_from_records_alone(tmp_path
     header = next(line for line in table.splitlines() if line.startswith("| level "))
     assert [cell.strip() for cell in header.split("|")[5:-1]] == [
         "ERM worst", "SLIM_Val worst", "SLIM_Val: random subset worst", "DFR worst"]
-    accuracy = [cells for cells in table_rows(table) if cells[1] != "slim-val"]
+    accuracy_table, comparison = table.split("Where each SLIM row wins")
+    accuracy = table_rows(accuracy_table)
     # level, ERM's minority share, AIoU worst / avg, gap (0.95 - worst), then the rows' worst-group accuracy
     assert accuracy == [
         ["texture_contrast=0.5 (preset)", "30.0 ± 0.0", ".15 ± .00 / .40 ± .00", "30.0 ± 5.0",
@@ -134,6 +135,9 @@ def test_premise_command_writes_the_figure_and_table_from_records_alone(tmp_path
          "55.0 ± 5.0", "80.0 ± 0.0", "–", "–"],  # the random subset and DFR ran at the preset only
     ]
     assert "50 %" in table  # the paper's level
+    # SLIM_Val minus the random subset (0.7 - 0.5) and minus DFR (0.7 - 0.85), at the one level all three ran
+    assert [cells for cells in table_rows(comparison) if cells[1] != "slim-val"][0] == [
+        "texture_contrast=0.5 (preset)", "30.0 ± 0.0", "+20.0 ± 0.0 (2/2)", "-15.0 ± 0.0 (0/2)"]
     diagnostics = [cells[1:] for cells in table_rows(table) if cells[1] == "slim-val"]
     # AUROC, kept minority (0.2 + 0.4) / 2 and other (0.8 + 0.9) / 2, the subset's smallest group, its size
     assert diagnostics == [["slim-val", ".70 ± .00", "30.0 ± 0.0", "85.0 ± 0.0", "5.0 ± 0.0", "120"]] * 2
@@ -152,3 +156,42 @@ def test_records_without_a_synthetic_erm_run_are_refused_in_one_line(tmp_path, c
     (tmp_path / "a.json").write_text(json.dumps(record("dfr", 0, worst=0.5)))
     assert cli.main(["premise", "--runs", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert capsys.readouterr().err.startswith("error: no ERM run of a synthetic preset")
+
+
+def test_each_slim_row_is_compared_with_the_random_subset_and_dfr_paired_over_seeds(tmp_path):
+    """Three levels (ERM minority share 30, 50, 70 %), two seeds; differences worked out by hand."""
+    levels = ((None, (0.2, 0.4)), ({"texture_contrast": 0.2}, (0.4, 0.6)), ({"texture_contrast": 0.1}, (0.6, 0.8)))
+    worst = {  # row: per level, per seed (None: not run there)
+        ("slim-val", "paper", "none"): ((0.5, 0.6), (0.7, 0.8), (0.8, 0.8)),
+        ("slim-val", "authors", "none"): ((0.9, 0.9), (0.9, 0.9), (0.9, 0.9)),
+        ("slim-tr", "paper", "none"): ((0.7, 0.7), (0.5, 0.5), None),
+        ("slim-val", "paper", "random_subset"): ((0.6, 0.6), (0.6, 0.6), (0.7, 0.75)),
+        ("dfr", "paper", "none"): ((0.9, 0.9), (0.82, 0.82), (0.8, 0.85)),
+    }
+    records = []
+    for i, (options, share) in enumerate(levels):
+        for seed in (0, 1):
+            records.append(record("erm", seed, worst=0.5, options=options, share=share, aiou_worst=0.1 * i))
+            for (method, variant, ablation), values in worst.items():
+                if values[i] is not None:
+                    records.append(record(method, seed, worst=values[i][seed], options=options, variant=variant,
+                                          ablation=ablation))
+    text = write_premise(records, tmp_path)[1].read_text()
+    block = text[text.index("Where each SLIM row wins"):]
+    header = next(line for line in block.splitlines() if line.startswith("| level "))
+    names = [cell.strip() for cell in header.split("|")[3:-1]]
+    body = [cells[2:] for cells in table_rows(block.split("\n\n", 2)[1])]
+    columns = {name: [row[j] for row in body] for j, name in enumerate(names)}
+    random, dfr = "SLIM_Val: random subset", "DFR"
+    assert columns[f"SLIM_Val − {random}"] == ["-5.0 ± 5.0 (0/2)", "+15.0 ± 5.0 (2/2)", "+7.5 ± 2.5 (2/2)"]
+    # against DFR a seed wins when within 3 points: at 70 % seed 0 (0.0) does, seed 1 (-5.0) does not
+    assert columns[f"SLIM_Val − {dfr}"] == ["-35.0 ± 5.0 (0/2)", "-7.0 ± 5.0 (1/2)", "-2.5 ± 2.5 (1/2)"]
+    assert columns[f"SLIM_Tr − {random}"] == ["+10.0 ± 0.0 (2/2)", "-10.0 ± 0.0 (0/2)", "–"]
+    sentences = [line[2:] for line in block.splitlines() if line.startswith("- ")]
+    assert f"SLIM_Val beats {random} at every level from a minority share of 50 % on (2 of 3 levels)." in sentences
+    assert f"SLIM_Val comes within 3 points of {dfr} at every level from a minority share of 70 % on " \
+           "(1 of 3 levels)." in sentences
+    assert f"SLIM_Val (authors) beats {random} at every level compared (3)." in sentences
+    assert f"SLIM_Val (authors) comes within 3 points of {dfr} at every level compared (3)." in sentences
+    assert f"SLIM_Tr beats {random} at 1 of 2 levels, not at the highest share compared." in sentences
+    assert f"SLIM_Tr comes within 3 points of {dfr} at no level compared." in sentences

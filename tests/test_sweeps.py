@@ -531,7 +531,7 @@ def test_the_premise_grid_moves_only_object_size_and_curates_at_least_100_val_im
         sizes = sorted(tuple(json.loads(level).get("object_size", preset_difficulty(dataset).object_size))
                        for level in levels)
         assert list(preset_difficulty(dataset).object_size) in [list(s) for s in sizes]
-        assert all(a[0] < b[0] and a[1] < b[1] for a, b in zip(sizes, sizes[1:]))
+        assert all(a[0] < b[0] and a[1] < b[1] for a, b in zip(sizes, sizes[1:], strict=False))
         val = len(make_benchmark(dataset, "quick", 0, image_size=16, sizes={"val": 1000}).splits["val"])
         assert min(c["hparams"]["subset_frac"] for c in mine if c["method"] == "slim-val") * val >= 100
 

@@ -35,6 +35,8 @@ from harness.reporting.tables.selection import Record
 
 SLIM_DIAGNOSED = ("slim-tr", "slim-val")  # whose stage diagnostics are drawn (the paper variant, no ablation)
 PCT = 100.0
+DFR_MARGIN = 0.03  # issue 33: does SLIM come "within 3 points of DFR"
+RANDOM_ROW = "SLIM_Val: random subset"  # the reference row: a random subset of SLIM_Val's size (reads labels)
 
 
 @dataclass
@@ -171,6 +173,65 @@ def _worst_by_row(level: Level, split: str) -> dict[str, Stat]:
             if (stat := selection.CellStats().stat(recs, split, "worst_group_acc")) is not None}
 
 
+def _worst_by_seed(level: Level, label: str, split: str) -> dict[Any, float]:
+    runs = selection.latest_per_seed(r for r in level.records if row_label(r) == label)
+    return {r["seed"]: v for r in runs if (v := selection.metric_value(r, split, "worst_group_acc")) is not None}
+
+
+def paired_difference(level: Level, label: str, reference: str, split: str) -> tuple[Stat | None, list[float]]:
+    """Row ``label``'s worst-group accuracy minus ``reference``'s on the seeds both ran (they share the level's
+    data and reference ERM model): its mean ± std, and the per-seed differences."""
+    ours, theirs = _worst_by_seed(level, label, split), _worst_by_seed(level, reference, split)
+    diffs = [ours[seed] - theirs[seed] for seed in sorted(ours.keys() & theirs.keys(), key=str)]
+    return summarize(diffs), diffs
+
+
+def wins_from(shares: list[float], diffs: list[Stat | None], margin: float) -> float | None:
+    """The lowest minority share from which on the row wins every level compared (mean difference above
+    ``-margin``): None when it loses the highest level compared or none was compared."""
+    compared = [(share, d.mean > -margin) for share, d in zip(shares, diffs, strict=True) if d is not None]
+    threshold = None
+    for share, won in reversed(compared):
+        if not won:
+            break
+        threshold = share
+    return threshold
+
+
+def _comparisons(levels: list[Level], labels: list[str], split: str) -> tuple[list[str], list[list[str]],
+                                                                             list[str]]:
+    """Each SLIM row (no ablation) against the random subset of SLIM_Val's size and against DFR, level by level
+    (paired over seeds): the table's headers and rows, and a sentence per pair saying from which share on it
+    wins."""
+    references = [(label, margin, what) for label, margin, what in (
+        (RANDOM_ROW, 0.0, "beats"), ("DFR", DFR_MARGIN, f"comes within {PCT * DFR_MARGIN:.0f} points of"))
+        if label in labels]
+    shares = [level.erm_stat(minority_share).mean for level in levels]
+    headers, columns, sentences = [], [], []
+    for row in (label for label in labels if label.startswith("SLIM") and ":" not in label):
+        for reference, margin, what in references:
+            per_level = [paired_difference(level, row, reference, split) for level in levels]
+            diffs = [d for d, _ in per_level]
+            compared = [share for share, d in zip(shares, diffs, strict=True) if d is not None]
+            if not compared:
+                continue
+            headers.append(f"{row} − {reference}")
+            columns.append(["–" if d is None else
+                            f"{PCT * d.mean:+.1f} ± {PCT * d.std:.1f} ({sum(x > -margin for x in xs)}/{len(xs)})"
+                            for d, xs in per_level])
+            won = sum(d is not None and d.mean > -margin for d in diffs)
+            threshold = wins_from(shares, diffs, margin)
+            where = ("at no level compared" if won == 0
+                     else f"at {won} of {len(compared)} levels, not at the highest share compared" if threshold is None
+                     else f"at every level compared ({len(compared)})" if threshold == compared[0]
+                     else f"at every level from a minority share of {PCT * threshold:.0f} % on "
+                          f"({won} of {len(compared)} levels)")
+            sentences.append(f"{row} {what} {reference} {where}.")
+    rows = [[level.label, _pct(level.erm_stat(minority_share)), *(column[i] for column in columns)]
+            for i, level in enumerate(levels)]
+    return headers, rows, sentences
+
+
 def _diagnostics(level: Level, method: str) -> dict[str, Stat | None]:
     runs = level.runs(method)
     kept = [kept_shares(r) for r in runs]
@@ -238,6 +299,13 @@ def premise_markdown(records: list[Record], arch: str, scale: str) -> str | None
                            tablefmt="github", disable_numparse=True), ""]
         if paper_text:
             parts += [paper_text[0].upper() + paper_text[1:], ""]
+        headers, rows, sentences = _comparisons(levels, labels, split)
+        if headers:
+            parts += ["Where each SLIM row wins: its worst-group accuracy minus the reference row's, paired over the "
+                      "seeds both ran (mean ± std, points), with the seeds where it wins in brackets (against DFR: "
+                      f"where it is within {PCT * DFR_MARGIN:.0f} points).", "",
+                      tabulate(rows, headers=["level", "ERM minority attn", *headers], tablefmt="github",
+                               disable_numparse=True), "", *(f"- {sentence}" for sentence in sentences), ""]
         if diagnostic_rows:
             parts += ["SLIM's stages along the axis (paper variant, no ablation; from `details.diagnostics`): "
                       "Exp. AUROC, the propagated score against correct attention; Kept, the share of the "
