@@ -89,6 +89,14 @@ def test_levels_are_ordered_by_erm_share_and_labelled_by_their_knobs():
     assert [level.is_default for level in levels] == [True, False]
 
 
+def test_level_labels_keep_the_knobs_third_decimal():
+    """premise.toml's radii 0.165 and 0.235 must not print as 0.17 and 0.23 (two decimals, rounded)."""
+    records = [record("erm", 0, worst=0.5, options={"object_size": [0.10, 0.165]}),
+               record("erm", 0, worst=0.5, options={"object_size": [0.15, 0.235]}, share=(0.5, 0.5))]
+    assert [level.label for level in dataset_levels(records, "waterbirds-synth")] == [
+        "object_size=0.1,0.165", "object_size=0.15,0.235"]
+
+
 def test_a_split_size_every_level_shares_is_not_a_knob():
     """premise.toml draws every level with a 1,000-image val split: the level with no difficulty knob is still the
     preset's own, and the labels name the knobs only."""
@@ -145,9 +153,11 @@ def test_premise_command_writes_the_figure_and_table_from_records_alone(tmp_path
 
 def test_the_gap_under_15_points_is_marked(tmp_path):
     records = [record("erm", 0, worst=0.85), record("erm", 0, worst=0.5, options={"texture_contrast": 0.2})]
-    text = (write_premise(records, tmp_path)[1]).read_text()
-    gaps = [cells[3] for cells in table_rows(text) if cells[0].startswith("texture")]  # level, share, AIoU, gap
+    png, md = write_premise(records, tmp_path)
+    # the cells: level, share, AIoU, gap
+    gaps = [cells[3] for cells in table_rows(md.read_text()) if cells[0].startswith("texture")]
     assert gaps == ["10.0 †", "45.0"]  # 0.95 - 0.85 and 0.95 - 0.5
+    assert imread(png).shape[1] < 1000  # no SLIM run: the accuracy panel alone, no empty diagnostic panels
 
 
 def test_records_without_a_synthetic_erm_run_are_refused_in_one_line(tmp_path, capsys):

@@ -562,3 +562,18 @@ def test_datasets_and_methods_options_run_the_files_own_runs_of_those_only(tmp_p
                      "--out", str(tmp_path / "o"), "--quiet"]) == 0
     records = [json.loads(p.read_text()) for p in (tmp_path / "o" / "runs").glob("*.json")]
     assert [(r["dataset"], r["method"]) for r in records] == [("nico-synth", "erm")]
+
+
+def test_premise_gap_runs_premises_waterbirds_levels_at_quicks_train_split():
+    """premise-gap.toml (why premise.toml shrinks waterbirds-synth's train split): the same object sizes and val
+    split, quick's own train split, ERM and DFR with premise.toml's settings."""
+    def levels(configs):
+        return {json.dumps({k: v for k, v in c["data_options"].items() if k != "train_size"}, sort_keys=True)
+                for c in configs if c["dataset"] == "waterbirds-synth"}
+
+    premise, gap = (expand(load_sweep(name), device="cpu") for name in ("premise", "premise-gap"))
+    assert levels(gap) == levels(premise) and len(levels(gap)) == 6
+    assert all("train_size" not in c["data_options"] for c in gap)
+    assert {c["method"] for c in gap} == {"erm", "dfr"} and {c["seed"] for c in gap} == {0, 1, 2}
+    same = {c["method"]: c["hparams"] for c in premise if c["dataset"] == "waterbirds-synth"}
+    assert all(c["hparams"] == same[c["method"]] for c in gap)

@@ -106,9 +106,10 @@ def row_label(rec: Record) -> str:
 
 
 def _knob_text(value: Any) -> str:
+    """A knob's value as the sweep file gives it (0.165 stays 0.165: levels may differ in the third decimal)."""
     if isinstance(value, (list, tuple)):
-        return ",".join(cells.trim_number(float(v)) for v in value)
-    return cells.trim_number(float(value))
+        return ",".join(f"{float(v):g}" for v in value)
+    return f"{float(value):g}"
 
 
 def dataset_levels(records: Iterable[Record], dataset: str) -> list[Level]:
@@ -320,56 +321,63 @@ def premise_markdown(records: list[Record], arch: str, scale: str) -> str | None
 
 def premise_figure(records: list[Record], arch: str, scale: str) -> Figure | None:
     """One row per dataset: worst-group test accuracy of every row against ERM's minority share (seed std as
-    error bars, ERM's average dotted, the preset's own level and the paper's Waterbirds level marked), SLIM's
-    spreading AUROC, and what screening keeps and curation draws, along the same axis."""
+    error bars, ERM's average dotted, the preset's own level and the paper's Waterbirds level marked) and, where
+    SLIM ran, its spreading AUROC and what screening keeps and curation draws, along the same axis."""
     ok = selection.ok_records(selection.in_setup(records, arch, scale))
     axes_by_dataset = {d: levels for d in selection.datasets_of(ok) if is_synthetic(d)
                        if (levels := dataset_levels(ok, d))}
     if not axes_by_dataset:
         return None
-    fig = Figure(figsize=(17, 4.6 * len(axes_by_dataset)), layout="constrained")
-    grid = fig.subplots(len(axes_by_dataset), 3, squeeze=False, sharex="row")  # one axis: the levels
-    for (dataset, levels), (acc_ax, auroc_ax, kept_ax) in zip(axes_by_dataset.items(), grid, strict=True):
-        split, avg_key = selection.accuracy_columns(ok, dataset)
+    diagnosed = any(r["method"] in SLIM_DIAGNOSED for r in ok)
+    fig = Figure(figsize=(17 if diagnosed else 7, 4.6 * len(axes_by_dataset)), layout="constrained")
+    grid = fig.subplots(len(axes_by_dataset), 3 if diagnosed else 1, squeeze=False, sharex="row")  # one axis
+    for (dataset, levels), axes in zip(axes_by_dataset.items(), grid, strict=True):
         shares = [PCT * level.erm_stat(minority_share).mean for level in levels]
-        share_std = [PCT * level.erm_stat(minority_share).std for level in levels]
-        worst = [_worst_by_row(level, split) for level in levels]
-        for label in row_labels(r for level in levels for r in level.records):
-            points = [(x, dx, PCT * w[label].mean, PCT * w[label].std)
-                      for x, dx, w in zip(shares, share_std, worst, strict=True) if label in w]
-            xs, dxs, ys, dys = zip(*points, strict=True)
-            acc_ax.errorbar(xs, ys, xerr=dxs, yerr=dys, marker="o", capsize=3, label=label)
-        erm_avg = [level.erm_stat(lambda r, s=split, k=avg_key: selection.metric_value(r, s, k)) for level in levels]
-        acc_ax.plot(shares, [PCT * a.mean if a else np.nan for a in erm_avg], ":", color="grey",
-                    label="ERM average")
-        acc_ax.set_ylabel(f"worst-group accuracy, {split} (%)")
-        acc_ax.set_title(f"{selection.dataset_name(dataset)}: accuracy along the premise axis", fontsize=10)
-        for ax in (acc_ax, auroc_ax, kept_ax):
+        _accuracy_panel(axes[0], levels, shares, *selection.accuracy_columns(ok, dataset), dataset)
+        if diagnosed:
+            _diagnostic_panels(axes[1], axes[2], levels, shares, dataset)
+        for ax in axes:
             _mark_levels(ax, levels, shares, dataset)
             ax.set_xlabel("ERM: correct attention on minority groups (%)")
-        for method, style in zip(SLIM_DIAGNOSED, ("--", "-"), strict=True):
-            diag = [_diagnostics(level, method) for level in levels]
-            _diagnostic_line(auroc_ax, shares, [d["auroc"] for d in diag], 1.0, f"{method}: spreading AUROC", style)
-            _diagnostic_line(kept_ax, shares, [d["kept_minority"] for d in diag], PCT,
-                             f"{method}: kept, minority groups", style, "tab:red")
-            _diagnostic_line(kept_ax, shares, [d["kept_other"] for d in diag], PCT,
-                             f"{method}: kept, other groups", style, "tab:blue")
-            _diagnostic_line(kept_ax, shares, [d["min_group"] for d in diag], PCT,
-                             f"{method}: subset's smallest group", style, "tab:green")
-        auroc_ax.axhline(0.5, color="grey", lw=0.8, ls=":")
-        auroc_ax.set_ylim(0, 1)
-        auroc_ax.set_ylabel("AUROC of the propagated score")
-        auroc_ax.set_title("expansion: spreading AUROC", fontsize=10)
-        kept_ax.axhline(PCT / len(group_names(dataset)), color="tab:green", lw=0.8, ls=":",
-                        label="balanced subset's smallest group")
-        kept_ax.set_ylim(0, 105)
-        kept_ax.set_ylabel("%")
-        kept_ax.set_title("screening: share kept; curation: smallest group", fontsize=10)
-        for ax in (acc_ax, auroc_ax, kept_ax):
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=7)
     fig.suptitle(f"Where SLIM wins (arch {arch}, scale {scale}); error bars: std over seeds", fontsize=11)
     return fig
+
+
+def _accuracy_panel(ax, levels: list[Level], shares: list[float], split: str, avg_key: str, dataset: str) -> None:
+    share_std = [PCT * level.erm_stat(minority_share).std for level in levels]
+    worst = [_worst_by_row(level, split) for level in levels]
+    for label in row_labels(r for level in levels for r in level.records):
+        points = [(x, dx, PCT * w[label].mean, PCT * w[label].std)
+                  for x, dx, w in zip(shares, share_std, worst, strict=True) if label in w]
+        xs, dxs, ys, dys = zip(*points, strict=True)
+        ax.errorbar(xs, ys, xerr=dxs, yerr=dys, marker="o", capsize=3, label=label)
+    erm_avg = [level.erm_stat(lambda r, s=split, k=avg_key: selection.metric_value(r, s, k)) for level in levels]
+    ax.plot(shares, [PCT * a.mean if a else np.nan for a in erm_avg], ":", color="grey", label="ERM average")
+    ax.set_ylabel(f"worst-group accuracy, {split} (%)")
+    ax.set_title(f"{selection.dataset_name(dataset)}: accuracy along the premise axis", fontsize=10)
+
+
+def _diagnostic_panels(auroc_ax, kept_ax, levels: list[Level], shares: list[float], dataset: str) -> None:
+    for method, style in zip(SLIM_DIAGNOSED, ("--", "-"), strict=True):
+        diag = [_diagnostics(level, method) for level in levels]
+        _diagnostic_line(auroc_ax, shares, [d["auroc"] for d in diag], 1.0, f"{method}: spreading AUROC", style)
+        _diagnostic_line(kept_ax, shares, [d["kept_minority"] for d in diag], PCT,
+                         f"{method}: kept, minority groups", style, "tab:red")
+        _diagnostic_line(kept_ax, shares, [d["kept_other"] for d in diag], PCT,
+                         f"{method}: kept, other groups", style, "tab:blue")
+        _diagnostic_line(kept_ax, shares, [d["min_group"] for d in diag], PCT,
+                         f"{method}: subset's smallest group", style, "tab:green")
+    auroc_ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+    auroc_ax.set_ylim(0, 1)
+    auroc_ax.set_ylabel("AUROC of the propagated score")
+    auroc_ax.set_title("expansion: spreading AUROC", fontsize=10)
+    kept_ax.axhline(PCT / len(group_names(dataset)), color="tab:green", lw=0.8, ls=":",
+                    label="balanced subset's smallest group")
+    kept_ax.set_ylim(0, 105)
+    kept_ax.set_ylabel("%")
+    kept_ax.set_title("screening: share kept; curation: smallest group", fontsize=10)
 
 
 def _mark_levels(ax, levels: list[Level], shares: list[float], dataset: str) -> None:
