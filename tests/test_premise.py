@@ -14,6 +14,7 @@ from harness.experiments.premise import (
     minority_share,
     paper_crossing,
     row_label,
+    row_labels,
     write_premise,
 )
 
@@ -80,6 +81,15 @@ def test_row_labels_name_the_variant_and_ablation():
     assert row_label(record("slim-val", 0, worst=0.5, ablation="group_balanced_subset")) == \
         "SLIM_Val: group balanced subset"
     assert row_label(record("dfr", 0, worst=0.5)) == "DFR"
+
+
+def test_rows_put_slims_paper_variant_first_and_its_reference_rows_last():
+    records = [record("slim-val", 0, worst=0.5, ablation="random_subset"), record("dfr", 0, worst=0.5),
+               record("slim-val", 0, worst=0.5, ablation="group_balanced_subset"),
+               record("slim-val", 0, worst=0.5, variant="authors"), record("slim-val", 0, worst=0.5),
+               record("erm", 0, worst=0.5)]
+    assert row_labels(records) == ["ERM", "SLIM_Val", "SLIM_Val (authors)", "SLIM_Val: group balanced subset",
+                                   "SLIM_Val: random subset", "DFR"]
 
 
 def test_levels_are_ordered_by_erm_share_and_labelled_by_their_knobs():

@@ -161,9 +161,13 @@ def _aiou_avg(rec: Record) -> float | None:
 
 
 def row_labels(records: Iterable[Record]) -> list[str]:
-    """Every row present, ERM first and the paper's order after it."""
-    return list(dict.fromkeys(row_label(r) for r in sorted(records, key=lambda r: (selection.method_rank(r),
-                                                                                      selection.variant_of(r)))))
+    """Every row present, ERM first and the paper's order after it; within a SLIM method the paper variant,
+    then the others, then its reference rows (ablations)."""
+    def order(rec: Record) -> tuple:
+        variant, ablation = selection.variant_of(rec)
+        return selection.method_rank(rec), ablation != "none", variant != "paper", variant, ablation
+
+    return list(dict.fromkeys(row_label(r) for r in sorted(records, key=order)))
 
 
 def _worst_by_row(level: Level, split: str) -> dict[str, Stat]:
