@@ -333,7 +333,7 @@ def premise_figure(records: list[Record], arch: str, scale: str) -> Figure | Non
     if not axes_by_dataset:
         return None
     diagnosed = any(r["method"] in SLIM_DIAGNOSED for r in ok)
-    fig = Figure(figsize=(17 if diagnosed else 7, 4.6 * len(axes_by_dataset)), layout="constrained")
+    fig = Figure(figsize=(17 if diagnosed else 7, 5.4 * len(axes_by_dataset)), layout="constrained")
     grid = fig.subplots(len(axes_by_dataset), 3 if diagnosed else 1, squeeze=False, sharex="row")  # one axis
     for (dataset, levels), axes in zip(axes_by_dataset.items(), grid, strict=True):
         shares = [PCT * level.erm_stat(minority_share).mean for level in levels]
@@ -343,8 +343,8 @@ def premise_figure(records: list[Record], arch: str, scale: str) -> Figure | Non
         for ax in axes:
             _mark_levels(ax, levels, shares, dataset)
             ax.set_xlabel("ERM: correct attention on minority groups (%)")
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=7)
+            if ax.get_legend_handles_labels()[0]:  # below the panel: the lines are where a legend would sit
+                ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
     fig.suptitle(f"Where SLIM wins (arch {arch}, scale {scale}); error bars: std over seeds", fontsize=11)
     return fig
 
