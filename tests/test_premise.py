@@ -71,8 +71,8 @@ def test_minority_share_reads_only_the_minority_groups():
     """waterbirds-synth's minority groups are landbird/water and waterbird/land: (0.2 + 0.4) / 2."""
     assert minority_share(record("erm", 0, worst=0.5, share=(0.2, 0.4))) == pytest.approx(0.3)
     assert minority_share({**record("erm", 0, worst=0.5), "metrics": {"test": {}}}) is None
-    # screening's kept shares: minority (0.2 + 0.4) / 2, the others (0.8 + 0.9) / 2
-    assert kept_shares(record("slim-val", 0, worst=0.5)) == pytest.approx((0.3, 0.85))
+    # screening's kept shares: minority (0.2 + 0.4) / 2, the others (0.8 + 0.9) / 2, the least-kept group 0.2
+    assert kept_shares(record("slim-val", 0, worst=0.5)) == pytest.approx((0.3, 0.85, 0.2))
 
 
 def test_row_labels_name_the_variant_and_ablation():
@@ -157,8 +157,10 @@ def test_premise_command_writes_the_figure_and_table_from_records_alone(tmp_path
     assert [cells for cells in table_rows(comparison) if cells[1] != "slim-val"][0] == [
         "texture_contrast=0.5 (preset)", "30.0 ± 0.0", "+20.0 ± 0.0 (2/2)", "-15.0 ± 0.0 (0/2)"]
     diagnostics = [cells[1:] for cells in table_rows(table) if cells[1] == "slim-val"]
-    # AUROC, kept minority (0.2 + 0.4) / 2 and other (0.8 + 0.9) / 2, the subset's smallest group, its size
-    assert diagnostics == [["slim-val", ".70 ± .00", "30.0 ± 0.0", "85.0 ± 0.0", "5.0 ± 0.0", "120"]] * 2
+    # AUROC, kept minority (0.2 + 0.4) / 2, other (0.8 + 0.9) / 2 and least (0.2), the subset's smallest group,
+    # its size
+    assert diagnostics == [["slim-val", ".70 ± .00", "30.0 ± 0.0", "85.0 ± 0.0", "20.0 ± 0.0", "5.0 ± 0.0",
+                            "120"]] * 2
 
 
 def test_the_gap_under_15_points_is_marked(tmp_path):

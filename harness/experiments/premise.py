@@ -81,18 +81,20 @@ def erm_gap(rec: Record, split: str, avg_key: str) -> float | None:
     return None if avg is None or worst is None else avg - worst
 
 
-def kept_shares(rec: Record) -> tuple[float | None, float | None]:
-    """(mean over minority groups, mean over the other groups) of the share screening kept, from SLIM's
-    ``details.diagnostics.screening.kept_share_by_group`` (group-id order)."""
+def kept_shares(rec: Record) -> tuple[float | None, float | None, float | None]:
+    """(mean over minority groups, mean over the other groups, the least of any group) of the share screening
+    kept, from SLIM's ``details.diagnostics.screening.kept_share_by_group`` (group-id order). A group screening
+    keeps none of cannot be drawn by curation, however balanced."""
     screening = ((rec.get("details") or {}).get("diagnostics") or {}).get("screening") or {}
     by_group = screening.get("kept_share_by_group")
     if by_group is None:
-        return None, None
+        return None, None, None
     minority = set(minority_groups(rec["dataset"], rec["scale"]))
     names = group_names(rec["dataset"])
     inside = [v for name, v in zip(names, by_group, strict=True) if v is not None and name in minority]
     outside = [v for name, v in zip(names, by_group, strict=True) if v is not None and name not in minority]
-    return (float(np.mean(inside)) if inside else None, float(np.mean(outside)) if outside else None)
+    return (float(np.mean(inside)) if inside else None, float(np.mean(outside)) if outside else None,
+            min(inside + outside) if inside + outside else None)
 
 
 def row_label(rec: Record) -> str:
@@ -243,8 +245,9 @@ def _diagnostics(level: Level, method: str) -> dict[str, Stat | None]:
     return {
         "auroc": summarize([v for r in runs
                             if (v := budgeted.diagnostic_value(r, ("expansion", "auroc"))) is not None]),
-        "kept_minority": summarize([m for m, _ in kept if m is not None]),
-        "kept_other": summarize([o for _, o in kept if o is not None]),
+        "kept_minority": summarize([m for m, _, _ in kept if m is not None]),
+        "kept_other": summarize([o for _, o, _ in kept if o is not None]),
+        "kept_least": summarize([least for _, _, least in kept if least is not None]),
         "min_group": summarize([v for r in runs
                                 if (v := budgeted.diagnostic_value(r, ("curation", "min_group_share"))) is not None]),
         "subset_size": summarize([float(r["details"]["subset_size"]) for r in runs
@@ -295,7 +298,8 @@ def premise_markdown(records: list[Record], arch: str, scale: str) -> str | None
                 if any(v is not None for v in diag.values()):
                     size = diag["subset_size"]
                     diagnostic_rows.append([level.label, method, _score(diag["auroc"]), _pct(diag["kept_minority"]),
-                                            _pct(diag["kept_other"]), _pct(diag["min_group"]),
+                                            _pct(diag["kept_other"]), _pct(diag["kept_least"]),
+                                            _pct(diag["min_group"]),
                                             "–" if size is None else f"{size.mean:.0f}"])
         _, paper_text = paper_crossing(levels, dataset)
         parts += [f"## {selection.dataset_name(dataset)}", "",
@@ -314,11 +318,12 @@ def premise_markdown(records: list[Record], arch: str, scale: str) -> str | None
         if diagnostic_rows:
             parts += ["SLIM's stages along the axis (paper variant, no ablation; from `details.diagnostics`): "
                       "Exp. AUROC, the propagated score against correct attention; Kept, the share of the "
-                      "minority groups' and of the other groups' instances screening keeps (mean over groups); "
+                      "minority groups' and of the other groups' instances screening keeps (mean over groups) "
+                      "and of the group it keeps least of; "
                       "Smallest group, the curated subset's smallest true-group share (a balanced subset: "
                       f"{PCT / len(group_names(dataset)):.0f} %); Subset, its size.", "",
                       tabulate(diagnostic_rows, headers=["level", "method", "Exp. AUROC", "Kept: minority",
-                                                         "Kept: other", "Smallest group", "Subset"],
+                                                         "Kept: other", "Kept: least", "Smallest group", "Subset"],
                                tablefmt="github", disable_numparse=True), ""]
     return "\n".join(parts) if drawn else None
 
@@ -371,6 +376,8 @@ def _diagnostic_panels(auroc_ax, kept_ax, levels: list[Level], shares: list[floa
                          f"{method}: kept, minority groups", style, "tab:red")
         _diagnostic_line(kept_ax, shares, [d["kept_other"] for d in diag], PCT,
                          f"{method}: kept, other groups", style, "tab:blue")
+        _diagnostic_line(kept_ax, shares, [d["kept_least"] for d in diag], PCT,
+                         f"{method}: kept, the group kept least", style, "tab:orange")
         _diagnostic_line(kept_ax, shares, [d["min_group"] for d in diag], PCT,
                          f"{method}: subset's smallest group", style, "tab:green")
     auroc_ax.axhline(0.5, color="grey", lw=0.8, ls=":")
