@@ -41,7 +41,7 @@ def record(method: str, seed: int, *, worst: float, options: dict | None = None,
         rec["details"] = {"subset_size": 120, "diagnostics": {
             "expansion": {"auroc": 0.7},
             "screening": {"kept_share_by_group": kept or [0.8, 0.2, 0.4, 0.9]},
-            "curation": {"min_group_share": 0.05}}}
+            "disentangling": {"env_nmi_spurious": 0.45}, "curation": {"min_group_share": 0.05}}}
     return rec
 
 
@@ -157,10 +157,10 @@ def test_premise_command_writes_the_figure_and_table_from_records_alone(tmp_path
     assert [cells for cells in table_rows(comparison) if cells[1] != "slim-val"][0] == [
         "texture_contrast=0.5 (preset)", "30.0 ± 0.0", "+20.0 ± 0.0 (2/2)", "-15.0 ± 0.0 (0/2)"]
     diagnostics = [cells[1:] for cells in table_rows(table) if cells[1] == "slim-val"]
-    # AUROC, kept minority (0.2 + 0.4) / 2, other (0.8 + 0.9) / 2 and least (0.2), the subset's smallest group,
-    # its size
-    assert diagnostics == [["slim-val", ".70 ± .00", "30.0 ± 0.0", "85.0 ± 0.0", "20.0 ± 0.0", "5.0 ± 0.0",
-                            "120"]] * 2
+    # AUROC, kept minority (0.2 + 0.4) / 2, other (0.8 + 0.9) / 2 and least (0.2), the environment clusters' NMI,
+    # the subset's smallest group, its size
+    assert diagnostics == [["slim-val", ".70 ± .00", "30.0 ± 0.0", "85.0 ± 0.0", "20.0 ± 0.0", ".45 ± .00",
+                            "5.0 ± 0.0", "120"]] * 2
 
 
 def test_the_gap_under_15_points_is_marked(tmp_path):

@@ -242,14 +242,17 @@ def _comparisons(levels: list[Level], labels: list[str], split: str) -> tuple[li
 def _diagnostics(level: Level, method: str) -> dict[str, Stat | None]:
     runs = level.runs(method)
     kept = [kept_shares(r) for r in runs]
+
+    def over_seeds(*path: str) -> Stat | None:
+        return summarize([v for r in runs if (v := budgeted.diagnostic_value(r, path)) is not None])
+
     return {
-        "auroc": summarize([v for r in runs
-                            if (v := budgeted.diagnostic_value(r, ("expansion", "auroc"))) is not None]),
+        "auroc": over_seeds("expansion", "auroc"),
         "kept_minority": summarize([m for m, _, _ in kept if m is not None]),
         "kept_other": summarize([o for _, o, _ in kept if o is not None]),
         "kept_least": summarize([least for _, _, least in kept if least is not None]),
-        "min_group": summarize([v for r in runs
-                                if (v := budgeted.diagnostic_value(r, ("curation", "min_group_share"))) is not None]),
+        "env_nmi": over_seeds("disentangling", "env_nmi_spurious"),
+        "min_group": over_seeds("curation", "min_group_share"),
         "subset_size": summarize([float(r["details"]["subset_size"]) for r in runs
                                   if (r.get("details") or {}).get("subset_size") is not None]),
     }
@@ -299,7 +302,7 @@ def premise_markdown(records: list[Record], arch: str, scale: str) -> str | None
                     size = diag["subset_size"]
                     diagnostic_rows.append([level.label, method, _score(diag["auroc"]), _pct(diag["kept_minority"]),
                                             _pct(diag["kept_other"]), _pct(diag["kept_least"]),
-                                            _pct(diag["min_group"]),
+                                            _score(diag["env_nmi"]), _pct(diag["min_group"]),
                                             "–" if size is None else f"{size.mean:.0f}"])
         _, paper_text = paper_crossing(levels, dataset)
         parts += [f"## {selection.dataset_name(dataset)}", "",
@@ -319,11 +322,13 @@ def premise_markdown(records: list[Record], arch: str, scale: str) -> str | None
             parts += ["SLIM's stages along the axis (paper variant, no ablation; from `details.diagnostics`): "
                       "Exp. AUROC, the propagated score against correct attention; Kept, the share of the "
                       "minority groups' and of the other groups' instances screening keeps (mean over groups) "
-                      "and of the group it keeps least of; "
+                      "and of the group it keeps least of; Env. NMI, the environment clusters' normalised mutual "
+                      "information with the true spurious attribute; "
                       "Smallest group, the curated subset's smallest true-group share (a balanced subset: "
                       f"{PCT / len(group_names(dataset)):.0f} %); Subset, its size.", "",
                       tabulate(diagnostic_rows, headers=["level", "method", "Exp. AUROC", "Kept: minority",
-                                                         "Kept: other", "Kept: least", "Smallest group", "Subset"],
+                                                         "Kept: other", "Kept: least", "Env. NMI", "Smallest group",
+                                                         "Subset"],
                                tablefmt="github", disable_numparse=True), ""]
     return "\n".join(parts) if drawn else None
 
