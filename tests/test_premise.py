@@ -4,15 +4,18 @@ from __future__ import annotations
 import json
 
 import pytest
+from matplotlib.colors import to_hex
 from matplotlib.image import imread
 
 from harness import cli
 from harness.core.errors import HarnessError
+from harness.data.synthetic import group_names
 from harness.experiments.premise import (
     dataset_levels,
     kept_shares,
     minority_share,
     paper_crossing,
+    premise_figure,
     row_label,
     row_labels,
     write_premise,
@@ -217,3 +220,28 @@ def test_each_slim_row_is_compared_with_the_random_subset_and_dfr_paired_over_se
     assert f"SLIM_Val (authors) comes within 3 points of {dfr} at every level compared (3)." in sentences
     assert f"SLIM_Tr beats {random} at 1 of 2 levels, not at the highest share compared." in sentences
     assert f"SLIM_Tr comes within 3 points of {dfr} at no level compared." in sentences
+
+
+def test_a_row_keeps_its_colour_in_every_datasets_panel():
+    """waterbirds-synth has a SLIM_Tr row that nico-synth lacks: SLIM_Val and DFR must not change colour between
+    the two accuracy panels (each panel's own colour cycle shifted them by one before)."""
+    groups = group_names("nico-synth")
+    nico = [{**r, "dataset": "nico-synth", "run_id": "nico-" + r["run_id"],
+             "metrics": {"test": {**r["metrics"]["test"], "group_attention_correct": dict.fromkeys(groups, 0.5)}}}
+            for r in toy_sweep()]
+    for r in nico:
+        if r["details"]:
+            r["details"] = json.loads(json.dumps(r["details"]))  # its own copy, 36 groups
+            r["details"]["diagnostics"]["screening"]["kept_share_by_group"] = [0.5] * len(groups)
+    figure = premise_figure(toy_sweep() + [record("slim-tr", 0, worst=0.4)] + nico, "efficientnet_lite0", "tiny")
+    waterbirds_panel, nico_panel = (ax for ax in figure.axes if "accuracy along" in ax.get_title())
+
+    def colours(ax):
+        handles, labels = ax.get_legend_handles_labels()
+        return {label: to_hex(handle.lines[0].get_color()) for handle, label in zip(handles, labels, strict=True)
+                if hasattr(handle, "lines")}  # the rows' error bars, not the marks and the dotted average
+
+    waterbirds, nico = colours(waterbirds_panel), colours(nico_panel)
+    assert "SLIM_Tr" in waterbirds and "SLIM_Tr" not in nico
+    assert {label: waterbirds[label] for label in nico} == nico
+    assert len(set(waterbirds.values())) == len(waterbirds)  # and no two rows share one

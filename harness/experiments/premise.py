@@ -345,9 +345,10 @@ def premise_figure(records: list[Record], arch: str, scale: str) -> Figure | Non
     diagnosed = any(r["method"] in SLIM_DIAGNOSED for r in ok)
     fig = Figure(figsize=(17 if diagnosed else 7, 5.4 * len(axes_by_dataset)), layout="constrained")
     grid = fig.subplots(len(axes_by_dataset), 3 if diagnosed else 1, squeeze=False, sharex="row")  # one axis
+    colours = row_colours(ok)
     for (dataset, levels), axes in zip(axes_by_dataset.items(), grid, strict=True):
         shares = [PCT * level.erm_stat(minority_share).mean for level in levels]
-        _accuracy_panel(axes[0], levels, shares, *selection.accuracy_columns(ok, dataset), dataset)
+        _accuracy_panel(axes[0], levels, shares, *selection.accuracy_columns(ok, dataset), dataset, colours)
         if diagnosed:
             _diagnostic_panels(axes[1], axes[2], levels, shares, dataset)
         for ax in axes:
@@ -359,14 +360,21 @@ def premise_figure(records: list[Record], arch: str, scale: str) -> Figure | Non
     return fig
 
 
-def _accuracy_panel(ax, levels: list[Level], shares: list[float], split: str, avg_key: str, dataset: str) -> None:
+def row_colours(records: Iterable[Record]) -> dict[str, str]:
+    """One colour per row label, the same in every dataset's panel."""
+    palette = [f"C{i}" for i in range(10)] + ["navy", "gold", "lime", "teal", "maroon"]
+    return {label: palette[i % len(palette)] for i, label in enumerate(row_labels(records))}
+
+
+def _accuracy_panel(ax, levels: list[Level], shares: list[float], split: str, avg_key: str, dataset: str,
+                    colours: dict[str, str]) -> None:
     share_std = [PCT * level.erm_stat(minority_share).std for level in levels]
     worst = [_worst_by_row(level, split) for level in levels]
     for label in row_labels(r for level in levels for r in level.records):
         points = [(x, dx, PCT * w[label].mean, PCT * w[label].std)
                   for x, dx, w in zip(shares, share_std, worst, strict=True) if label in w]
         xs, dxs, ys, dys = zip(*points, strict=True)
-        ax.errorbar(xs, ys, xerr=dxs, yerr=dys, marker="o", capsize=3, label=label)
+        ax.errorbar(xs, ys, xerr=dxs, yerr=dys, marker="o", capsize=3, color=colours[label], label=label)
     erm_avg = [level.erm_stat(lambda r, s=split, k=avg_key: selection.metric_value(r, s, k)) for level in levels]
     ax.plot(shares, [PCT * a.mean if a else np.nan for a in erm_avg], ":", color="grey", label="ERM average")
     ax.set_ylabel(f"worst-group accuracy, {split} (%)")
@@ -374,9 +382,10 @@ def _accuracy_panel(ax, levels: list[Level], shares: list[float], split: str, av
 
 
 def _diagnostic_panels(auroc_ax, kept_ax, levels: list[Level], shares: list[float], dataset: str) -> None:
-    for method, style in zip(SLIM_DIAGNOSED, ("--", "-"), strict=True):
+    for method, style, colour in zip(SLIM_DIAGNOSED, ("--", "-"), ("C0", "C1"), strict=True):
         diag = [_diagnostics(level, method) for level in levels]
-        _diagnostic_line(auroc_ax, shares, [d["auroc"] for d in diag], 1.0, f"{method}: spreading AUROC", style)
+        _diagnostic_line(auroc_ax, shares, [d["auroc"] for d in diag], 1.0, f"{method}: spreading AUROC", style,
+                         colour)
         _diagnostic_line(kept_ax, shares, [d["kept_minority"] for d in diag], PCT,
                          f"{method}: kept, minority groups", style, "tab:red")
         _diagnostic_line(kept_ax, shares, [d["kept_other"] for d in diag], PCT,
