@@ -74,8 +74,12 @@ def test_minority_share_reads_only_the_minority_groups():
     """waterbirds-synth's minority groups are landbird/water and waterbird/land: (0.2 + 0.4) / 2."""
     assert minority_share(record("erm", 0, worst=0.5, share=(0.2, 0.4))) == pytest.approx(0.3)
     assert minority_share({**record("erm", 0, worst=0.5), "metrics": {"test": {}}}) is None
-    # screening's kept shares: minority (0.2 + 0.4) / 2, the others (0.8 + 0.9) / 2, the least-kept group 0.2
-    assert kept_shares(record("slim-val", 0, worst=0.5)) == pytest.approx((0.3, 0.85, 0.2))
+    # screening's kept shares: minority (0.2 + 0.4) / 2, the others (0.8 + 0.9) / 2, the least-kept group 0.2,
+    # no group dropped whole
+    assert kept_shares(record("slim-val", 0, worst=0.5)) == pytest.approx((0.3, 0.85, 0.2, 0))
+    # waterbird/land kept at 0 and landbird/land absent from the split (None): one group dropped, of three present
+    assert kept_shares(record("slim-val", 0, worst=0.5, kept=[None, 0.2, 0.0, 0.9])) == pytest.approx(
+        (0.1, 0.9, 0.0, 1))
 
 
 def test_row_labels_name_the_variant_and_ablation():
@@ -160,9 +164,10 @@ def test_premise_command_writes_the_figure_and_table_from_records_alone(tmp_path
     assert [cells for cells in table_rows(comparison) if cells[1] != "slim-val"][0] == [
         "texture_contrast=0.5 (preset)", "30.0 ± 0.0", "+20.0 ± 0.0 (2/2)", "-15.0 ± 0.0 (0/2)"]
     diagnostics = [cells[1:] for cells in table_rows(table) if cells[1] == "slim-val"]
-    # AUROC, kept minority (0.2 + 0.4) / 2, other (0.8 + 0.9) / 2 and least (0.2), the environment clusters' NMI,
-    # the subset's smallest group, its size
-    assert diagnostics == [["slim-val", ".70 ± .00", "30.0 ± 0.0", "85.0 ± 0.0", "20.0 ± 0.0", ".45 ± .00",
+    # AUROC, kept minority (0.2 + 0.4) / 2, other (0.8 + 0.9) / 2 and least (0.2), no group dropped, the
+    # environment clusters' NMI, the subset's smallest group, its size
+    assert diagnostics == [["slim-val", ".70 ± .00", "30.0 ± 0.0", "85.0 ± 0.0", "20.0 ± 0.0", "0.0 ± 0.0",
+                            ".45 ± .00",
                             "5.0 ± 0.0", "120"]] * 2
 
 
@@ -245,3 +250,17 @@ def test_a_row_keeps_its_colour_in_every_datasets_panel():
     assert "SLIM_Tr" in waterbirds and "SLIM_Tr" not in nico
     assert {label: waterbirds[label] for label in nico} == nico
     assert len(set(waterbirds.values())) == len(waterbirds)  # and no two rows share one
+
+
+def test_the_stage_table_has_both_variants_and_counts_the_groups_screening_drops(tmp_path):
+    """The authors' variant keeps none of two groups in seed 0 and of one in seed 1: 1.5 groups dropped, the least
+    kept at 0; the paper variant's row (no group dropped) comes first."""
+    records = [record("erm", seed, worst=0.5) for seed in (0, 1)]
+    records += [record("slim-val", seed, worst=0.6) for seed in (0, 1)]
+    records += [record("slim-val", 0, worst=0.1, variant="authors", kept=[0.8, 0.0, 0.0, 0.9]),
+                record("slim-val", 1, worst=0.2, variant="authors", kept=[0.8, 0.0, 0.4, 0.9])]
+    text = write_premise(records, tmp_path)[1].read_text()
+    stages = [cells[1:7] for cells in table_rows(text) if cells[1].startswith("slim-val")]
+    # method, AUROC, kept minority, other, least, dropped
+    assert stages == [["slim-val", ".70 ± .00", "30.0 ± 0.0", "85.0 ± 0.0", "20.0 ± 0.0", "0.0 ± 0.0"],
+                      ["slim-val (authors)", ".70 ± .00", "10.0 ± 10.0", "85.0 ± 0.0", "0.0 ± 0.0", "1.5 ± 0.5"]]

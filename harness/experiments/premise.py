@@ -19,7 +19,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -34,6 +34,7 @@ from harness.reporting.tables.cells import Stat, summarize
 from harness.reporting.tables.selection import Record
 
 SLIM_DIAGNOSED = ("slim-tr", "slim-val")  # whose stage diagnostics are drawn (the paper variant, no ablation)
+SLIM_VARIANTS = ("paper", "authors")  # whose stage diagnostics are tabulated (slim.pipeline.VARIANTS)
 PCT = 100.0
 DFR_MARGIN = 0.03  # issue 33: does SLIM come "within 3 points of DFR"
 RANDOM_ROW = "SLIM_Val: random subset"  # the reference row: a random subset of SLIM_Val's size (reads labels)
@@ -81,20 +82,30 @@ def erm_gap(rec: Record, split: str, avg_key: str) -> float | None:
     return None if avg is None or worst is None else avg - worst
 
 
-def kept_shares(rec: Record) -> tuple[float | None, float | None, float | None]:
-    """(mean over minority groups, mean over the other groups, the least of any group) of the share screening
-    kept, from SLIM's ``details.diagnostics.screening.kept_share_by_group`` (group-id order). A group screening
-    keeps none of cannot be drawn by curation, however balanced."""
+class Kept(NamedTuple):
+    """What screening kept of one run's val (or train) split, per true group."""
+
+    minority: float | None  # the share kept, mean over the minority groups
+    other: float | None  # mean over the other groups
+    least: float | None  # of the group it kept least of
+    dropped: int | None  # how many groups it kept none of
+
+
+def kept_shares(rec: Record) -> Kept:
+    """The share screening kept, from SLIM's ``details.diagnostics.screening.kept_share_by_group`` (group-id
+    order; a group absent from the split is None). A group screening keeps none of cannot be drawn by curation,
+    however balanced."""
     screening = ((rec.get("details") or {}).get("diagnostics") or {}).get("screening") or {}
     by_group = screening.get("kept_share_by_group")
     if by_group is None:
-        return None, None, None
+        return Kept(None, None, None, None)
     minority = set(minority_groups(rec["dataset"], rec["scale"]))
     names = group_names(rec["dataset"])
-    inside = [v for name, v in zip(names, by_group, strict=True) if v is not None and name in minority]
-    outside = [v for name, v in zip(names, by_group, strict=True) if v is not None and name not in minority]
-    return (float(np.mean(inside)) if inside else None, float(np.mean(outside)) if outside else None,
-            min(inside + outside) if inside + outside else None)
+    present = [(name in minority, v) for name, v in zip(names, by_group, strict=True) if v is not None]
+    inside = [v for is_minority, v in present if is_minority]
+    outside = [v for is_minority, v in present if not is_minority]
+    return Kept(float(np.mean(inside)) if inside else None, float(np.mean(outside)) if outside else None,
+                min(inside + outside) if present else None, sum(v == 0 for _, v in present) if present else None)
 
 
 def row_label(rec: Record) -> str:
@@ -239,18 +250,19 @@ def _comparisons(levels: list[Level], labels: list[str], split: str) -> tuple[li
     return headers, rows, sentences
 
 
-def _diagnostics(level: Level, method: str) -> dict[str, Stat | None]:
-    runs = level.runs(method)
+def _diagnostics(level: Level, method: str, variant: str = "paper") -> dict[str, Stat | None]:
+    runs = level.runs(method, (variant, "none"))
     kept = [kept_shares(r) for r in runs]
 
     def over_seeds(*path: str) -> Stat | None:
         return summarize([v for r in runs if (v := budgeted.diagnostic_value(r, path)) is not None])
 
+    def over_kept(field_name: str) -> Stat | None:
+        return summarize([float(v) for k in kept if (v := getattr(k, field_name)) is not None])
+
     return {
         "auroc": over_seeds("expansion", "auroc"),
-        "kept_minority": summarize([m for m, _, _ in kept if m is not None]),
-        "kept_other": summarize([o for _, o, _ in kept if o is not None]),
-        "kept_least": summarize([least for _, _, least in kept if least is not None]),
+        **{f"kept_{name}": over_kept(name) for name in Kept._fields},
         "env_nmi": over_seeds("disentangling", "env_nmi_spurious"),
         "min_group": over_seeds("curation", "min_group_share"),
         "subset_size": summarize([float(r["details"]["subset_size"]) for r in runs
@@ -260,6 +272,10 @@ def _diagnostics(level: Level, method: str) -> dict[str, Stat | None]:
 
 def _pct(stat: Stat | None) -> str:
     return "–" if stat is None else cells.format_stat(stat, "pct", cells.STYLES["markdown"])
+
+
+def _count(stat: Stat | None) -> str:
+    return "–" if stat is None else f"{stat.mean:.1f} ± {stat.std:.1f}"
 
 
 def _score(stat: Stat | None) -> str:
@@ -297,13 +313,16 @@ def premise_markdown(records: list[Record], arch: str, scale: str) -> str | None
                                   _pct(gap) + (" †" if gap is not None and gap.mean < GAP_MIN else ""),
                                   *(_pct(worst.get(label)) for label in labels)])
             for method in SLIM_DIAGNOSED:
-                diag = _diagnostics(level, method)
-                if any(v is not None for v in diag.values()):
-                    size = diag["subset_size"]
-                    diagnostic_rows.append([level.label, method, _score(diag["auroc"]), _pct(diag["kept_minority"]),
-                                            _pct(diag["kept_other"]), _pct(diag["kept_least"]),
-                                            _score(diag["env_nmi"]), _pct(diag["min_group"]),
-                                            "–" if size is None else f"{size.mean:.0f}"])
+                for variant in SLIM_VARIANTS:
+                    diag = _diagnostics(level, method, variant)
+                    if any(v is not None for v in diag.values()):
+                        size = diag["subset_size"]
+                        diagnostic_rows.append([
+                            level.label, method + (f" ({variant})" if variant != "paper" else ""),
+                            _score(diag["auroc"]), _pct(diag["kept_minority"]), _pct(diag["kept_other"]),
+                            _pct(diag["kept_least"]), _count(diag["kept_dropped"]),
+                            _score(diag["env_nmi"]), _pct(diag["min_group"]),
+                            "–" if size is None else f"{size.mean:.0f}"])
         _, paper_text = paper_crossing(levels, dataset)
         parts += [f"## {selection.dataset_name(dataset)}", "",
                   tabulate(accuracy_rows, headers=["level", "ERM minority attn", "ERM AIoU worst / avg", "ERM gap",
@@ -319,15 +338,16 @@ def premise_markdown(records: list[Record], arch: str, scale: str) -> str | None
                       tabulate(rows, headers=["level", "ERM minority attn", *headers], tablefmt="github",
                                disable_numparse=True), "", *(f"- {sentence}" for sentence in sentences), ""]
         if diagnostic_rows:
-            parts += ["SLIM's stages along the axis (paper variant, no ablation; from `details.diagnostics`): "
+            parts += ["SLIM's stages along the axis (both variants, no ablation; from `details.diagnostics`): "
                       "Exp. AUROC, the propagated score against correct attention; Kept, the share of the "
                       "minority groups' and of the other groups' instances screening keeps (mean over groups) "
-                      "and of the group it keeps least of; Env. NMI, the environment clusters' normalised mutual "
-                      "information with the true spurious attribute; "
+                      "and of the group it keeps least of; Dropped, how many groups it keeps none of; Env. NMI, "
+                      "the environment clusters' normalised mutual information with the true spurious attribute; "
                       "Smallest group, the curated subset's smallest true-group share (a balanced subset: "
                       f"{PCT / len(group_names(dataset)):.0f} %); Subset, its size.", "",
                       tabulate(diagnostic_rows, headers=["level", "method", "Exp. AUROC", "Kept: minority",
-                                                         "Kept: other", "Kept: least", "Env. NMI", "Smallest group",
+                                                         "Kept: other", "Kept: least", "Dropped", "Env. NMI",
+                                                         "Smallest group",
                                                          "Subset"],
                                tablefmt="github", disable_numparse=True), ""]
     return "\n".join(parts) if drawn else None
