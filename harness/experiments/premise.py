@@ -104,8 +104,9 @@ def kept_shares(rec: Record) -> Kept:
     present = [(name in minority, v) for name, v in zip(names, by_group, strict=True) if v is not None]
     inside = [v for is_minority, v in present if is_minority]
     outside = [v for is_minority, v in present if not is_minority]
+    values = inside + outside
     return Kept(float(np.mean(inside)) if inside else None, float(np.mean(outside)) if outside else None,
-                min(inside + outside) if present else None, sum(v == 0 for _, v in present) if present else None)
+                min(values) if values else None, sum(v == 0 for v in values) if values else None)
 
 
 def row_label(rec: Record) -> str:
