@@ -34,7 +34,6 @@ from harness.reporting.tables.cells import Stat, summarize
 from harness.reporting.tables.selection import Record
 
 SLIM_DIAGNOSED = ("slim-tr", "slim-val")  # whose stage diagnostics are drawn (the paper variant, no ablation)
-SLIM_VARIANTS = ("paper", "authors")  # whose stage diagnostics are tabulated (slim.pipeline.VARIANTS)
 PCT = 100.0
 DFR_MARGIN = 0.03  # issue 33: does SLIM come "within 3 points of DFR"
 RANDOM_ROW = "SLIM_Val: random subset"  # the reference row: a random subset of SLIM_Val's size (reads labels)
@@ -62,6 +61,11 @@ class Level:
         """This level's runs of ``method`` (SLIM: of one (variant, ablation)), one per seed."""
         return selection.latest_per_seed(r for r in self.records if r["method"] == method
                                          and (not selection.is_budgeted(r) or selection.variant_of(r) == kind))
+
+    def variants(self, method: str) -> list[str]:
+        """The implementations of ``method`` this level ran without an ablation, the paper's first."""
+        kinds = {selection.variant_of(r) for r in self.records if r["method"] == method and selection.is_budgeted(r)}
+        return sorted({variant for variant, ablation in kinds if ablation == "none"}, key=lambda v: (v != "paper", v))
 
     def erm_stat(self, value) -> Stat | None:
         """A statistic over the seeds of this level's ERM runs (the reference models)."""
@@ -314,7 +318,7 @@ def premise_markdown(records: list[Record], arch: str, scale: str) -> str | None
                                   _pct(gap) + (" †" if gap is not None and gap.mean < GAP_MIN else ""),
                                   *(_pct(worst.get(label)) for label in labels)])
             for method in SLIM_DIAGNOSED:
-                for variant in SLIM_VARIANTS:
+                for variant in level.variants(method):
                     diag = _diagnostics(level, method, variant)
                     if any(v is not None for v in diag.values()):
                         size = diag["subset_size"]
@@ -348,8 +352,7 @@ def premise_markdown(records: list[Record], arch: str, scale: str) -> str | None
                       f"{PCT / len(group_names(dataset)):.0f} %); Subset, its size.", "",
                       tabulate(diagnostic_rows, headers=["level", "method", "Exp. AUROC", "Kept: minority",
                                                          "Kept: other", "Kept: least", "Dropped", "Env. NMI",
-                                                         "Smallest group",
-                                                         "Subset"],
+                                                         "Smallest group", "Subset"],
                                tablefmt="github", disable_numparse=True), ""]
     return "\n".join(parts) if drawn else None
 
